@@ -1,0 +1,1 @@
+"""Storage backends: one module per kind of source, all behind the interface in ``base``."""

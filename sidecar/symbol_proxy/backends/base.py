@@ -1,0 +1,136 @@
+"""The one small interface every backend implements, and the one error vocabulary they share.
+
+A backend knows how to reach *locations* (relative paths produced by a layout) in one configured
+source. It translates its library's errors into the classes below, inside its own module, so
+everything around it (retries, the failure breaker, metrics, caching) is written once.
+
+Reads are all the proxy needs today. Publishing (the Symbol Service API) will add ``put``, ``copy``
+and ``delete``; they are declared in ``WritableBackend`` so backends can grow into it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from symbol_proxy.objects import FileType, ObjectQuery
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "Malformed",
+    "NotFound",
+    "ObjectInfo",
+    "ObjectStream",
+    "PermissionDenied",
+    "SearchableBackend",
+    "UpstreamError",
+    "UpstreamTimeout",
+    "WritableBackend",
+]
+
+
+class BackendError(Exception):
+    """Base of everything a backend raises for an upstream problem."""
+
+    #: Whether trying the same request again may succeed (connect errors, 5xx, timeouts).
+    retryable: bool = False
+
+
+class NotFound(BackendError):
+    """The source does not have the object. Cached as a miss; never an error to the client."""
+
+
+class PermissionDenied(BackendError):
+    """The source refused us (401/403, bad credentials). Treated as a miss for the client, counted
+    separately, and reported once per source so an operator notices wrong credentials."""
+
+
+class UpstreamTimeout(BackendError):
+    """No answer, or no progress, within the configured time."""
+
+    retryable = True
+
+
+class UpstreamError(BackendError):
+    """Any other failure: transport errors, 5xx, protocol violations."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
+class Malformed(BackendError):
+    """The source answered with something that is not the object (wrong magic, bad archive)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What is known about an object before its body is read."""
+
+    size: int | None = None
+    """Length of the body as it will be streamed, when the upstream says."""
+    etag: str | None = None
+    """The upstream's entity tag, verbatim, when it has one (S3 uses MD5 for simple uploads)."""
+
+
+class ObjectStream(Protocol):
+    """An open object whose body can be read once, chunk by chunk."""
+
+    @property
+    def info(self) -> ObjectInfo: ...
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body; raises ``UpstreamError``/``UpstreamTimeout`` if it breaks off."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the connection; safe to call twice."""
+        ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Read access to one configured source."""
+
+    #: Source type for metric labels ("http", "filesystem", "s3", ...): bounded, never the user's id.
+    kind: str
+
+    async def open(self, location: str, *, checksum: str | None = None) -> ObjectStream:
+        """Open ``location`` for reading, or raise ``NotFound`` / another ``BackendError``.
+
+        ``checksum`` is the object's ``SymbolChecksum`` (``SHA256:<hex>``) when the lookup knows one.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Close connection pools; called when a configuration is replaced or the proxy stops."""
+        ...
+
+
+@runtime_checkable
+class WritableBackend(Backend, Protocol):
+    """Write access, for publishing (SymbolRequest uploads)."""
+
+    async def put(self, location: str, chunks: AsyncIterator[bytes], *, size: int | None = None) -> None: ...
+
+    async def copy(self, source: str, destination: str) -> None: ...
+
+    async def delete(self, location: str) -> None:
+        """Remove ``location``; deleting something absent is not an error."""
+        ...
+
+
+@runtime_checkable
+class SearchableBackend(Backend, Protocol):
+    """A source that is searched by identifiers instead of probed at layout paths (Sentry).
+
+    ``search`` returns the locations to ``open``, best first, each with the file type it holds.
+    """
+
+    async def search(
+        self, query: ObjectQuery, filetypes: tuple[FileType, ...]
+    ) -> list[tuple[str, FileType]]: ...

@@ -1,0 +1,126 @@
+"""``symbol-proxy``: run the cache proxy, check a configuration, print its schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from symbol_proxy.config import ConfigError, ProxyConfig, load_text
+
+__all__ = ["main"]
+
+DEFAULT_CONFIG = """\
+# Embedded default: serve a local filesystem store in SymSrv layout, cache under ./symbol-cache.
+listen: {host: 127.0.0.1, port: 8080}
+cache: {dir: ./symbol-cache, max_size: 2GiB}
+sources:
+  - id: local
+    type: filesystem
+    path: ./symbol-store
+    layout: {type: symstore}
+"""
+
+
+def _configure_logging(level: str, fmt: str) -> None:
+    if fmt == "json":
+        formatter: logging.Formatter = _JsonFormatter()
+    else:
+        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _load(path: str | None) -> tuple[ProxyConfig, Path | None]:
+    from symbol_proxy import loading
+
+    if path is None:
+        config = load_text(DEFAULT_CONFIG)
+        for source in config.sources:
+            if source.type == "filesystem":
+                Path(source.path).mkdir(parents=True, exist_ok=True)
+        return config, None
+    return loading.read_config(Path(path)), Path(path)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from symbol_proxy.server.app import create_app
+
+    config, path = _load(args.config)
+    if args.host or args.port is not None:
+        listen = config.listen.model_copy(
+            update={k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+        )
+        config = config.model_copy(update={"listen": listen})
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
+    app = create_app(config, config_path=path, handle_sighup=path is not None)
+    logging.getLogger(__name__).info(
+        "serving %d sources on http://%s:%d (cache %s)",
+        len(config.sources), config.listen.host, config.listen.port, config.cache.dir,
+    )
+    web.run_app(
+        app,
+        host=config.listen.host,
+        port=config.listen.port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=10,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="symbol-proxy", description=__doc__)
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"])
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the proxy")
+    serve.add_argument("--config", help="YAML/JSON configuration file (default: an embedded local store)")
+    serve.add_argument("--host", help="override listen.host")
+    serve.add_argument("--port", type=int, help="override listen.port")
+    check = commands.add_parser("check-config", help="validate a configuration file and exit")
+    check.add_argument("config")
+    commands.add_parser("schema", help="print the configuration's JSON schema")
+    args = parser.parse_args(argv)
+    _configure_logging(args.log_level, args.log_format)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "check-config":
+            config, _ = _load(args.config)
+            print(f"ok: {len(config.sources)} sources")
+            return 0
+        print(json.dumps(ProxyConfig.model_json_schema(), indent=2))
+        return 0
+    except ConfigError as exc:
+        print(f"symbol-proxy: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

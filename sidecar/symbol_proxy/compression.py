@@ -1,0 +1,591 @@
+"""Unpacking downloaded containers, and packing a file into a CAB for ``_`` requests.
+
+Upstream stores hand out debug files wrapped in a container (``shared/specs/layouts.md`` §5): a
+SymStore ``foo.pd_`` is a Microsoft Cabinet holding ``foo.pdb`` (``shared/specs/ssqp-keys.md`` §6),
+other stores keep gzip, zstd, zlib or single-entry zip files under the plain name. The proxy caches
+the unpacked file, so it can check the file's magic and serve it under every name. In the other
+direction, a client asking for ``foo.pd_`` when only ``foo.pdb`` is cached gets a CAB made on the
+fly (:func:`write_cab`; ``shared/specs/clients.md`` §7.2).
+
+Design constraints, and why:
+
+* Debug files reach several GiB and a body may be hostile (a few KiB of zstd can claim a TiB), so
+  everything streams in blocks of at most :data:`BLOCK` bytes, the output is counted before it is
+  written and unpacking stops with :class:`TooLarge` as soon as ``max_size`` would be exceeded.
+  Neither the input nor the output is ever held in memory whole.
+* The functions are synchronous and work on paths and file objects only (no network, no aiohttp):
+  the server runs them in an executor thread.
+* The CAB reader and writer are written here from the format description rather than taken from a
+  library: the only pure-Python one reads MSZIP only and loads whole files. MSZIP (each CFDATA block
+  is ``CK`` + a raw deflate stream whose 32 KiB history carries over from the previous block) and
+  uncompressed folders are decoded in-process. LZX and Quantum folders, which are rare for symbol
+  files, are handed to ``cabextract`` when it is installed, otherwise they are :class:`Malformed`.
+* CFDATA checksums are verified when a block carries one (``csum`` ≠ 0, as libmspack does) and
+  always written by :func:`write_cab`; a wrong checksum is :class:`Malformed`.
+
+Only single-file cabinets are accepted (one folder, one file, not part of a spanned set): that is
+what ``symstore /compress``, ``makecab`` and ``gcab`` produce for a symbol file, and anything else
+cannot be the one object a key names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import lzma
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+import time
+import zipfile
+import zlib
+from pathlib import Path
+from typing import IO, BinaryIO
+
+import zstandard
+
+from symbol_proxy.magic import Container, sniff
+
+__all__ = [
+    "BLOCK",
+    "CABEXTRACT_TIMEOUT",
+    "MAX_CAB_SIZE",
+    "Malformed",
+    "TooLarge",
+    "decompress_file",
+    "unpack",
+    "write_cab",
+]
+
+BLOCK = 1 << 16
+"""Largest piece of input read, or of output produced, in one step (64 KiB)."""
+
+CAB_BLOCK = 1 << 15
+"""Uncompressed bytes per CFDATA block: MSZIP's frame size and its history window (32 KiB)."""
+
+MAX_CAB_SIZE = 0xFFFF * CAB_BLOCK
+"""Largest file a single-folder CAB can hold: a folder counts its CFDATA blocks in 16 bits and
+each holds at most 32 KiB, so the limit is 2 GiB - 32 KiB (the "about 2 GB" of the spec)."""
+
+CABEXTRACT_TIMEOUT = 30 * 60
+"""Seconds ``cabextract`` may take for one LZX/Quantum cabinet before it is killed."""
+
+_SNIFF_BYTES = 64
+
+
+class Malformed(ValueError):
+    """The input is not a valid container of a supported kind, or is damaged or truncated."""
+
+
+class TooLarge(Malformed):
+    """The unpacked file would exceed the size limit (or, for a CAB, the format's limit)."""
+
+
+def decompress_file(src: Path, dst: Path, *, max_size: int) -> str:
+    """Unpack the container in ``src`` into ``dst`` and return the inner file's name.
+
+    The name is the one stored in a zip or CAB (as stored: it may contain directories); it is ""
+    for gzip, zstd and zlib. The container kind is sniffed from the first bytes. No more than
+    ``max_size`` bytes are ever written. On any failure ``dst`` is removed and :class:`Malformed`
+    (or :class:`TooLarge`) is raised.
+    """
+    try:
+        with open(src, "rb") as fin, open(dst, "wb") as fout:
+            return unpack(fin, fout, max_size=max_size, src_path=src)
+    except BaseException:
+        try:
+            dst.unlink()
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def unpack(src: BinaryIO, dst: IO[bytes], *, max_size: int, src_path: Path | None = None) -> str:
+    """Unpack the container read from ``src`` (seekable, at offset 0) into ``dst``.
+
+    The file-object form of :func:`decompress_file`: ``dst`` keeps whatever was written before an
+    error (never more than ``max_size`` bytes). ``src_path`` names the file behind ``src`` if there
+    is one; ``cabextract`` reads it for LZX/Quantum cabinets (otherwise ``src`` is spooled to a
+    temporary file first).
+    """
+    head = src.read(_SNIFF_BYTES)
+    src.seek(0)
+    container = sniff(head)
+    if container is None:
+        raise Malformed("not a compressed file or archive")
+    sink = _Sink(dst, max_size)
+    try:
+        if container is Container.GZIP:
+            _inflate(src, sink, wbits=16 + zlib.MAX_WBITS, multi_member=True)
+            return ""
+        if container is Container.ZLIB:
+            _inflate(src, sink, wbits=zlib.MAX_WBITS, multi_member=False)
+            return ""
+        if container is Container.ZSTD:
+            _unzstd(src, sink)
+            return ""
+        if container is Container.ZIP:
+            return _unzip(src, sink)
+        return _uncab(src, sink, src_path)
+    except (OSError, EOFError) as exc:
+        raise Malformed(f"{container}: {exc}") from None
+
+
+class _Sink:
+    """The output, with the running total checked before every write."""
+
+    def __init__(self, out: IO[bytes], max_size: int) -> None:
+        self.out = out
+        self.max_size = max_size
+        self.written = 0
+
+    @property
+    def room(self) -> int:
+        return self.max_size - self.written
+
+    def expect(self, size: int) -> None:
+        """Refuse early when a header already announces more than fits."""
+        if size > self.room:
+            raise TooLarge(f"the unpacked file ({self.written + size} bytes) exceeds {self.max_size} bytes")
+
+    def write(self, data: bytes | memoryview) -> None:
+        if not data:
+            return
+        if len(data) > self.room:
+            raise TooLarge(f"the unpacked file exceeds {self.max_size} bytes")
+        self.out.write(data)
+        self.written += len(data)
+
+
+def _read_exact(src: IO[bytes], size: int, what: str) -> bytes:
+    data = src.read(size)
+    if len(data) != size:
+        raise Malformed(f"truncated: {what} ends early")
+    return data
+
+
+# --------------------------------------------------------------------------------------------------
+# gzip and zlib
+
+
+def _inflate(src: IO[bytes], sink: _Sink, *, wbits: int, multi_member: bool) -> None:
+    """Inflate a zlib stream, or a series of gzip members (NUL padding between/after is skipped)."""
+    inflater = zlib.decompressobj(wbits)
+    pending = b""
+    while True:
+        if not pending:
+            pending = src.read(BLOCK)
+            if not pending:
+                sink.write(inflater.flush())
+                raise Malformed("truncated: the compressed stream ends early")
+        try:
+            # Capping the output keeps memory flat however well the input compresses.
+            sink.write(inflater.decompress(pending, BLOCK))
+        except zlib.error as exc:
+            raise Malformed(f"corrupt deflate stream: {exc}") from None
+        pending = inflater.unconsumed_tail
+        if not inflater.eof:
+            continue
+        rest = inflater.unused_data
+        if not multi_member:
+            if rest or src.read(1):
+                raise Malformed("trailing data after the zlib stream")
+            return
+        rest = _skip_nul_padding(src, rest)
+        if not rest:
+            return
+        inflater = zlib.decompressobj(wbits)  # the next gzip member
+        pending = rest
+
+
+def _skip_nul_padding(src: IO[bytes], rest: bytes) -> bytes:
+    """What follows a gzip member once NUL padding is skipped ("" at the end of the input)."""
+    while True:
+        rest = rest.lstrip(b"\0")
+        if rest:
+            return rest
+        rest = src.read(BLOCK)
+        if not rest:
+            return b""
+
+
+# --------------------------------------------------------------------------------------------------
+# zstd
+#
+# The frames are walked here (RFC 8878 §3.1) and fed to the decoder one block at a time. That keeps
+# each decoder call at most one block (≤ 128 KiB) of output, and it tells a complete input from a
+# truncated one: the streaming readers of the ``zstandard`` package stop silently at a cut.
+
+_ZSTD_MAGIC = 0xFD2FB528
+_ZSTD_SKIPPABLE = range(0x184D2A50, 0x184D2A60)
+_ZSTD_BLOCK_MAX = 128 * 1024
+_ZSTD_RLE = 1
+_ZSTD_RESERVED = 3
+
+
+def _unzstd(src: IO[bytes], sink: _Sink) -> None:
+    frames = 0
+    while True:
+        first = src.read(4)
+        if not first:
+            if frames == 0:
+                raise Malformed("empty zstd file")
+            return
+        if len(first) < 4:
+            raise Malformed("truncated: zstd frame magic ends early")
+        magic = int.from_bytes(first, "little")
+        if magic in _ZSTD_SKIPPABLE:
+            (size,) = struct.unpack("<I", _read_exact(src, 4, "zstd skippable frame"))
+            _skip(src, size, "zstd skippable frame")
+        elif magic == _ZSTD_MAGIC:
+            _unzstd_frame(src, sink, first)
+            frames += 1
+        else:
+            raise Malformed("not a zstd frame")
+
+
+def _unzstd_frame(src: IO[bytes], sink: _Sink, magic: bytes) -> None:
+    decoder = zstandard.ZstdDecompressor().decompressobj()
+
+    def feed(data: bytes) -> None:
+        try:
+            sink.write(decoder.decompress(data))
+        except zstandard.ZstdError as exc:
+            raise Malformed(f"corrupt zstd frame: {exc}") from None
+
+    descriptor = _read_exact(src, 1, "zstd frame header")
+    fhd = descriptor[0]
+    if fhd & 0x08:
+        raise Malformed("zstd frame header has its reserved bit set")
+    single_segment = bool(fhd & 0x20)
+    fcs_size = (1 if single_segment else 0, 2, 4, 8)[fhd >> 6]
+    header_size = (0 if single_segment else 1) + (0, 1, 2, 4)[fhd & 3] + fcs_size
+    header_rest = _read_exact(src, header_size, "zstd frame header")
+    if fcs_size:
+        content_size = int.from_bytes(header_rest[-fcs_size:], "little") + (256 if fcs_size == 2 else 0)
+        sink.expect(content_size)
+    feed(magic + descriptor + header_rest)
+    while True:
+        block_header = _read_exact(src, 3, "zstd block header")
+        value = int.from_bytes(block_header, "little")
+        last, kind, size = value & 1, (value >> 1) & 3, value >> 3
+        if kind == _ZSTD_RESERVED or size > _ZSTD_BLOCK_MAX:
+            raise Malformed("corrupt zstd block header")
+        feed(block_header + _read_exact(src, 1 if kind == _ZSTD_RLE else size, "zstd block"))
+        if last:
+            break
+    if fhd & 0x04:
+        feed(_read_exact(src, 4, "zstd content checksum"))
+    if not decoder.eof:
+        raise Malformed("corrupt zstd frame: the decoder did not reach its end")
+
+
+def _skip(src: IO[bytes], size: int, what: str) -> None:
+    while size > 0:
+        size -= len(_read_exact(src, min(size, BLOCK), what))
+
+
+# --------------------------------------------------------------------------------------------------
+# zip
+
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, zlib.error,
+               lzma.LZMAError, EOFError, ValueError)  # fmt: skip
+
+
+def _unzip(src: BinaryIO, sink: _Sink) -> str:
+    try:
+        with zipfile.ZipFile(src) as archive:
+            entries = archive.infolist()
+            if len(entries) != 1:
+                raise Malformed(f"a zip archive must hold exactly one entry, this one has {len(entries)}")
+            (entry,) = entries
+            if entry.is_dir():
+                raise Malformed("the only entry of the zip archive is a directory")
+            sink.expect(entry.file_size)
+            with archive.open(entry) as member:
+                while chunk := member.read(BLOCK):
+                    sink.write(chunk)
+            return entry.filename
+    except Malformed:
+        raise
+    except _ZIP_ERRORS as exc:
+        raise Malformed(f"corrupt zip archive: {exc}") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# CAB: layout of the structures (all little endian, no padding)
+#
+# CFHEADER  "MSCF", u32 reserved, u32 cbCabinet, u32 reserved, u32 coffFiles, u32 reserved,
+#           u8 versionMinor, u8 versionMajor, u16 cFolders, u16 cFiles, u16 flags, u16 setID,
+#           u16 iCabinet, then if flags & RESERVE_PRESENT: u16 cbCFHeader, u8 cbCFFolder,
+#           u8 cbCFData and cbCFHeader bytes; then if PREV/NEXT_CABINET: two NUL-terminated names each
+# CFFOLDER  u32 coffCabStart, u16 cCFData, u16 typeCompress, cbCFFolder reserved bytes
+# CFFILE    u32 cbFile, u32 uoffFolderStart, u16 iFolder, u16 date, u16 time, u16 attribs, szName NUL
+# CFDATA    u32 csum, u16 cbData, u16 cbUncomp, cbCFData reserved bytes, cbData bytes of data
+
+_CFHEADER = struct.Struct("<4sIIIIIBBHHHHH")
+_CFFOLDER = struct.Struct("<IHH")
+_CFFILE = struct.Struct("<IIHHHH")
+_CFDATA = struct.Struct("<IHH")
+
+_FLAG_PREV_CABINET = 0x0001
+_FLAG_NEXT_CABINET = 0x0002
+_FLAG_RESERVE_PRESENT = 0x0004
+
+_COMPRESS_NONE = 0
+_COMPRESS_MSZIP = 1
+_COMPRESS_NAMES = {0: "uncompressed", 1: "MSZIP", 2: "Quantum", 3: "LZX"}
+
+_ATTR_ARCHIVE = 0x20
+_ATTR_NAME_IS_UTF = 0x80
+_MAX_NAME = 255
+"""Longest file name in bytes (CB_MAX_FILENAME is 256 with the terminating NUL)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Cabinet:
+    """What the headers of a single-file cabinet say."""
+
+    data_offset: int
+    blocks: int
+    compression: int
+    data_reserve: int
+    name: str
+    file_size: int
+    file_offset: int
+
+
+def _uncab(src: BinaryIO, sink: _Sink, src_path: Path | None) -> str:
+    cab = _read_cab_headers(src)
+    sink.expect(cab.file_size)
+    kind = cab.compression & 0x000F
+    if kind in (_COMPRESS_NONE, _COMPRESS_MSZIP):
+        _decode_folder(src, sink, cab)
+    else:
+        _cabextract(src, sink, cab, src_path, _COMPRESS_NAMES.get(kind, f"compression type {kind}"))
+    return cab.name
+
+
+def _read_cab_headers(src: BinaryIO) -> _Cabinet:
+    (signature, _, cb_cabinet, _, coff_files, _, _, major, folders, files, flags, _, _) = _CFHEADER.unpack(
+        _read_exact(src, _CFHEADER.size, "CAB header")
+    )
+    if signature != b"MSCF":
+        raise Malformed("not a CAB file")
+    if major != 1:
+        raise Malformed(f"unsupported CAB version {major}")
+    if flags & (_FLAG_PREV_CABINET | _FLAG_NEXT_CABINET):
+        raise Malformed("spanned CAB sets are not supported")
+    if folders != 1 or files != 1:
+        raise Malformed(f"a CAB must hold exactly one file in one folder, this one has {files} in {folders}")
+    src.seek(0, os.SEEK_END)
+    if src.tell() < cb_cabinet:
+        raise Malformed("truncated: the CAB file is shorter than its header says")
+    src.seek(_CFHEADER.size)
+    folder_reserve = data_reserve = 0
+    if flags & _FLAG_RESERVE_PRESENT:
+        reserves = _read_exact(src, 4, "CAB header reserve sizes")
+        header_reserve, folder_reserve, data_reserve = struct.unpack("<HBB", reserves)
+        _skip(src, header_reserve, "CAB header reserve")
+    data_offset, blocks, compression = _CFFOLDER.unpack(_read_exact(src, _CFFOLDER.size, "CFFOLDER"))
+    _skip(src, folder_reserve, "CFFOLDER reserve")
+    src.seek(coff_files)
+    file_size, file_offset, folder, _, _, attribs = _CFFILE.unpack(_read_exact(src, _CFFILE.size, "CFFILE"))
+    if folder != 0:
+        raise Malformed("the CAB file continues in another cabinet")
+    raw_name, nul, _ = src.read(_MAX_NAME + 1).partition(b"\0")
+    if not nul:
+        raise Malformed("the CAB file name is not terminated")
+    name = raw_name.decode("utf-8" if attribs & _ATTR_NAME_IS_UTF else "latin-1", errors="replace")
+    return _Cabinet(data_offset, blocks, compression, data_reserve, name, file_size, file_offset)
+
+
+def _decode_folder(src: BinaryIO, sink: _Sink, cab: _Cabinet) -> None:
+    """Decode the CFDATA blocks of an uncompressed or MSZIP folder, writing the file's byte range."""
+    mszip = cab.compression & 0x000F == _COMPRESS_MSZIP
+    start, end = cab.file_offset, cab.file_offset + cab.file_size
+    position = 0  # offset of the next block in the folder's uncompressed data
+    history = b""
+    src.seek(cab.data_offset)
+    for _ in range(cab.blocks):
+        if position >= end:
+            break
+        header = _read_exact(src, _CFDATA.size + cab.data_reserve, "CFDATA header")
+        checksum, packed_size, size = _CFDATA.unpack_from(header)
+        data = _read_exact(src, packed_size, "CFDATA block")
+        if checksum and cab_checksum(header[4:8], cab_checksum(data)) != checksum:
+            raise Malformed("CAB data block checksum mismatch")
+        if mszip:
+            block = _inflate_mszip(data, size, history)
+            history = (history + block)[-CAB_BLOCK:]
+        elif packed_size != size:
+            raise Malformed("uncompressed CAB block with different packed and unpacked sizes")
+        else:
+            block = data
+        sink.write(memoryview(block)[max(start - position, 0) : max(end - position, 0)])
+        position += size
+    if position < end:
+        raise Malformed("truncated: the CAB folder holds less data than its file")
+
+
+def _inflate_mszip(data: bytes, size: int, history: bytes) -> bytes:
+    if size > CAB_BLOCK or not data.startswith(b"CK"):
+        raise Malformed("corrupt MSZIP block")
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS, zdict=history)
+    try:
+        block = inflater.decompress(memoryview(data)[2:], size + 1)
+        if len(block) <= size:
+            block += inflater.flush()
+    except zlib.error as exc:
+        raise Malformed(f"corrupt MSZIP block: {exc}") from None
+    if len(block) != size:
+        raise Malformed("MSZIP block does not unpack to its stated size")
+    return block
+
+
+def cab_checksum(data: bytes | memoryview, seed: int = 0) -> int:
+    """The CFDATA checksum: XOR of the little-endian 32-bit words, the 1-3 left-over bytes packed
+    big-endian into one more word. A block's ``csum`` is this over its data, then over its
+    ``cbData`` and ``cbUncomp`` fields with the first result as seed."""
+    whole = len(data) - len(data) % 4
+    value = int.from_bytes(data[:whole], "little")
+    words = whole // 4
+    while words > 1:  # fold the upper half of the words onto the lower half
+        half = (words + 1) // 2
+        value = (value & ((1 << (32 * half)) - 1)) ^ (value >> (32 * half))
+        words = half
+    tail = int.from_bytes(data[whole:], "big")
+    return seed ^ value ^ tail
+
+
+def _cabextract(src: BinaryIO, sink: _Sink, cab: _Cabinet, src_path: Path | None, kind: str) -> None:
+    """Let ``cabextract`` decode an LZX or Quantum folder, reading its output as a stream.
+
+    The program gets the cabinet as an absolute path after ``--`` (no shell), so no file name can be
+    taken for an option, and writes the file to a pipe (``-p``): nothing is extracted to disk under a
+    name taken from the cabinet. Its output must be exactly the size the CFFILE header declares (that
+    size was checked against ``max_size`` before the program started).
+    """
+    program = shutil.which("cabextract")
+    if program is None:
+        raise Malformed(f"{kind} CAB not supported (cabextract is not installed)")
+    with tempfile.TemporaryDirectory(prefix="cab-") as scratch:
+        if src_path is None:
+            src_path = Path(scratch) / "input.cab"
+            src.seek(0)
+            with open(src_path, "wb") as spool:
+                shutil.copyfileobj(src, spool, BLOCK)
+        _run_cabextract([program, "-q", "-p", "--", os.fspath(src_path.absolute())], sink, cab.file_size)
+
+
+def _run_cabextract(command: list[str], sink: _Sink, expected: int) -> None:
+    deadline = time.monotonic() + CABEXTRACT_TIMEOUT
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors)
+        assert process.stdout is not None
+        try:
+            received = 0
+            while chunk := process.stdout.read(BLOCK):
+                received += len(chunk)
+                if received > expected:
+                    raise Malformed("cabextract produced more data than the cabinet declares")
+                sink.write(chunk)
+                if time.monotonic() > deadline:
+                    raise Malformed("cabextract took too long")
+            status = process.wait(timeout=max(deadline - time.monotonic(), 1))
+        except subprocess.TimeoutExpired:
+            raise Malformed("cabextract took too long") from None
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            process.stdout.close()
+        if status != 0:
+            errors.seek(0)
+            message = errors.read(1000).decode(errors="replace").strip()
+            raise Malformed(f"cabextract failed ({status}): {message}")
+    if received != expected:
+        raise Malformed(f"cabextract produced {received} bytes, the cabinet declares {expected}")
+
+
+# --------------------------------------------------------------------------------------------------
+# CAB writer
+
+
+def write_cab(src: Path, dst: Path, name: str, *, level: int = 6) -> None:
+    """Write ``dst``: a single-file MSZIP cabinet holding ``src`` under ``name``.
+
+    The output is what ``makecab``/``symstore /compress`` would serve as ``foo.pd_``: one folder of
+    32 KiB CFDATA blocks, each ``CK`` + a raw deflate stream that may refer back to the previous
+    block, with checksums; the CFFILE carries the modification time (UTC) and the archive attribute.
+    Raises :class:`TooLarge` above :data:`MAX_CAB_SIZE` and ``ValueError`` for a name a CAB cannot
+    hold (empty, a path, a NUL, longer than 255 bytes). On failure ``dst`` is removed.
+    """
+    encoded = name.encode()
+    if not name or len(encoded) > _MAX_NAME or any(c in name for c in "\0/\\"):
+        raise ValueError(f"not a file name a CAB can hold: {name!r}")
+    attribs = _ATTR_ARCHIVE | (0 if name.isascii() else _ATTR_NAME_IS_UTF)
+    try:
+        with open(src, "rb") as fin:
+            stat = os.fstat(fin.fileno())
+            if stat.st_size > MAX_CAB_SIZE:
+                raise TooLarge(f"{stat.st_size} bytes do not fit in a CAB (at most {MAX_CAB_SIZE})")
+            date, clock = _dos_datetime(stat.st_mtime)
+            with open(dst, "wb") as fout:
+                _write_cab(fin, fout, encoded, attribs, date, clock, level)
+    except BaseException:
+        try:
+            dst.unlink()
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _write_cab(
+    fin: BinaryIO, fout: BinaryIO, name: bytes, attribs: int, date: int, clock: int, level: int
+) -> None:
+    files_offset = _CFHEADER.size + _CFFOLDER.size
+    data_offset = files_offset + _CFFILE.size + len(name) + 1
+    fout.write(bytes(data_offset))  # the headers are written last, once the sizes are known
+    size = blocks = 0
+    history = b""
+    while block := _read_full(fin, CAB_BLOCK):
+        size += len(block)
+        if size > MAX_CAB_SIZE:
+            raise TooLarge(f"the file grew beyond what a CAB can hold ({MAX_CAB_SIZE} bytes)")
+        deflater = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, zdict=history)
+        data = b"CK" + deflater.compress(block) + deflater.flush()
+        sizes = struct.pack("<HH", len(data), len(block))
+        fout.write(struct.pack("<I", cab_checksum(sizes, cab_checksum(data))) + sizes)
+        fout.write(data)
+        history = block
+        blocks += 1
+    total = fout.tell()
+    fout.seek(0)
+    fout.write(_CFHEADER.pack(b"MSCF", 0, total, 0, files_offset, 0, 3, 1, 1, 1, 0, 0, 0))
+    fout.write(_CFFOLDER.pack(data_offset, blocks, _COMPRESS_MSZIP))
+    fout.write(_CFFILE.pack(size, 0, 0, date, clock, attribs) + name + b"\0")
+
+
+def _read_full(src: IO[bytes], size: int) -> bytes:
+    """Exactly ``size`` bytes, fewer only at the end of the input (MSZIP blocks must be full)."""
+    data = src.read(size)
+    while data and len(data) < size:
+        more = src.read(size - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+def _dos_datetime(mtime: float) -> tuple[int, int]:
+    """The FAT date and time fields for ``mtime`` (UTC), clamped to what they can express."""
+    moment = time.gmtime(mtime)
+    if moment.tm_year < 1980:
+        return (1 << 5) | 1, 0
+    if moment.tm_year > 2107:
+        return (127 << 9) | (12 << 5) | 31, (23 << 11) | (59 << 5) | 29
+    date = ((moment.tm_year - 1980) << 9) | (moment.tm_mon << 5) | moment.tm_mday
+    clock = (moment.tm_hour << 11) | (moment.tm_min << 5) | (min(moment.tm_sec, 59) // 2)
+    return date, clock

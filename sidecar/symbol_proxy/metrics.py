@@ -1,0 +1,93 @@
+"""Every Prometheus metric of the proxy, declared in one place.
+
+Names follow Prometheus conventions: a ``symproxy_`` prefix, base units in the name, ``_total`` on
+counters. Labels have bounded values only: protocol, result, source *type*, status class. Never a
+path, an id or a user-typed source id (they would explode cardinality and can carry secrets).
+A ``Metrics`` object is built per registry so tests get a fresh ``CollectorRegistry``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["PROTOCOLS", "REQUEST_RESULTS", "UPSTREAM_RESULTS", "Metrics"]
+
+PROTOCOLS = ("symsrv", "unified", "debuginfod")
+REQUEST_RESULTS = ("hit", "miss", "negative_hit", "not_found", "error", "invalid")
+UPSTREAM_RESULTS = ("ok", "not_found", "denied", "timeout", "error", "malformed", "breaker_open")
+SOURCE_TYPES = ("filesystem", "http", "s3", "gcs", "sentry")
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_BYTES_BUCKETS = tuple(float(4**i * 1024) for i in range(0, 13))  # 1 KiB .. 16 GiB
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "symproxy_requests_total",
+            "Client lookups by protocol and result (hit, miss, negative_hit, not_found, error, invalid).",
+            ["protocol", "result"],
+            registry=registry,
+        )
+        self.request_duration = Histogram(
+            "symproxy_request_duration_seconds",
+            "Time from request to response headers, by protocol.",
+            ["protocol"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.upstream_requests = Counter(
+            "symproxy_upstream_requests_total",
+            "Requests to sources by source type and result.",
+            ["source_type", "result"],
+            registry=registry,
+        )
+        self.upstream_latency = Histogram(
+            "symproxy_upstream_latency_seconds",
+            "Time until a source answered (headers or error), by source type.",
+            ["source_type"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.upstream_bytes = Histogram(
+            "symproxy_upstream_response_bytes",
+            "Size of files downloaded from sources, by source type.",
+            ["source_type"],
+            buckets=_BYTES_BUCKETS,
+            registry=registry,
+        )
+        self.cache_size = Gauge("symproxy_cache_size_bytes", "Bytes held by the disk cache.", registry=registry)
+        self.cache_entries = Gauge("symproxy_cache_entries", "Files held by the disk cache.", registry=registry)
+        self.cache_max_size = Gauge(
+            "symproxy_cache_max_size_bytes", "The configured cap of the disk cache.", registry=registry
+        )
+        self.evictions = Counter(
+            "symproxy_cache_evictions_total", "Files evicted to stay under the cap.", registry=registry
+        )
+        self.coalesced = Counter(
+            "symproxy_coalesced_waiters_total",
+            "Requests that joined a download already in flight instead of starting one.",
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "symproxy_downloads_in_flight", "Upstream downloads currently running.", registry=registry
+        )
+        self.reloads = Counter(
+            "symproxy_config_reloads_total", "Configuration reloads by result.", ["result"], registry=registry
+        )
+        self.config_sources = Gauge(
+            "symproxy_config_sources", "Sources in the active configuration.", registry=registry
+        )
+        self.config_loaded = Gauge(
+            "symproxy_config_last_reload_timestamp_seconds",
+            "When the active configuration was loaded.",
+            registry=registry,
+        )
+        # Pre-create the known series so they exist at zero from the start.
+        for protocol in PROTOCOLS:
+            self.request_duration.labels(protocol)
+            for result in REQUEST_RESULTS:
+                self.requests.labels(protocol, result)
+        for result in ("success", "failure"):
+            self.reloads.labels(result)

@@ -1,0 +1,270 @@
+"""From a parsed lookup to an open upstream object: candidates, fan-out, priority.
+
+For each configured source, in order, the lookup's alternatives are turned into that source's own
+locations (its layout, casing and filters), or, for a searchable source (Sentry), into the results
+of its search. Every source is probed concurrently, and within a source every candidate too, but
+the answer keeps the configured priority: the first source in order that has the file wins, even
+when a later one answered sooner.
+
+A candidate only counts as found once its first bytes look like the file type that was asked for
+(an HTML login page with status 200 is not a PDB) or like a compressed container we can unpack.
+Retries of idempotent failures and the per-host breaker are applied here, once, around every
+backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Literal, TypeVar
+
+from symbol_proxy import filters, keys, layouts, magic
+from symbol_proxy.backends import base
+from symbol_proxy.breakers import Breakers
+from symbol_proxy.config import SentrySource, SourceConfig, UpstreamSettings
+from symbol_proxy.metrics import Metrics
+from symbol_proxy.objects import FileType
+
+__all__ = ["Candidate", "ConfiguredSource", "Found", "LookupMissed", "Resolver"]
+
+log = logging.getLogger(__name__)
+
+HEAD_BYTES = 64
+"""How many leading bytes are read before a candidate is accepted (enough for every magic)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConfiguredSource:
+    config: SourceConfig
+    backend: base.Backend
+    host: str | None = None
+    """The breaker key (a host name); ``None`` for sources that are never blocked (filesystem)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Candidate:
+    source: ConfiguredSource
+    location: str
+    filetype: FileType
+    checksum: str | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class Found:
+    candidate: Candidate
+    stream: base.ObjectStream
+    head: bytes
+    rest: AsyncIterator[bytes]
+    container: magic.Container | None
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The whole body: the bytes already peeked, then the rest."""
+        if self.head:
+            yield self.head
+        async for chunk in self.rest:
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+class LookupMissed(Exception):
+    """No source has the file (``not_found``) or none could answer (``error``/``timeout``)."""
+
+    def __init__(self, kind: Literal["not_found", "error", "timeout"], detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+_RESULT_OF = {
+    base.NotFound: "not_found",
+    base.PermissionDenied: "denied",
+    base.UpstreamTimeout: "timeout",
+    base.Malformed: "malformed",
+}
+
+
+def _result_label(exc: base.BackendError) -> str:
+    for cls, label in _RESULT_OF.items():
+        if isinstance(exc, cls):
+            return label
+    return "error"
+
+
+@dataclasses.dataclass(slots=True)
+class _Outcome:
+    found: Found | None = None
+    errors: list[base.BackendError] = dataclasses.field(default_factory=list)
+
+
+class Resolver:
+    def __init__(
+        self,
+        sources: Sequence[ConfiguredSource],
+        settings: UpstreamSettings,
+        metrics: Metrics,
+        breakers: Breakers,
+    ) -> None:
+        self.sources = tuple(sources)
+        self._settings = settings
+        self._metrics = metrics
+        self._breakers = breakers
+        self._limit = asyncio.Semaphore(settings.max_concurrent_downloads)
+
+    # ---------------------------------------------------------------------------------------------
+    # Candidates
+
+    def candidates(self, source: ConfiguredSource, lookup: keys.Lookup) -> list[Candidate]:
+        """The locations to probe on a path-addressed source, best first, without duplicates."""
+        config = source.config
+        if isinstance(config, SentrySource):
+            return []
+        seen: set[str] = set()
+        result: list[Candidate] = []
+        for alternative in lookup.alternatives:
+            query = alternative.query
+            for filetype in alternative.filetypes:
+                if not filters.is_allowed(config.filters, query, filetype):
+                    continue
+                # The last path of a layout's list is the preferred one (plain before ``_``).
+                for location in reversed(layouts.get_directory_paths(config.layout, filetype, query)):
+                    if location not in seen:
+                        seen.add(location)
+                        result.append(Candidate(source, location, filetype, query.debug_checksum))
+        return result
+
+    async def _search(self, source: ConfiguredSource, lookup: keys.Lookup) -> list[Candidate]:
+        backend = source.backend
+        assert isinstance(backend, base.SearchableBackend)
+        result: list[Candidate] = []
+        seen: set[str] = set()
+        for alternative in lookup.alternatives:
+            for location, filetype in await backend.search(alternative.query, alternative.filetypes):
+                if location not in seen:
+                    seen.add(location)
+                    result.append(Candidate(source, location, filetype))
+        return result
+
+    # ---------------------------------------------------------------------------------------------
+    # Probing
+
+    async def find(self, lookup: keys.Lookup) -> Found:
+        """Open the best available file for ``lookup`` or raise ``LookupMissed``."""
+        tasks = [asyncio.ensure_future(self._probe_source(source, lookup)) for source in self.sources]
+        errors: list[base.BackendError] = []
+        winner: _Outcome | None = None
+        try:
+            for task in tasks:
+                outcome = await task
+                errors.extend(outcome.errors)
+                if outcome.found is not None:
+                    winner = outcome
+                    return outcome.found
+        finally:
+            for task in await _cancel_and_settle(tasks):
+                if task is not winner and task.found is not None:
+                    await task.found.aclose()
+        # A source that answers with something that is not the file (an HTML login page with status
+        # 200) does not have it: for the client that is a miss, not an upstream failure.
+        failures = [e for e in errors if not isinstance(e, base.NotFound | base.PermissionDenied | base.Malformed)]
+        if failures:
+            kind: Literal["error", "timeout"] = (
+                "timeout" if all(isinstance(e, base.UpstreamTimeout) for e in failures) else "error"
+            )
+            raise LookupMissed(kind, "; ".join(sorted({str(e) or type(e).__name__ for e in failures}))[:500])
+        raise LookupMissed("not_found", "no source has the file")
+
+    async def _probe_source(self, source: ConfiguredSource, lookup: keys.Lookup) -> _Outcome:
+        outcome = _Outcome()
+        try:
+            if isinstance(source.backend, base.SearchableBackend):
+                candidates = await self._search(source, lookup)
+            else:
+                candidates = self.candidates(source, lookup)
+        except base.BackendError as exc:
+            self._metrics.upstream_requests.labels(source.backend.kind, _result_label(exc)).inc()
+            outcome.errors.append(exc)
+            return outcome
+        if not candidates:
+            return outcome
+        tasks = [asyncio.ensure_future(self._probe(candidate)) for candidate in candidates]
+        try:
+            for task in tasks:
+                try:
+                    outcome.found = await task
+                    return outcome
+                except base.BackendError as exc:
+                    outcome.errors.append(exc)
+            return outcome
+        finally:
+            for found in await _cancel_and_settle(tasks):
+                if found is not outcome.found:
+                    await found.aclose()
+
+    async def _probe(self, candidate: Candidate) -> Found:
+        source = candidate.source
+        kind = source.backend.kind
+        if source.host is not None and self._breakers.is_open(source.host):
+            self._metrics.upstream_requests.labels(kind, "breaker_open").inc()
+            raise base.UpstreamError(f"{source.config.id}: host is failing, skipped for now", retryable=False)
+        attempt = 0
+        while True:
+            started = time.monotonic()
+            try:
+                async with self._limit:
+                    found = await self._open_and_check(candidate)
+            except base.BackendError as exc:
+                self._metrics.upstream_latency.labels(kind).observe(time.monotonic() - started)
+                self._metrics.upstream_requests.labels(kind, _result_label(exc)).inc()
+                failed = isinstance(exc, base.UpstreamError | base.UpstreamTimeout)
+                if failed and source.host is not None and self._breakers.failure(source.host):
+                    log.warning("source %s: host failing repeatedly, pausing requests to it", source.config.id)
+                if exc.retryable and attempt < self._settings.retries:
+                    attempt += 1
+                    await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+                    continue
+                raise
+            self._metrics.upstream_latency.labels(kind).observe(time.monotonic() - started)
+            self._metrics.upstream_requests.labels(kind, "ok").inc()
+            if source.host is not None:
+                self._breakers.success(source.host)
+            return found
+
+    async def _open_and_check(self, candidate: Candidate) -> Found:
+        stream = await candidate.source.backend.open(candidate.location, checksum=candidate.checksum)
+        try:
+            rest = stream.chunks()
+            head = b""
+            async for chunk in rest:
+                head += chunk
+                if len(head) >= HEAD_BYTES:
+                    break
+            container = magic.sniff(head)
+            if container is None and not magic.looks_like(candidate.filetype, head):
+                raise base.Malformed(f"{candidate.source.config.id}: not a {candidate.filetype} file")
+            if container is not None and candidate.filetype is FileType.SOURCEBUNDLE:
+                container = None  # a source bundle *is* a zip archive
+        except BaseException:
+            await stream.aclose()
+            raise
+        return Found(candidate, stream, head, rest, container)
+
+
+_T = TypeVar("_T")
+
+
+async def _cancel_and_settle(tasks: Sequence[asyncio.Future[_T]]) -> list[_T]:
+    """Cancel what still runs, wait for everything, and return the results that did arrive.
+
+    The caller closes every result it does not keep, so no upstream connection is left open.
+    """
+    for task in tasks:
+        if not task.done():
+            task.cancel()
+    if tasks:
+        await asyncio.wait(tasks)
+    return [t.result() for t in tasks if not t.cancelled() and t.exception() is None]

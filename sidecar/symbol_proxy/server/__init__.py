@@ -1,0 +1,1 @@
+"""The thin aiohttp layer: routes, handlers, application lifecycle."""

@@ -1,0 +1,341 @@
+"""Request handlers: parse the path, ask the cache or start a download, respond.
+
+Status rules, because debuggers are unforgiving (``shared/specs/clients.md`` §7.1):
+- "not found" is always 404, never 403 (symsrv blacklists a server on 403) and never 5xx;
+- a path that is not a lookup we understand is also a fast 404;
+- an upstream failure with no copy anywhere is 502 (504 for timeouts), remembered only briefly;
+- a hit is served from disk with ``sendfile``, ranges and conditional requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import ipaddress
+import logging
+import os
+import time
+import uuid
+from functools import partial
+
+from aiohttp import web
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from symbol_proxy import compression, keys
+from symbol_proxy.cache.inflight import Download, DownloadFailed
+from symbol_proxy.cache.store import CachedFile, Miss
+from symbol_proxy.fetching import fetch_into
+from symbol_proxy.server.state import STATE, State
+
+__all__ = ["routes"]
+
+log = logging.getLogger(__name__)
+
+OCTET_STREAM = "application/octet-stream"
+CAB_SUFFIX = "|cab"
+SMALL_FILE = 4 * 1024 * 1024
+"""Misses up to this size are answered once complete; larger ones stream while they download."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Lookups
+
+
+async def symbols(request: web.Request) -> web.StreamResponse:
+    return await _lookup(request, "symsrv", partial(keys.parse_symsrv_request, request.match_info["path"]))
+
+
+async def unified(request: web.Request) -> web.StreamResponse:
+    return await _lookup(request, "unified", partial(keys.parse_unified_request, request.match_info["path"]))
+
+
+async def debuginfod(request: web.Request) -> web.StreamResponse:
+    build_id = request.match_info["build_id"]
+    kind = request.match_info["kind"]
+    return await _lookup(request, "debuginfod", partial(keys.parse_debuginfod_request, build_id, kind))
+
+
+async def debuginfod_unsupported(request: web.Request) -> web.StreamResponse:
+    """``source`` and ``section`` queries: not served yet; a plain 404 keeps clients happy."""
+    state = request.app[STATE]
+    state.metrics.requests.labels("debuginfod", "invalid").inc()
+    return _not_found("not served by this proxy")
+
+
+def _not_found(reason: str) -> web.Response:
+    return web.Response(status=404, text=f"not found: {reason}\n")
+
+
+async def _lookup(request: web.Request, protocol: str, parse: partial[keys.Lookup]) -> web.StreamResponse:
+    state = request.app[STATE]
+    metrics = state.metrics
+    started = time.monotonic()
+    try:
+        try:
+            lookup = parse()
+        except keys.NotALookup as exc:
+            metrics.requests.labels(protocol, "invalid").inc()
+            return _not_found(str(exc))
+        if protocol == "debuginfod" and "X-DEBUGINFOD-MAXSIZE" in request.headers:
+            return await _debuginfod_lookup(request, state, lookup)
+        return await _serve(request, state, protocol, lookup)
+    finally:
+        metrics.request_duration.labels(protocol).observe(time.monotonic() - started)
+
+
+async def _debuginfod_lookup(request: web.Request, state: State, lookup: keys.Lookup) -> web.StreamResponse:
+    try:
+        maxsize = int(request.headers["X-DEBUGINFOD-MAXSIZE"])
+    except ValueError:
+        return web.Response(status=400, text="invalid X-DEBUGINFOD-MAXSIZE\n")
+    entry = state.cache.get(lookup.cache_key)
+    if isinstance(entry, CachedFile) and entry.size > maxsize:
+        return web.Response(status=406, text="file larger than X-DEBUGINFOD-MAXSIZE\n")
+    return await _serve(request, state, "debuginfod", lookup, maxsize=maxsize)
+
+
+def _extra_headers(protocol: str, lookup: keys.Lookup, size: int | None) -> dict[str, str]:
+    headers = {"Content-Type": OCTET_STREAM}
+    if protocol == "debuginfod":
+        headers["Cache-Control"] = "public"
+        headers["X-DEBUGINFOD-FILE"] = lookup.file_name
+        if size is not None:
+            headers["X-DEBUGINFOD-SIZE"] = str(size)
+    return headers
+
+
+async def _serve(
+    request: web.Request, state: State, protocol: str, lookup: keys.Lookup, *, maxsize: int | None = None
+) -> web.StreamResponse:
+    metrics = state.metrics
+    entry = state.cache.get(lookup.cache_key)
+    if isinstance(entry, Miss):
+        metrics.requests.labels(protocol, "negative_hit").inc()
+        return _missed(entry.kind, entry.detail)
+    if isinstance(entry, CachedFile):
+        metrics.requests.labels(protocol, "hit").inc()
+        if lookup.variant is keys.Variant.COMPRESSED:
+            return await _serve_cab(request, state, protocol, lookup, entry)
+        return _file_response(entry, _extra_headers(protocol, lookup, entry.size))
+
+    download = _start_download(state, lookup)
+    try:
+        started = await download.started()
+    except DownloadFailed as failed:
+        result = "not_found" if failed.kind == "not_found" else "error"
+        metrics.requests.labels(protocol, result).inc()
+        return _missed(failed.kind, failed.detail)
+    metrics.requests.labels(protocol, "miss").inc()
+    if maxsize is not None and started.size is not None and started.size > maxsize:
+        return web.Response(status=406, text="file larger than X-DEBUGINFOD-MAXSIZE\n")
+    if lookup.variant is keys.Variant.COMPRESSED:
+        try:
+            cached = await download.finished()
+        except DownloadFailed as failed:
+            return _missed(failed.kind, failed.detail)
+        return await _serve_cab(request, state, protocol, lookup, cached)
+    if started.size is not None and started.size <= SMALL_FILE:
+        # Small files are complete within milliseconds: wait for the verified file and answer from
+        # the cache, so a body that breaks off upstream becomes a clean 502 instead of a cut
+        # connection, and ranges and conditional requests work on the first request too.
+        try:
+            cached = await download.finished()
+        except DownloadFailed as failed:
+            return _missed(failed.kind, failed.detail)
+        return _file_response(cached, _extra_headers(protocol, lookup, cached.size))
+    headers = _extra_headers(protocol, lookup, started.size)
+    if request.method == "HEAD":
+        response = web.Response(status=200, headers=headers)
+        if started.size is not None:
+            response.content_length = started.size
+        return response
+    return await _stream(request, download, headers, started.size)
+
+
+def _start_download(state: State, lookup: keys.Lookup) -> Download:
+    runtime = state.runtime
+
+    async def producer(sink: object) -> None:
+        await fetch_into(
+            sink,  # type: ignore[arg-type]
+            lookup,
+            resolver=runtime.resolver,
+            scratch_dir=state.scratch_dir,
+            max_file_size=state.config.cache.max_file_size,
+            metrics=state.metrics,
+        )
+
+    before = state.downloads.in_flight
+    download = state.downloads.fetch(lookup.cache_key, producer)
+    if state.downloads.in_flight == before:
+        state.metrics.coalesced.inc()
+    return download
+
+
+def _missed(kind: str, detail: str) -> web.Response:
+    if kind == "not_found":
+        return _not_found("no configured source has this file")
+    status = 504 if detail.startswith("timeout") else 502
+    return web.Response(status=status, text=f"upstream error: {detail}\n", headers={"Retry-After": "30"})
+
+
+async def _stream(
+    request: web.Request, download: Download, headers: dict[str, str], size: int | None
+) -> web.StreamResponse:
+    response = web.StreamResponse(status=200, headers=headers)
+    if size is not None:
+        response.content_length = size
+    await response.prepare(request)
+    try:
+        async for chunk in download.read():
+            await response.write(chunk)
+    except DownloadFailed as failed:
+        # Headers are gone already: the only honest signal left is to cut the connection, so the
+        # client sees a truncated body instead of a complete-looking wrong file.
+        log.warning("download of %s failed mid-stream: %s", download.key, failed.detail)
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    await response.write_eof()
+    return response
+
+
+def _file_response(entry: CachedFile, headers: dict[str, str]) -> web.FileResponse:
+    return web.FileResponse(entry.path, headers=headers)
+
+
+# --------------------------------------------------------------------------------------------------
+# `_` requests: a single-file CAB synthesised from the plain file.
+
+
+async def _serve_cab(
+    request: web.Request, state: State, protocol: str, lookup: keys.Lookup, plain: CachedFile
+) -> web.StreamResponse:
+    key = lookup.cache_key + CAB_SUFFIX
+    entry = state.cache.get(key)
+    if not isinstance(entry, CachedFile):
+        if plain.size >= compression.MAX_CAB_SIZE:
+            return _not_found("too large for a CAB; ask for the plain name")
+        download = state.downloads.fetch(key, partial(_make_cab, state, plain, lookup.file_name))
+        try:
+            entry = await download.finished()
+        except DownloadFailed as failed:
+            return _missed(failed.kind, failed.detail)
+    return _file_response(entry, _extra_headers(protocol, lookup, entry.size))
+
+
+async def _make_cab(state: State, plain: CachedFile, name: str, sink: object) -> None:
+    loop = asyncio.get_running_loop()
+    scratch = state.scratch_dir / f"cab-{uuid.uuid4().hex}"
+    scratch.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        await loop.run_in_executor(None, compression.write_cab, plain.path, scratch, name)
+        size = (await loop.run_in_executor(None, os.stat, scratch)).st_size
+        sink.start(size)  # type: ignore[attr-defined]
+        with open(scratch, "rb") as cab:
+            while chunk := await loop.run_in_executor(None, cab.read, 1024 * 1024):
+                await sink.write(chunk)  # type: ignore[attr-defined]
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            scratch.unlink()
+
+
+# --------------------------------------------------------------------------------------------------
+# Health, metrics, admin
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    if not request.app[STATE].ready:
+        return web.Response(status=503, text="starting\n")
+    return web.Response(text="ok\n")
+
+
+async def healthcheck(request: web.Request) -> web.Response:
+    """Symbolicator's health endpoint answers a bare ``ok``."""
+    return web.Response(text="ok")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    state.metrics.cache_size.set(state.cache.size)
+    state.metrics.cache_entries.set(state.cache.count)
+    state.metrics.in_flight.set(state.downloads.in_flight)
+    body = generate_latest(state.metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _admin_allowed(request: web.Request, state: State) -> web.Response | None:
+    admin = state.config.admin
+    if not admin.enabled:
+        return web.Response(status=404, text="not found\n")
+    remote = request.remote or ""
+    try:
+        loopback = ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        return web.Response(status=403, text="admin endpoints answer loopback clients only\n")
+    if admin.token is not None:
+        expected = f"Bearer {admin.token.get_secret_value()}"
+        if not hmac.compare_digest(request.headers.get("Authorization", ""), expected):
+            return web.Response(status=401, text="missing or wrong admin token\n")
+    return None
+
+
+async def purge_all(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if (denied := _admin_allowed(request, state)) is not None:
+        return denied
+    removed = await asyncio.get_running_loop().run_in_executor(None, state.cache.clear)
+    return web.json_response({"removed": removed})
+
+
+_PARSERS = {
+    "symbols": keys.parse_symsrv_request,
+    "unified": keys.parse_unified_request,
+}
+
+
+async def purge_one(request: web.Request) -> web.Response:
+    """``DELETE /admin/cache/{symbols|unified|buildid}/<path>``: forget one file (and its miss)."""
+    state = request.app[STATE]
+    if (denied := _admin_allowed(request, state)) is not None:
+        return denied
+    protocol = request.match_info["protocol"]
+    path = request.match_info["path"]
+    try:
+        if protocol == "buildid":
+            build_id, _, kind = path.partition("/")
+            lookup = keys.parse_debuginfod_request(build_id, kind)
+        elif protocol in _PARSERS:
+            lookup = _PARSERS[protocol](path)
+        else:
+            return web.Response(status=404, text="unknown protocol\n")
+    except keys.NotALookup as exc:
+        return web.Response(status=400, text=f"not a lookup: {exc}\n")
+    loop = asyncio.get_running_loop()
+    removed = await loop.run_in_executor(None, state.cache.forget, lookup.cache_key)
+    removed_cab = await loop.run_in_executor(None, state.cache.forget, lookup.cache_key + CAB_SUFFIX)
+    return web.json_response({"removed": int(removed) + int(removed_cab)})
+
+
+def routes() -> list[web.AbstractRouteDef]:
+    return [
+        web.get("/symbols/{path:.+}", symbols),
+        web.get("/proxy/{path:.+}", symbols),
+        web.get("/unified/{path:.+}", unified),
+        web.get("/buildid/{build_id}/{kind}", debuginfod),
+        web.get("/buildid/{build_id}/{kind}/{rest:.*}", debuginfod_unsupported),
+        web.get("/healthz", healthz),
+        web.get("/readyz", readyz),
+        web.get("/healthcheck", healthcheck),
+        web.get("/metrics", metrics),
+        web.delete("/admin/cache", purge_all),
+        web.delete("/admin/cache/{protocol}/{path:.+}", purge_one),
+    ]

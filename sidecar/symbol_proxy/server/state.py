@@ -1,0 +1,40 @@
+"""What the handlers share, behind one typed application key."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from symbol_proxy.breakers import Breakers
+from symbol_proxy.cache.inflight import Downloads
+from symbol_proxy.cache.store import DiskCache
+from symbol_proxy.config import ProxyConfig
+from symbol_proxy.metrics import Metrics
+from symbol_proxy.runtime import Runtime
+
+__all__ = ["STATE", "State"]
+
+
+@dataclasses.dataclass(slots=True)
+class State:
+    config: ProxyConfig
+    metrics: Metrics
+    cache: DiskCache
+    downloads: Downloads
+    breakers: Breakers
+    session: aiohttp.ClientSession
+    runtime: Runtime
+    config_path: Path | None = None
+    ready: bool = False
+    started_at: float = dataclasses.field(default_factory=time.time)
+
+    @property
+    def scratch_dir(self) -> Path:
+        return Path(self.config.cache.dir) / "tmp"
+
+
+STATE = web.AppKey("state", State)
