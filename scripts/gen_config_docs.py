@@ -16,9 +16,18 @@ from symbol_proxy import config as cfg
 
 SECTIONS: list[tuple[str, type[pydantic.BaseModel], str]] = [
     ("listen", cfg.ListenSettings, "Where the proxy listens."),
-    ("cache", cfg.CacheSettings, "The disk cache. Durations accept `500ms`, `30s`, `10m`, `1h`, `7d`; sizes `512MiB`, `10GB`."),
+    (
+        "cache",
+        cfg.CacheSettings,
+        "The disk cache. Durations accept `500ms`, `30s`, `10m`, `1h`, `7d`; sizes `512MiB`, `10GB`.",
+    ),
     ("upstream", cfg.UpstreamSettings, "Requests to sources."),
-    ("admin", cfg.AdminSettings, "The purge endpoint: `DELETE /admin/cache` and `DELETE /admin/cache/{symbols|unified|buildid}/<path>`."),
+    (
+        "admin",
+        cfg.AdminSettings,
+        "The purge endpoint: `DELETE /admin/cache` and "
+        "`DELETE /admin/cache/{symbols|unified|buildid}/<path>`.",
+    ),
     ("sources[] (common keys of http, s3, gcs, filesystem)", cfg.HttpSource, ""),
     ("sources[] type: filesystem", cfg.FilesystemSource, ""),
     ("sources[] type: http", cfg.HttpSource, ""),
@@ -34,8 +43,14 @@ COMMON = set(cfg._CommonSource.model_fields)
 def _type_name(annotation: typing.Any) -> str:
     text = str(annotation)
     for old, new in (
-        ("typing.", ""), ("<class '", ""), ("'>", ""), ("pydantic.types.", ""), ("symbol_proxy.config.", ""),
-        ("symbol_proxy.objects.", ""), ("NoneType", "null"), ("Annotated[", ""),
+        ("typing.", ""),
+        ("<class '", ""),
+        ("'>", ""),
+        ("pydantic.types.", ""),
+        ("symbol_proxy.config.", ""),
+        ("symbol_proxy.objects.", ""),
+        ("NoneType", "null"),
+        ("Annotated[", ""),
     ):
         text = text.replace(old, new)
     if "FileType" in text:

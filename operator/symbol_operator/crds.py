@@ -32,7 +32,15 @@ from symbol_operator.models import GROUP, VERSION, SourceType
 from symbol_proxy.config import Casing, LayoutType, S3Source
 from symbol_proxy.objects import FileType
 
-__all__ = ["HEADER", "all_crds", "file_name", "main", "render_files", "symbol_request_crd", "symbol_source_crd"]
+__all__ = [
+    "HEADER",
+    "all_crds",
+    "file_name",
+    "main",
+    "render_files",
+    "symbol_request_crd",
+    "symbol_source_crd",
+]
 
 Schema = dict[str, Any]
 
@@ -94,7 +102,12 @@ def string(
 
 
 def integer(
-    description: str, *, minimum: int, maximum: int | None = None, default: int | None = None, fmt: str = "int32"
+    description: str,
+    *,
+    minimum: int,
+    maximum: int | None = None,
+    default: int | None = None,
+    fmt: str = "int32",
 ) -> Schema:
     schema: Schema = {"type": "integer", "format": fmt, "description": description, "minimum": minimum}
     if maximum is not None:
@@ -191,12 +204,12 @@ def conditions_schema() -> Schema:
             "observedGeneration": integer(
                 "metadata.generation the condition was computed from.", minimum=0, fmt="int64"
             ),
-            "lastTransitionTime": string(
-                "When status last changed.", max_length=64, format="date-time"
-            ),
+            "lastTransitionTime": string("When status last changed.", max_length=64, format="date-time"),
             "reason": string(
                 "Machine-readable CamelCase reason for the last transition.",
-                min_length=1, max_length=1024, pattern=CONDITION_REASON,
+                min_length=1,
+                max_length=1024,
+                pattern=CONDITION_REASON,
             ),
             "message": string("Human-readable details.", max_length=32768),
         },
@@ -211,7 +224,9 @@ def conditions_schema() -> Schema:
     )
 
 
-def printer(name: str, json_path: str, type_: str = "string", *, priority: int = 0, description: str = "") -> Schema:
+def printer(
+    name: str, json_path: str, type_: str = "string", *, priority: int = 0, description: str = ""
+) -> Schema:
     column: Schema = {"name": name, "type": type_, "jsonPath": json_path}
     if priority:
         column["priority"] = priority
@@ -233,7 +248,10 @@ def crd(
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": f"{plural}.{GROUP}",
-            "labels": {"app.kubernetes.io/name": "symbol-operator", "app.kubernetes.io/part-of": "symbol-operator"},
+            "labels": {
+                "app.kubernetes.io/name": "symbol-operator",
+                "app.kubernetes.io/part-of": "symbol-operator",
+            },
         },
         "spec": {
             "group": GROUP,
@@ -322,7 +340,8 @@ def _filters() -> Schema:
                 max_items=64,
                 rules=[
                     rule(
-                        "self.all(p, !p.replace('\\\\', '/').split('/').exists(c, c.contains('**') && c != '**'))",
+                        "self.all(p, !p.replace('\\\\', '/').split('/')"
+                        ".exists(c, c.contains('**') && c != '**'))",
                         "filters.pathPatterns: '**' must be a whole path component (like a/**/b)",
                     )
                 ],
@@ -345,9 +364,12 @@ def _http() -> Schema:
         },
         required=["name"],
         rules=[
-            rule("has(self.value) != has(self.valueFrom)", "a header takes exactly one of value or valueFrom"),
             rule(
-                "!(self.name.lowerAscii() in ['authorization', 'proxy-authorization', 'cookie']) || has(self.valueFrom)",
+                "has(self.value) != has(self.valueFrom)", "a header takes exactly one of value or valueFrom"
+            ),
+            rule(
+                "!(self.name.lowerAscii() in ['authorization', 'proxy-authorization', 'cookie'])"
+                " || has(self.valueFrom)",
                 "the Authorization, Proxy-Authorization and Cookie headers must come from a Secret "
                 "(valueFrom.secretKeyRef), never inline",
             ),
@@ -370,7 +392,9 @@ def _http() -> Schema:
                     )
                 ],
             ),
-            "acceptInvalidCerts": boolean("Skip TLS certificate verification for this source.", default=False),
+            "acceptInvalidCerts": boolean(
+                "Skip TLS certificate verification for this source.", default=False
+            ),
         },
         required=["url"],
     )
@@ -424,7 +448,9 @@ def _gcs() -> Schema:
         {
             "bucket": string("Bucket name.", min_length=1, max_length=222),
             "prefix": string("Object name prefix; slashes at both ends are ignored.", max_length=1024),
-            "serviceAccountKey": secret_key_ref("A service-account JSON key file (private_key and client_email)."),
+            "serviceAccountKey": secret_key_ref(
+                "A service-account JSON key file (private_key and client_email)."
+            ),
             "bearerToken": secret_key_ref("An OAuth access token used verbatim."),
         },
         required=["bucket"],
@@ -470,7 +496,9 @@ def _filesystem() -> Schema:
 def _source_spec() -> Schema:
     types = [t.value for t in SourceType]
     blocks = " + ".join(f"(has(self.{t}) ? 1 : 0)" for t in types)
-    matching = " : ".join(f"self.type == '{t}' ? has(self.{t})" for t in types[:-1]) + f" : has(self.{types[-1]})"
+    matching = (
+        " : ".join(f"self.type == '{t}' ? has(self.{t})" for t in types[:-1]) + f" : has(self.{types[-1]})"
+    )
     return obj(
         "Desired state: one backend block (the one named by type) plus the settings every source shares.",
         {
@@ -487,11 +515,15 @@ def _source_spec() -> Schema:
             ),
             "priority": integer(
                 "Order of the source in the proxy's list: lower first, ties broken by name.",
-                minimum=0, maximum=1_000_000, default=100,
+                minimum=0,
+                maximum=1_000_000,
+                default=100,
             ),
             "layout": _layout(),
             "filters": _filters(),
-            "isPublic": boolean("Accepted for compatibility with Symbolicator; the proxy has one cache scope."),
+            "isPublic": boolean(
+                "Accepted for compatibility with Symbolicator; the proxy has one cache scope."
+            ),
             "hasIndex": boolean("Accepted for compatibility with Symbolicator (SymStore 000Admin index)."),
             "http": _http(),
             "s3": _s3(),
@@ -506,7 +538,10 @@ def _source_spec() -> Schema:
                 expression="'spec.' + self.type + ' is required when type is ' + self.type",
                 reason="FieldValueRequired",
             ),
-            rule(f"{blocks} <= 1", "set only the block that matches type (one of http, s3, gcs, sentry, filesystem)"),
+            rule(
+                f"{blocks} <= 1",
+                "set only the block that matches type (one of http, s3, gcs, sentry, filesystem)",
+            ),
             rule(
                 "self.type != 'sentry' || (!has(self.layout) && !has(self.filters) "
                 "&& !has(self.isPublic) && !has(self.hasIndex))",
@@ -615,7 +650,9 @@ def _request_status() -> Schema:
                 max_length=32,
                 enum=["Created", "Sealed", "UnavailableReadOnly"],
             ),
-            "requestId": string("Server id of the request (64 lowercase hex).", max_length=64, pattern="^[0-9a-f]{64}$"),
+            "requestId": string(
+                "Server id of the request (64 lowercase hex).", max_length=64, pattern="^[0-9a-f]{64}$"
+            ),
             "createdTime": string("When the server created the request.", max_length=64, format="date-time"),
             "expirationTime": string("Effective expiration.", max_length=64, format="date-time"),
             "size": integer("Total bytes of the request's entries.", minimum=0, fmt="int64"),
@@ -666,10 +703,14 @@ def render_files() -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m symbol_operator.crds", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m symbol_operator.crds", description=__doc__.split("\n\n")[0]
+    )
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--write", metavar="DIR", type=Path, help="write one file per CRD into DIR")
-    group.add_argument("--check", metavar="DIR", type=Path, help="exit 1 if DIR differs from the generated files")
+    group.add_argument(
+        "--check", metavar="DIR", type=Path, help="exit 1 if DIR differs from the generated files"
+    )
     args = parser.parse_args(argv)
     files = render_files()
     if args.write:
@@ -679,12 +720,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.check:
         stale = [
-            name for name, content in files.items()
+            name
+            for name, content in files.items()
             if not (args.check / name).is_file() or (args.check / name).read_text(encoding="utf-8") != content
         ]
         for name in stale:
-            print(f"{args.check / name} is stale: run python -m symbol_operator.crds --write {args.check}",
-                  file=sys.stderr)
+            print(
+                f"{args.check / name} is stale: run python -m symbol_operator.crds --write {args.check}",
+                file=sys.stderr,
+            )
         return 1 if stale else 0
     sys.stdout.write("---\n".join(files.values()))
     return 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 __all__ = [
@@ -274,7 +274,9 @@ def _optional_mapping(parent: Mapping[str, Any], key: str, where: str) -> Mappin
     return None if value is None else _mapping(value, f"{where}.{key}")
 
 
-def _string(parent: Mapping[str, Any], key: str, where: str, *, required: bool = True, default: str = "") -> str:
+def _string(
+    parent: Mapping[str, Any], key: str, where: str, *, required: bool = True, default: str = ""
+) -> str:
     value = parent.get(key)
     if value is None:
         if required:
@@ -375,7 +377,7 @@ def _filesystem(raw: Mapping[str, Any]) -> FilesystemSpec:
     return FilesystemSpec(path=_string(raw, "path", "spec.filesystem"))
 
 
-_BACKENDS = {
+_BACKENDS: dict[SourceType, Callable[[Mapping[str, Any]], Backend]] = {
     SourceType.HTTP: _http,
     SourceType.S3: _s3,
     SourceType.GCS: _gcs,
@@ -419,8 +421,13 @@ def parse_spec(spec: Any) -> SourceSpec:
     if type_ is SourceType.SENTRY and (layout or filters or is_public is not None or has_index is not None):
         raise SpecError("a sentry source takes no layout, filters, isPublic or hasIndex")
     return SourceSpec(
-        type=type_, backend=backend, priority=priority, layout=layout, filters=filters,
-        is_public=is_public, has_index=has_index,
+        type=type_,
+        backend=backend,
+        priority=priority,
+        layout=layout,
+        filters=filters,
+        is_public=is_public,
+        has_index=has_index,
     )
 
 

@@ -58,6 +58,9 @@ __all__ = [
     "render",
 ]
 
+MESSAGE_MAX = 4096
+"""Longest condition message written (the schema allows 32768; a longer one helps nobody)."""
+
 SecretData = Mapping[str, Mapping[str, bytes]]
 """Secret name → key → decoded bytes, for the Secrets that exist in the namespace."""
 
@@ -78,7 +81,11 @@ FIELD_SOURCES: dict[str, dict[str, tuple[str, ...]]] = {
     "layout": {"type": ("spec.layout.type",), "casing": ("spec.layout.casing",)},
     "http": {
         "url": ("spec.http.url",),
-        "headers": ("spec.http.headers.name", "spec.http.headers.value", "spec.http.headers.valueFrom.secretKeyRef"),
+        "headers": (
+            "spec.http.headers.name",
+            "spec.http.headers.value",
+            "spec.http.headers.valueFrom.secretKeyRef",
+        ),
         "accept_invalid_certs": ("spec.http.acceptInvalidCerts",),
     },
     "filesystem": {"path": ("spec.filesystem.path",)},
@@ -162,7 +169,9 @@ def _text(ref: SecretKeySelector, secrets: SecretData) -> str:
     except UnicodeDecodeError:
         raise _Problem(Reason.INVALID, f"{ref.describe()} is not UTF-8 text") from None
     if "${" in value:
-        raise _Problem(Reason.INVALID, f"{ref.describe()} contains '${{', which the proxy reads as a reference")
+        raise _Problem(
+            Reason.INVALID, f"{ref.describe()} contains '${{', which the proxy reads as a reference"
+        )
     return value
 
 
@@ -219,7 +228,9 @@ def _entry(name: str, spec: SourceSpec, secrets: SecretData) -> dict[str, Any]:
         if backend.prefix:
             entry["prefix"] = backend.prefix
         if backend.service_account_key is not None:
-            entry["private_key"], entry["client_email"] = _service_account(backend.service_account_key, secrets)
+            entry["private_key"], entry["client_email"] = _service_account(
+                backend.service_account_key, secrets
+            )
         if backend.bearer_token is not None:
             entry["bearer_token"] = _line(backend.bearer_token, secrets)
     elif isinstance(backend, SentrySpec):
@@ -249,15 +260,24 @@ def _dump(document: Mapping[str, Any]) -> str:
     return yaml.safe_dump(dict(document), sort_keys=False, allow_unicode=True, width=4096)
 
 
-def _explain(error: ConfigError) -> str:
-    """The proxy's message for a one-source document, without the document-level prefixes."""
+def _crd_path(source_type: str, key: str) -> str:
+    """The SymbolSource field behind a proxy key such as ``filters.path_patterns`` (for messages)."""
+    parts = key.split(".")
+    if len(parts) >= 2 and parts[0] in ("filters", "layout") and parts[1] in FIELD_SOURCES[parts[0]]:
+        return FIELD_SOURCES[parts[0]][parts[1]][0] + "".join(f".{part}" for part in parts[2:])
+    paths = FIELD_SOURCES[source_type].get(parts[0]) or FIELD_SOURCES["common"].get(parts[0])
+    return paths[0] + "".join(f".{part}" for part in parts[1:]) if paths else key
+
+
+def _explain(error: ConfigError, source_type: str) -> str:
+    """The proxy's message for a one-source document, its keys named as the SymbolSource's fields."""
     lines = str(error).removeprefix("invalid configuration:").strip().splitlines()
     cleaned = []
     for line in lines:
         line = line.strip().removeprefix("sources[0]").lstrip(".")
         head, sep, rest = line.partition(": ")
         head = head.split(" (source ", 1)[0]
-        cleaned.append(f"{head}{sep}{rest}" if sep else line)
+        cleaned.append(f"{_crd_path(source_type, head)}{sep}{rest}" if sep else line)
     return "; ".join(cleaned)
 
 
@@ -268,7 +288,9 @@ def _validated_entry(source: SymbolSource, secrets: SecretData) -> dict[str, Any
     try:
         load_text(_dump({"sources": [entry]}))
     except ConfigError as exc:
-        raise _Problem(Reason.INVALID, f"rejected by the proxy's configuration: {_explain(exc)}") from None
+        raise _Problem(
+            Reason.INVALID, f"rejected by the proxy's configuration: {_explain(exc, entry['type'])}"
+        ) from None
     return entry
 
 
@@ -297,14 +319,16 @@ def render(
     document = {key: value for key, value in (base or {}).items() if key != "sources"}
     document["sources"] = [entry for _, _, entry in entries]
     header = (
-        f"# Proxy configuration rendered by symbol-operator from the SymbolSources of namespace {namespace!r}.\n"
-        "# Changes made here are overwritten.\n"
+        "# Proxy configuration rendered by symbol-operator from the SymbolSources of namespace "
+        f"{namespace!r}.\n# Changes made here are overwritten.\n"
     )
     text = header + _dump(document)
     try:
         load_text(text)
     except ConfigError as exc:
-        raise RenderError(f"the rendered configuration of namespace {namespace!r} is invalid: {exc}") from None
+        raise RenderError(
+            f"the rendered configuration of namespace {namespace!r} is invalid: {exc}"
+        ) from None
     return Rendering(
         text=text,
         digest=hashlib.sha256(text.encode()).hexdigest(),
@@ -318,7 +342,7 @@ def ready_condition(source: SymbolSource, outcome: Outcome) -> Condition:
         type=READY,
         status="True" if outcome.ready else "False",
         reason=outcome.reason.value,
-        message=outcome.message,
+        message=outcome.message[:MESSAGE_MAX],
         observed_generation=source.generation,
     )
 

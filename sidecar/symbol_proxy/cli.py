@@ -81,7 +81,10 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(config, config_path=path, handle_sighup=path is not None)
     logging.getLogger(__name__).info(
         "serving %d sources on http://%s:%d (cache %s)",
-        len(config.sources), config.listen.host, config.listen.port, config.cache.dir,
+        len(config.sources),
+        config.listen.host,
+        config.listen.port,
+        config.cache.dir,
     )
     web.run_app(
         app,

@@ -30,6 +30,7 @@ cannot be the one object a key names.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import lzma
 import os
@@ -37,9 +38,11 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -68,7 +71,7 @@ MAX_CAB_SIZE = 0xFFFF * CAB_BLOCK
 """Largest file a single-folder CAB can hold: a folder counts its CFDATA blocks in 16 bits and
 each holds at most 32 KiB, so the limit is 2 GiB - 32 KiB (the "about 2 GB" of the spec)."""
 
-CABEXTRACT_TIMEOUT = 30 * 60
+CABEXTRACT_TIMEOUT = 30 * 60.0
 """Seconds ``cabextract`` may take for one LZX/Quantum cabinet before it is killed."""
 
 _SNIFF_BYTES = 64
@@ -87,17 +90,22 @@ def decompress_file(src: Path, dst: Path, *, max_size: int) -> str:
 
     The name is the one stored in a zip or CAB (as stored: it may contain directories); it is ""
     for gzip, zstd and zlib. The container kind is sniffed from the first bytes. No more than
-    ``max_size`` bytes are ever written. On any failure ``dst`` is removed and :class:`Malformed`
-    (or :class:`TooLarge`) is raised.
+    ``max_size`` bytes are ever written. Bad input raises :class:`Malformed` (:class:`TooLarge` for
+    too much output); local I/O errors propagate unchanged. On any failure ``dst`` is removed.
     """
+    with open(src, "rb") as fin, _removed_on_failure(dst) as fout:
+        return unpack(fin, fout, max_size=max_size, src_path=src)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(path: Path) -> Iterator[BinaryIO]:
+    """``path`` opened for writing; deleted again if the block fails (also on cancellation)."""
     try:
-        with open(src, "rb") as fin, open(dst, "wb") as fout:
-            return unpack(fin, fout, max_size=max_size, src_path=src)
+        with open(path, "wb") as handle:
+            yield handle
     except BaseException:
-        try:
-            dst.unlink()
-        except FileNotFoundError:
-            pass
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
         raise
 
 
@@ -105,9 +113,10 @@ def unpack(src: BinaryIO, dst: IO[bytes], *, max_size: int, src_path: Path | Non
     """Unpack the container read from ``src`` (seekable, at offset 0) into ``dst``.
 
     The file-object form of :func:`decompress_file`: ``dst`` keeps whatever was written before an
-    error (never more than ``max_size`` bytes). ``src_path`` names the file behind ``src`` if there
-    is one; ``cabextract`` reads it for LZX/Quantum cabinets (otherwise ``src`` is spooled to a
-    temporary file first).
+    error (never more than ``max_size`` bytes). Errors of the output (a full disk) propagate as
+    they are; only faults of the input become :class:`Malformed`. ``src_path`` names the file
+    behind ``src`` if there is one; ``cabextract`` reads it for LZX/Quantum cabinets (otherwise
+    ``src`` is spooled to a temporary file first).
     """
     head = src.read(_SNIFF_BYTES)
     src.seek(0)
@@ -115,21 +124,18 @@ def unpack(src: BinaryIO, dst: IO[bytes], *, max_size: int, src_path: Path | Non
     if container is None:
         raise Malformed("not a compressed file or archive")
     sink = _Sink(dst, max_size)
-    try:
-        if container is Container.GZIP:
-            _inflate(src, sink, wbits=16 + zlib.MAX_WBITS, multi_member=True)
-            return ""
-        if container is Container.ZLIB:
-            _inflate(src, sink, wbits=zlib.MAX_WBITS, multi_member=False)
-            return ""
-        if container is Container.ZSTD:
-            _unzstd(src, sink)
-            return ""
-        if container is Container.ZIP:
-            return _unzip(src, sink)
-        return _uncab(src, sink, src_path)
-    except (OSError, EOFError) as exc:
-        raise Malformed(f"{container}: {exc}") from None
+    if container is Container.GZIP:
+        _inflate(src, sink, wbits=16 + zlib.MAX_WBITS, multi_member=True)
+        return ""
+    if container is Container.ZLIB:
+        _inflate(src, sink, wbits=zlib.MAX_WBITS, multi_member=False)
+        return ""
+    if container is Container.ZSTD:
+        _unzstd(src, sink)
+        return ""
+    if container is Container.ZIP:
+        return _unzip(src, sink)
+    return _uncab(src, sink, src_path)
 
 
 class _Sink:
@@ -176,14 +182,18 @@ def _inflate(src: IO[bytes], sink: _Sink, *, wbits: int, multi_member: bool) -> 
     while True:
         if not pending:
             pending = src.read(BLOCK)
-            if not pending:
-                sink.write(inflater.flush())
-                raise Malformed("truncated: the compressed stream ends early")
         try:
-            # Capping the output keeps memory flat however well the input compresses.
-            sink.write(inflater.decompress(pending, BLOCK))
+            if pending:
+                # Capping the output keeps memory flat however well the input compresses.
+                out = inflater.decompress(pending, BLOCK)
+            else:
+                # The input is used up: what zlib still holds is less than one match (258 bytes).
+                out = inflater.flush()
+                if not inflater.eof:
+                    raise Malformed("truncated: the compressed stream ends early")
         except zlib.error as exc:
             raise Malformed(f"corrupt deflate stream: {exc}") from None
+        sink.write(out)
         pending = inflater.unconsumed_tail
         if not inflater.eof:
             continue
@@ -215,7 +225,9 @@ def _skip_nul_padding(src: IO[bytes], rest: bytes) -> bytes:
 #
 # The frames are walked here (RFC 8878 §3.1) and fed to the decoder one block at a time. That keeps
 # each decoder call at most one block (≤ 128 KiB) of output, and it tells a complete input from a
-# truncated one: the streaming readers of the ``zstandard`` package stop silently at a cut.
+# truncated one: the streaming readers of the ``zstandard`` package stop silently at a cut. The
+# decoder's own memory is bounded by libzstd's default window limit (128 MiB; 8 MiB or less for
+# every standard compression level).
 
 _ZSTD_MAGIC = 0xFD2FB528
 _ZSTD_SKIPPABLE = range(0x184D2A50, 0x184D2A60)
@@ -290,27 +302,37 @@ def _skip(src: IO[bytes], size: int, what: str) -> None:
 # zip
 
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, zlib.error,
-               lzma.LZMAError, EOFError, ValueError)  # fmt: skip
+               lzma.LZMAError, EOFError, ValueError, OSError)  # fmt: skip
+"""What ``zipfile`` raises for damaged archives (OSError: bz2 data; RuntimeError: encryption)."""
 
 
 def _unzip(src: BinaryIO, sink: _Sink) -> str:
     try:
-        with zipfile.ZipFile(src) as archive:
-            entries = archive.infolist()
-            if len(entries) != 1:
-                raise Malformed(f"a zip archive must hold exactly one entry, this one has {len(entries)}")
-            (entry,) = entries
-            if entry.is_dir():
-                raise Malformed("the only entry of the zip archive is a directory")
-            sink.expect(entry.file_size)
-            with archive.open(entry) as member:
-                while chunk := member.read(BLOCK):
-                    sink.write(chunk)
-            return entry.filename
-    except Malformed:
-        raise
+        archive = zipfile.ZipFile(src)
     except _ZIP_ERRORS as exc:
         raise Malformed(f"corrupt zip archive: {exc}") from None
+    with archive:
+        entries = archive.infolist()
+        if len(entries) != 1:
+            raise Malformed(f"a zip archive must hold exactly one entry, this one has {len(entries)}")
+        (entry,) = entries
+        if entry.is_dir():
+            raise Malformed("the only entry of the zip archive is a directory")
+        sink.expect(entry.file_size)
+        try:
+            member = archive.open(entry)
+        except _ZIP_ERRORS as exc:
+            raise Malformed(f"corrupt zip archive: {exc}") from None
+        with member:
+            while True:
+                try:
+                    # Reads are capped: ZipExtFile inflates at most BLOCK bytes per call.
+                    chunk = member.read(BLOCK)
+                except _ZIP_ERRORS as exc:
+                    raise Malformed(f"corrupt zip entry: {exc}") from None
+                if not chunk:
+                    return entry.filename
+                sink.write(chunk)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -480,30 +502,30 @@ def _cabextract(src: BinaryIO, sink: _Sink, cab: _Cabinet, src_path: Path | None
 
 
 def _run_cabextract(command: list[str], sink: _Sink, expected: int) -> None:
-    deadline = time.monotonic() + CABEXTRACT_TIMEOUT
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors)
-        assert process.stdout is not None
+        # A watchdog rather than a deadline check between reads: a stalled process writes nothing.
+        watchdog = threading.Timer(CABEXTRACT_TIMEOUT, process.kill)
+        watchdog.start()
         try:
+            assert process.stdout is not None
             received = 0
             while chunk := process.stdout.read(BLOCK):
                 received += len(chunk)
                 if received > expected:
                     raise Malformed("cabextract produced more data than the cabinet declares")
                 sink.write(chunk)
-                if time.monotonic() > deadline:
-                    raise Malformed("cabextract took too long")
-            status = process.wait(timeout=max(deadline - time.monotonic(), 1))
-        except subprocess.TimeoutExpired:
-            raise Malformed("cabextract took too long") from None
+            status = process.wait()
         finally:
+            watchdog.cancel()
             if process.poll() is None:
                 process.kill()
-                process.wait()
-            process.stdout.close()
+            process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
         if status != 0:
             errors.seek(0)
-            message = errors.read(1000).decode(errors="replace").strip()
+            message = errors.read(1000).decode(errors="replace").strip() or "killed or timed out"
             raise Malformed(f"cabextract failed ({status}): {message}")
     if received != expected:
         raise Malformed(f"cabextract produced {received} bytes, the cabinet declares {expected}")
@@ -526,20 +548,13 @@ def write_cab(src: Path, dst: Path, name: str, *, level: int = 6) -> None:
     if not name or len(encoded) > _MAX_NAME or any(c in name for c in "\0/\\"):
         raise ValueError(f"not a file name a CAB can hold: {name!r}")
     attribs = _ATTR_ARCHIVE | (0 if name.isascii() else _ATTR_NAME_IS_UTF)
-    try:
-        with open(src, "rb") as fin:
-            stat = os.fstat(fin.fileno())
-            if stat.st_size > MAX_CAB_SIZE:
-                raise TooLarge(f"{stat.st_size} bytes do not fit in a CAB (at most {MAX_CAB_SIZE})")
-            date, clock = _dos_datetime(stat.st_mtime)
-            with open(dst, "wb") as fout:
-                _write_cab(fin, fout, encoded, attribs, date, clock, level)
-    except BaseException:
-        try:
-            dst.unlink()
-        except FileNotFoundError:
-            pass
-        raise
+    with open(src, "rb") as fin:
+        stat = os.fstat(fin.fileno())
+        if stat.st_size > MAX_CAB_SIZE:
+            raise TooLarge(f"{stat.st_size} bytes do not fit in a CAB (at most {MAX_CAB_SIZE})")
+        date, clock = _dos_datetime(stat.st_mtime)
+        with _removed_on_failure(dst) as fout:
+            _write_cab(fin, fout, encoded, attribs, date, clock, level)
 
 
 def _write_cab(

@@ -55,9 +55,24 @@ class ConfigError(ValueError):
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h|d|w)?\s*$")
 _SIZE_UNITS = {
-    "": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
-    "t": 1000**4, "tb": 1000**4, "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2,
-    "gi": 1024**3, "gib": 1024**3, "ti": 1024**4, "tib": 1024**4,
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "ki": 1024,
+    "kib": 1024,
+    "mi": 1024**2,
+    "mib": 1024**2,
+    "gi": 1024**3,
+    "gib": 1024**3,
+    "ti": 1024**4,
+    "tib": 1024**4,
 }
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
@@ -354,7 +369,9 @@ _REFERENCE = re.compile(r"\$\{([^}]*)\}")
 
 def _substitute(node: Any, env: Mapping[str, str], read_file: Callable[[str], str], where: str) -> Any:
     if isinstance(node, dict):
-        return {k: _substitute(v, env, read_file, f"{where}.{k}" if where else str(k)) for k, v in node.items()}
+        return {
+            k: _substitute(v, env, read_file, f"{where}.{k}" if where else str(k)) for k, v in node.items()
+        }
     if isinstance(node, list):
         return [_substitute(v, env, read_file, f"{where}[{i}]") for i, v in enumerate(node)]
     if isinstance(node, str) and "${" in node:
@@ -379,8 +396,11 @@ def _describe(error: pydantic.ValidationError, document: Mapping[str, Any]) -> s
     for item in error.errors():
         loc = list(item["loc"])
         # Drop the discriminator tag pydantic inserts into tagged-union locations.
-        if len(loc) >= 3 and loc[0] == "sources" and isinstance(loc[2], str) and loc[2] in (
-            "http", "filesystem", "s3", "gcs", "sentry"
+        if (
+            len(loc) >= 3
+            and loc[0] == "sources"
+            and isinstance(loc[2], str)
+            and loc[2] in ("http", "filesystem", "s3", "gcs", "sentry")
         ):
             del loc[2]
         parts: list[str] = []

@@ -15,7 +15,7 @@ import os
 import uuid
 from pathlib import Path
 
-from symbol_proxy import compression, keys, magic
+from symbol_proxy import compression, keys
 from symbol_proxy.backends import base
 from symbol_proxy.cache.inflight import Sink
 from symbol_proxy.metrics import Metrics
@@ -90,7 +90,7 @@ async def _fetch_compressed(sink: Sink, found: Found, *, scratch_dir: Path, max_
             raise base.Malformed(f"cannot unpack: {exc}") from None
         with open(unpacked, "rb") as inner:
             head = await loop.run_in_executor(None, inner.read, 64)
-            if not magic.looks_like(found.candidate.filetype, head):
+            if not found.candidate.accepts(head):
                 raise base.Malformed(f"unpacked file is not a {found.candidate.filetype} file")
             inner.seek(0)
             sink.start(os.fstat(inner.fileno()).st_size)

@@ -58,8 +58,11 @@ def _class(specifiers: str, negated: bool) -> str:
                 items.append(f"{_class_char(start)}-{_class_char(end)}")
             low_start, low_end = start.lower(), end.lower()
             if (
-                start.isascii() and end.isascii()
-                and "a" <= low_start <= "z" and "a" <= low_end <= "z" and low_start <= low_end
+                start.isascii()
+                and end.isascii()
+                and "a" <= low_start <= "z"
+                and "a" <= low_end <= "z"
+                and low_start <= low_end
             ):
                 items.append(f"{low_start}-{low_end}{low_start.upper()}-{low_end.upper()}")
             i += 3

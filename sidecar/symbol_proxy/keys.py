@@ -350,18 +350,24 @@ def parse_symsrv_request(path: str) -> Lookup:
 
 _UNIFIED_KINDS: dict[str, dict[ObjectType, tuple[FileType, ...]]] = {
     "executable": {
-        ObjectType.ELF: (F.ELF_CODE,), ObjectType.MACHO: (F.MACH_CODE,),
-        ObjectType.WASM: (F.WASM_CODE,), ObjectType.PE: (F.PE,),
+        ObjectType.ELF: (F.ELF_CODE,),
+        ObjectType.MACHO: (F.MACH_CODE,),
+        ObjectType.WASM: (F.WASM_CODE,),
+        ObjectType.PE: (F.PE,),
     },
     "debuginfo": {
-        ObjectType.ELF: (F.ELF_DEBUG,), ObjectType.MACHO: (F.MACH_DEBUG,),
-        ObjectType.WASM: (F.WASM_DEBUG,), ObjectType.PE: (F.PDB, F.PORTABLEPDB),
+        ObjectType.ELF: (F.ELF_DEBUG,),
+        ObjectType.MACHO: (F.MACH_DEBUG,),
+        ObjectType.WASM: (F.WASM_DEBUG,),
+        ObjectType.PE: (F.PDB, F.PORTABLEPDB),
     },
     # Keyed like the object's main file (PE: by debug id; others: by code id).
     **{
         kind: {t: (filetype,) for t in (ObjectType.ELF, ObjectType.MACHO, ObjectType.WASM, ObjectType.PE)}
         for kind, filetype in (
-            ("breakpad", F.BREAKPAD), ("sourcebundle", F.SOURCEBUNDLE), ("il2cpp", F.IL2CPP)
+            ("breakpad", F.BREAKPAD),
+            ("sourcebundle", F.SOURCEBUNDLE),
+            ("il2cpp", F.IL2CPP),
         )
     },
     # Keyed by code id (or UUID), never by a PE debug id.

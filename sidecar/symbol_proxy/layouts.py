@@ -55,8 +55,20 @@ _FILETYPES: dict[ObjectType, tuple[FileType, ...]] = {
     ObjectType.WASM: (F.WASM_CODE, F.WASM_DEBUG),
     ObjectType.PE_DOTNET: (F.PORTABLEPDB,),
     ObjectType.UNKNOWN: (
-        F.PDB, F.MACH_DEBUG, F.ELF_DEBUG, F.PE, F.MACH_CODE, F.ELF_CODE, F.WASM_CODE, F.WASM_DEBUG,
-        F.BREAKPAD, F.SOURCEBUNDLE, F.UUIDMAP, F.BCSYMBOLMAP, F.PORTABLEPDB, F.PROGUARD,
+        F.PDB,
+        F.MACH_DEBUG,
+        F.ELF_DEBUG,
+        F.PE,
+        F.MACH_CODE,
+        F.ELF_CODE,
+        F.WASM_CODE,
+        F.WASM_DEBUG,
+        F.BREAKPAD,
+        F.SOURCEBUNDLE,
+        F.UUIDMAP,
+        F.BCSYMBOLMAP,
+        F.PORTABLEPDB,
+        F.PROGUARD,
     ),
 }
 
@@ -326,15 +338,28 @@ def debuginfod_paths(filetype: FileType, query: ObjectQuery) -> list[str]:
 # unified (§4.5)
 
 _UNIFIED_SUFFIX: dict[FileType, str] = {
-    F.ELF_CODE: "executable", F.MACH_CODE: "executable", F.PE: "executable", F.WASM_CODE: "executable",
-    F.ELF_DEBUG: "debuginfo", F.MACH_DEBUG: "debuginfo", F.PDB: "debuginfo", F.WASM_DEBUG: "debuginfo",
-    F.PORTABLEPDB: "debuginfo", F.BREAKPAD: "breakpad", F.SOURCEBUNDLE: "sourcebundle",
-    F.UUIDMAP: "uuidmap", F.BCSYMBOLMAP: "bcsymbolmap", F.IL2CPP: "il2cpp",
+    F.ELF_CODE: "executable",
+    F.MACH_CODE: "executable",
+    F.PE: "executable",
+    F.WASM_CODE: "executable",
+    F.ELF_DEBUG: "debuginfo",
+    F.MACH_DEBUG: "debuginfo",
+    F.PDB: "debuginfo",
+    F.WASM_DEBUG: "debuginfo",
+    F.PORTABLEPDB: "debuginfo",
+    F.BREAKPAD: "breakpad",
+    F.SOURCEBUNDLE: "sourcebundle",
+    F.UUIDMAP: "uuidmap",
+    F.BCSYMBOLMAP: "bcsymbolmap",
+    F.IL2CPP: "il2cpp",
 }
 # Breakpad files, source bundles and il2cpp maps are keyed like the object's main file.
 _UNIFIED_MAIN_FILE: dict[ObjectType, FileType] = {
-    ObjectType.ELF: F.ELF_CODE, ObjectType.MACHO: F.MACH_CODE, ObjectType.PE: F.PE,
-    ObjectType.WASM: F.WASM_CODE, ObjectType.PE_DOTNET: F.PORTABLEPDB,
+    ObjectType.ELF: F.ELF_CODE,
+    ObjectType.MACHO: F.MACH_CODE,
+    ObjectType.PE: F.PE,
+    ObjectType.WASM: F.WASM_CODE,
+    ObjectType.PE_DOTNET: F.PORTABLEPDB,
 }
 _BY_DEBUG_ID = frozenset({F.PE, F.PDB, F.PORTABLEPDB})
 _BY_CODE_OR_UUID = frozenset({F.MACH_CODE, F.MACH_DEBUG, F.WASM_CODE, F.WASM_DEBUG, F.UUIDMAP, F.BCSYMBOLMAP})

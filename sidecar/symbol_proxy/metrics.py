@@ -57,8 +57,12 @@ class Metrics:
             buckets=_BYTES_BUCKETS,
             registry=registry,
         )
-        self.cache_size = Gauge("symproxy_cache_size_bytes", "Bytes held by the disk cache.", registry=registry)
-        self.cache_entries = Gauge("symproxy_cache_entries", "Files held by the disk cache.", registry=registry)
+        self.cache_size = Gauge(
+            "symproxy_cache_size_bytes", "Bytes held by the disk cache.", registry=registry
+        )
+        self.cache_entries = Gauge(
+            "symproxy_cache_entries", "Files held by the disk cache.", registry=registry
+        )
         self.cache_max_size = Gauge(
             "symproxy_cache_max_size_bytes", "The configured cap of the disk cache.", registry=registry
         )

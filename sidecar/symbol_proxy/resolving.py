@@ -48,8 +48,16 @@ class ConfiguredSource:
 class Candidate:
     source: ConfiguredSource
     location: str
-    filetype: FileType
+    filetypes: tuple[FileType, ...]
+    """Every file type the location was generated for (a unified path can be an ELF or a PE)."""
     checksum: str | None = None
+
+    @property
+    def filetype(self) -> FileType:
+        return self.filetypes[0]
+
+    def accepts(self, head: bytes) -> bool:
+        return any(magic.looks_like(filetype, head) for filetype in self.filetypes)
 
 
 @dataclasses.dataclass(slots=True)
@@ -123,8 +131,7 @@ class Resolver:
         config = source.config
         if isinstance(config, SentrySource):
             return []
-        seen: set[str] = set()
-        result: list[Candidate] = []
+        found: dict[str, tuple[list[FileType], str | None]] = {}
         for alternative in lookup.alternatives:
             query = alternative.query
             for filetype in alternative.filetypes:
@@ -132,10 +139,10 @@ class Resolver:
                     continue
                 # The last path of a layout's list is the preferred one (plain before ``_``).
                 for location in reversed(layouts.get_directory_paths(config.layout, filetype, query)):
-                    if location not in seen:
-                        seen.add(location)
-                        result.append(Candidate(source, location, filetype, query.debug_checksum))
-        return result
+                    entry = found.setdefault(location, ([], query.debug_checksum))
+                    if filetype not in entry[0]:
+                        entry[0].append(filetype)
+        return [Candidate(source, loc, tuple(types), checksum) for loc, (types, checksum) in found.items()]
 
     async def _search(self, source: ConfiguredSource, lookup: keys.Lookup) -> list[Candidate]:
         backend = source.backend
@@ -146,7 +153,7 @@ class Resolver:
             for location, filetype in await backend.search(alternative.query, alternative.filetypes):
                 if location not in seen:
                     seen.add(location)
-                    result.append(Candidate(source, location, filetype))
+                    result.append(Candidate(source, location, (filetype,)))
         return result
 
     # ---------------------------------------------------------------------------------------------
@@ -165,12 +172,14 @@ class Resolver:
                     winner = outcome
                     return outcome.found
         finally:
-            for task in await _cancel_and_settle(tasks):
-                if task is not winner and task.found is not None:
-                    await task.found.aclose()
+            for settled in await _cancel_and_settle(tasks):
+                if settled is not winner and settled.found is not None:
+                    await settled.found.aclose()
         # A source that answers with something that is not the file (an HTML login page with status
         # 200) does not have it: for the client that is a miss, not an upstream failure.
-        failures = [e for e in errors if not isinstance(e, base.NotFound | base.PermissionDenied | base.Malformed)]
+        failures = [
+            e for e in errors if not isinstance(e, base.NotFound | base.PermissionDenied | base.Malformed)
+        ]
         if failures:
             kind: Literal["error", "timeout"] = (
                 "timeout" if all(isinstance(e, base.UpstreamTimeout) for e in failures) else "error"
@@ -222,7 +231,9 @@ class Resolver:
                 self._metrics.upstream_requests.labels(kind, _result_label(exc)).inc()
                 failed = isinstance(exc, base.UpstreamError | base.UpstreamTimeout)
                 if failed and source.host is not None and self._breakers.failure(source.host):
-                    log.warning("source %s: host failing repeatedly, pausing requests to it", source.config.id)
+                    log.warning(
+                        "source %s: host failing repeatedly, pausing requests to it", source.config.id
+                    )
                 if exc.retryable and attempt < self._settings.retries:
                     attempt += 1
                     await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
@@ -244,9 +255,9 @@ class Resolver:
                 if len(head) >= HEAD_BYTES:
                     break
             container = magic.sniff(head)
-            if container is None and not magic.looks_like(candidate.filetype, head):
+            if container is None and not candidate.accepts(head):
                 raise base.Malformed(f"{candidate.source.config.id}: not a {candidate.filetype} file")
-            if container is not None and candidate.filetype is FileType.SOURCEBUNDLE:
+            if container is not None and FileType.SOURCEBUNDLE in candidate.filetypes:
                 container = None  # a source bundle *is* a zip archive
         except BaseException:
             await stream.aclose()

@@ -37,7 +37,9 @@ __all__ = ["Runtime", "build_runtime", "create_backend"]
 log = logging.getLogger(__name__)
 
 
-def create_backend(source: SourceConfig, settings: UpstreamSettings, session: aiohttp.ClientSession) -> base.Backend:
+def create_backend(
+    source: SourceConfig, settings: UpstreamSettings, session: aiohttp.ClientSession
+) -> base.Backend:
     """The backend for one source configuration."""
     if isinstance(source, FilesystemSource):
         return FilesystemBackend(source)

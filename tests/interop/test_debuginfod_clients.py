@@ -85,19 +85,37 @@ async def test_gdb_resolves_a_line_of_a_stripped_binary_through_the_proxy(
     (store / build_id).mkdir(parents=True)
     (store / build_id / "debuginfo").write_bytes(debug.read_bytes())
     debug.unlink()
-    proxy = await start_proxy([{"id": "store", "type": "filesystem", "path": str(store), "layout": {"type": "debuginfod"}}])
+    proxy = await start_proxy(
+        [{"id": "store", "type": "filesystem", "path": str(store), "layout": {"type": "debuginfod"}}]
+    )
     env = {
         "DEBUGINFOD_URLS": str(proxy.make_url("")).rstrip("/"),
         "DEBUGINFOD_CACHE_PATH": str(tmp_path / "client-cache"),
         "HOME": str(tmp_path),
     }
     # Without the proxy, gdb finds no line information.
-    code, out = await run(require("gdb"), "-q", "-nx", "-batch", "-ex", "info line main", str(binary),
-                          env={"DEBUGINFOD_URLS": "", "HOME": str(tmp_path)})
+    code, out = await run(
+        require("gdb"),
+        "-q",
+        "-nx",
+        "-batch",
+        "-ex",
+        "info line main",
+        str(binary),
+        env={"DEBUGINFOD_URLS": "", "HOME": str(tmp_path)},
+    )
     assert "square.c" not in out, out
     code, out = await run(
-        require("gdb"), "-q", "-nx", "-batch", "-iex", "set debuginfod enabled on", "-ex", "info line main",
-        str(binary), env=env,
+        require("gdb"),
+        "-q",
+        "-nx",
+        "-batch",
+        "-iex",
+        "set debuginfod enabled on",
+        "-ex",
+        "info line main",
+        str(binary),
+        env=env,
     )
     assert code == 0, out
     assert "square.c" in out and "Line" in out, out
@@ -111,7 +129,9 @@ async def test_debuginfod_find_fetches_debuginfo_and_reports_a_miss(
     (store / build_id).mkdir(parents=True)
     (store / build_id / "debuginfo").write_bytes(debug.read_bytes())
     (store / build_id / "executable").write_bytes(binary.read_bytes())
-    proxy = await start_proxy([{"id": "store", "type": "filesystem", "path": str(store), "layout": {"type": "debuginfod"}}])
+    proxy = await start_proxy(
+        [{"id": "store", "type": "filesystem", "path": str(store), "layout": {"type": "debuginfod"}}]
+    )
     env = {
         "DEBUGINFOD_URLS": str(proxy.make_url("")).rstrip("/"),
         "DEBUGINFOD_CACHE_PATH": str(tmp_path / "client-cache"),

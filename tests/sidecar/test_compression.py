@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -416,6 +417,34 @@ def test_an_lzx_cab_with_an_odd_name_is_handed_to_cabextract_safely(tmp_path: Pa
     assert not (tmp_path.parent / "escape.pdb").exists()
 
 
+def _fake_cabextract(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> None:
+    """Put a stand-in ``cabextract`` first on PATH, for failures the real one does not show on cue."""
+    (tmp_path / "bin").mkdir()
+    fake = tmp_path / "bin" / "cabextract"
+    fake.write_text("#!/bin/sh\n" + script + "\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_a_stalled_cabextract_is_killed_by_the_watchdog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_cabextract(tmp_path, monkeypatch, "exec sleep 60")
+    monkeypatch.setattr(compression, "CABEXTRACT_TIMEOUT", 0.5)
+    started = time.monotonic()
+    with pytest.raises(Malformed, match="cabextract failed"):
+        unpack_to(tmp_path, lzx_stored_cab(SMALL.read_bytes(), b"lzx.pdb"))
+    assert time.monotonic() - started < 10
+
+
+def test_cabextract_output_beyond_the_declared_size_is_malformed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_cabextract(tmp_path, monkeypatch, "exec yes")
+    with pytest.raises(Malformed, match="more data than the cabinet declares"):
+        unpack_to(tmp_path, lzx_stored_cab(SMALL.read_bytes(), b"lzx.pdb"))
+
+
 def test_a_damaged_lzx_cab_is_malformed(tmp_path: Path) -> None:
     tool("cabextract")
     packed = bytearray(lzx_stored_cab(SMALL.read_bytes(), b"lzx.pdb"))
@@ -494,6 +523,12 @@ def test_exceeding_max_size_raises_too_large_without_writing_more_than_max_size(
     with pytest.raises(TooLarge):
         decompress_file(packed, tmp_path / "out", max_size=100_000)
     assert not (tmp_path / "out").exists(), "a failed unpack leaves no partial file behind"
+
+
+def test_a_full_disk_is_an_os_error_and_not_a_malformed_download() -> None:
+    packed = io.BytesIO(gzip.compress(PDB.read_bytes()))
+    with open("/dev/full", "wb", buffering=0) as full, pytest.raises(OSError):
+        compression.unpack(packed, full, max_size=BIG)
 
 
 def test_a_zstd_frame_announcing_more_than_max_size_is_refused_before_decoding(tmp_path: Path) -> None:

@@ -59,7 +59,11 @@ def test_symbolicator_sources_are_accepted_unchanged(tmp_path: Path) -> None:
         read_file=lambda p: Path(p).read_text(),
     )
     assert [s.id for s in config.sources] == [
-        "sentry:microsoft", "sentry:intel", "sentry:electron", "sentry:ubuntu", "my-minio"
+        "sentry:microsoft",
+        "sentry:intel",
+        "sentry:electron",
+        "sentry:ubuntu",
+        "my-minio",
     ]
     s3 = config.sources[4]
     assert isinstance(s3, S3Source)
@@ -86,7 +90,10 @@ def test_every_setting_has_a_default() -> None:
         ("listen: {port: 70000}", "listen.port"),
         ("sources: [{id: a, type: s3, region: us-east-1}]", "sources[0].bucket (source 'a'): Field required"),
         ("sources: [{id: a, type: http, url: not-a-url}]", "sources[0].url (source 'a')"),
-        ("sources: [{id: a, type: http, url: 'http://x/', bukcet: b}]", "sources[0].bukcet (source 'a'): unknown"),
+        (
+            "sources: [{id: a, type: http, url: 'http://x/', bukcet: b}]",
+            "sources[0].bukcet (source 'a'): unknown",
+        ),
         ("sources: [{id: a, type: ftp}]", "sources[0]"),
         ("sources: [{id: a, type: s3, bucket: b, region: [x]}]", "sources[0].region"),
         ("sources: [{id: a, type: sentry, url: 'https://s/'}]", "exactly one of token or cookies"),
@@ -94,9 +101,18 @@ def test_every_setting_has_a_default() -> None:
         ("sources: [{id: a, type: filesystem, path: /x}, {id: a, type: filesystem, path: /y}]", "duplicate"),
         ("sources: [{id: a, type: http, url: 'http://x/', layout: {type: flat}}]", "sources[0].layout.type"),
         ("sources: [{id: a, type: http, url: 'http://x/', filters: {filetypes: [exe]}}]", "filetypes"),
-        ("sources: [{id: a, type: http, url: 'http://x/', filters: {path_patterns: ['a**b']}}]", "must be a whole path component"),
-        ("sources: [{id: a, type: http, url: 'http://x/', filters: {path_patterns: ['[abc']}}]", "invalid glob"),
-        ("sources: [{id: a, type: http, url: '${MISSING}'}]", "sources[0].url: environment variable 'MISSING'"),
+        (
+            "sources: [{id: a, type: http, url: 'http://x/', filters: {path_patterns: ['a**b']}}]",
+            "must be a whole path component",
+        ),
+        (
+            "sources: [{id: a, type: http, url: 'http://x/', filters: {path_patterns: ['[abc']}}]",
+            "invalid glob",
+        ),
+        (
+            "sources: [{id: a, type: http, url: '${MISSING}'}]",
+            "sources[0].url: environment variable 'MISSING'",
+        ),
         ("- just\n- a list", "must be a mapping"),
         ("sources: [unclosed", "not valid YAML"),
     ],

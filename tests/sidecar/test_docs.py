@@ -15,4 +15,6 @@ def test_the_configuration_reference_is_current() -> None:
     spec.loader.exec_module(module)
     expected = module.render()
     actual = (REPO / "docs" / "configuration.md").read_text()
-    assert actual == expected, "docs/configuration.md is stale: run scripts/gen_config_docs.py > docs/configuration.md"
+    assert actual == expected, (
+        "docs/configuration.md is stale: run scripts/gen_config_docs.py > docs/configuration.md"
+    )

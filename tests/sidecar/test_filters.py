@@ -52,12 +52,12 @@ def test_electrons_patterns_match_every_listed_file_pair(entry: dict[str, Any]) 
 # The crate's semantics, case by case (layouts.md §6).
 GLOB_SEMANTICS = [
     ("*", "", True),
-    ("*", "a/b/c", True),                 # `*` crosses separators
-    ("a?c", "a/c", True),                 # so does `?`
+    ("*", "a/b/c", True),  # `*` crosses separators
+    ("a?c", "a/c", True),  # so does `?`
     ("a?c", "ac", False),
-    ("*.PDB", "C:/x/Crash.pdb", True),    # ASCII case-insensitive
+    ("*.PDB", "C:/x/Crash.pdb", True),  # ASCII case-insensitive
     ("\u00c9*", "\u00e9t\u00e9", False),  # ...but not beyond ASCII
-    (".hidden", ".HIDDEN", True),         # no special leading dots
+    (".hidden", ".HIDDEN", True),  # no special leading dots
     ("**", "anything/at/all", True),
     ("**/b", "b", True),
     ("**/b", "a/b", True),
@@ -68,23 +68,23 @@ GLOB_SEMANTICS = [
     ("a/**", "a/", True),
     ("a/**", "a/x/y", True),
     ("a/**", "a", False),
-    ("**/", "no-slash-needed", True),     # the separator after `**` belongs to it
+    ("**/", "no-slash-needed", True),  # the separator after `**` belongs to it
     ("a/**/**/b", "a/b", True),
     ("[abc]x", "Bx", True),
     ("[abc]x", "dx", False),
     ("[!abc]x", "dx", True),
     ("[!abc]x", "Ax", False),
-    ("[a-c]", "B", True),                 # letter ranges fold case
+    ("[a-c]", "B", True),  # letter ranges fold case
     ("[0-Z]", "A", True),
-    ("[0-Z]", "a", False),                # a range with a non-letter end does not (unlike Python's re)
-    ("[]]", "]", True),                   # the first character of a class is literal
+    ("[0-Z]", "a", False),  # a range with a non-letter end does not (unlike Python's re)
+    ("[]]", "]", True),  # the first character of a class is literal
     ("[!]]", "]", False),
     ("[!]]", "x", True),
-    ("[z-a]", "m", False),                # a reversed range matches nothing
+    ("[z-a]", "m", False),  # a reversed range matches nothing
     ("[!z-a]", "m", True),
     ("[&&]", "&", True),
-    ("a\\b", "a\\b", True),               # no escape character: a backslash is literal
-    ("(x)+", "(x)+", True),               # regex syntax is literal
+    ("a\\b", "a\\b", True),  # no escape character: a backslash is literal
+    ("(x)+", "(x)+", True),  # regex syntax is literal
     ("c:/windows/", "C:/Windows/System32", False),
 ]
 
@@ -161,9 +161,9 @@ def test_the_index_fixture_parses_to_exactly_the_entries_the_index_snapshots_use
         ("", None),
         ("no quotes at all", None),
         ('"no-backslash",x', None),
-        ('"a\\b\\c",x', "a/b\\c/a"),         # split at the first backslash only
+        ('"a\\b\\c",x', "a/b\\c/a"),  # split at the first backslash only
         ('"unterminated\\ID', "unterminated/ID/unterminated"),
-        ('prefix "n\\I" "m\\J"', "n/I/n"),    # only the first quoted entry counts
+        ('prefix "n\\I" "m\\J"', "n/I/n"),  # only the first quoted entry counts
     ],
     ids=["empty", "no-quotes", "no-backslash", "two-backslashes", "unterminated", "two-entries"],
 )

@@ -107,14 +107,29 @@ def test_upstream_compares_names_with_unicode_lead_and_ascii_folded_trail() -> N
 # SSQP key conventions
 
 SUPPORTED_KINDS = {
-    "pe", "pdb", "portable-pdb", "elf-buildid", "elf-buildid-sym", "mach-uuid", "mach-uuid-sym",
-    "pe-coreclr-dac-sos", "azure-clientkey-pe", "azure-clientkey-pdb", "dbg-classic",
-    "compressed-variant", "breakpad-derived",
+    "pe",
+    "pdb",
+    "portable-pdb",
+    "elf-buildid",
+    "elf-buildid-sym",
+    "mach-uuid",
+    "mach-uuid-sym",
+    "pe-coreclr-dac-sos",
+    "azure-clientkey-pe",
+    "azure-clientkey-pdb",
+    "dbg-classic",
+    "compressed-variant",
+    "breakpad-derived",
 }
 # Runtime-keyed, hash-keyed and non-SSQP keys, and store-internal paths (pointers, two tiers).
 UNSUPPORTED_KINDS = {
-    "sha1", "perfmap-r2rmap-v1", "elf-buildid-coreclr", "mach-uuid-coreclr", "sourcemap",
-    "file-ptr-variant", "index2-two-tier-layout",
+    "sha1",
+    "perfmap-r2rmap-v1",
+    "elf-buildid-coreclr",
+    "mach-uuid-coreclr",
+    "sourcemap",
+    "file-ptr-variant",
+    "index2-two-tier-layout",
 }
 
 
@@ -253,11 +268,19 @@ def test_a_compressed_key_is_the_compressed_variant_of_the_plain_file() -> None:
 # The keys of every real fixture file
 
 SYMSRV_KINDS = (
-    "symsrv", "ssqp", "symsrv_pdb_lookup", "ssqp_symbol_lookup", "breakpad_sym_lookup", "breakpad",
+    "symsrv",
+    "ssqp",
+    "symsrv_pdb_lookup",
+    "ssqp_symbol_lookup",
+    "breakpad_sym_lookup",
+    "breakpad",
 )
 FORMAT_OBJECT_TYPE = {
-    "pdb": ObjectType.PE, "portablepdb": ObjectType.PE_DOTNET, "elf": ObjectType.ELF,
-    "macho": ObjectType.MACHO, "wasm": ObjectType.WASM,
+    "pdb": ObjectType.PE,
+    "portablepdb": ObjectType.PE_DOTNET,
+    "elf": ObjectType.ELF,
+    "macho": ObjectType.MACHO,
+    "wasm": ObjectType.WASM,
 }
 
 
@@ -333,8 +356,12 @@ UNIFIED = Layout(type=LayoutType.UNIFIED)
 # For PE objects, files other than these are keyed by the PE code id in a unified store, an id
 # that may not look like any object's id (an odd number of digits): NotALookup is fine for them.
 PE_NATIVE_FILETYPES = {
-    FileType.PE, FileType.PDB, FileType.PORTABLEPDB,
-    FileType.BREAKPAD, FileType.SOURCEBUNDLE, FileType.IL2CPP,
+    FileType.PE,
+    FileType.PDB,
+    FileType.PORTABLEPDB,
+    FileType.BREAKPAD,
+    FileType.SOURCEBUNDLE,
+    FileType.IL2CPP,
 }
 
 
@@ -347,8 +374,11 @@ def _manifest_query(entry: dict[str, Any], obj: dict[str, Any]) -> ObjectQuery |
     else:
         return None  # Breakpad files and plists carry no object type of their own
     return ObjectQuery.create(
-        code_id=obj.get("code_id"), code_file=obj.get("code_file"), debug_id=obj.get("debug_id"),
-        debug_file=obj.get("debug_file"), object_type=object_type,
+        code_id=obj.get("code_id"),
+        code_file=obj.get("code_file"),
+        debug_id=obj.get("debug_id"),
+        debug_file=obj.get("debug_file"),
+        object_type=object_type,
     )
 
 
@@ -387,13 +417,18 @@ def test_unified_round_trips_cover_every_kind_of_object() -> None:
 
 @pytest.mark.parametrize(
     ("id_length", "object_types"),
-    [(40, [ObjectType.ELF, ObjectType.PE]), (32, [ObjectType.MACHO, ObjectType.ELF, ObjectType.WASM]),
-     (33, [ObjectType.PE]), (34, [ObjectType.PE, ObjectType.ELF]), (16, [ObjectType.ELF])],
+    [
+        (40, [ObjectType.ELF, ObjectType.PE]),
+        (32, [ObjectType.MACHO, ObjectType.ELF, ObjectType.WASM]),
+        (33, [ObjectType.PE]),
+        (34, [ObjectType.PE, ObjectType.ELF]),
+        (16, [ObjectType.ELF]),
+    ],
 )
 def test_the_shape_of_a_unified_id_decides_which_objects_it_names(
     id_length: int, object_types: list[ObjectType]
 ) -> None:
-    ident = ("1" * id_length)
+    ident = "1" * id_length
     lookup = keys.parse_unified_request(f"{ident[:2]}/{ident[2:]}/executable")
     seen: list[ObjectType] = []
     for alternative in lookup.alternatives:
@@ -431,8 +466,16 @@ def test_a_debuginfod_build_id_is_case_insensitive() -> None:
 
 @pytest.mark.parametrize(
     ("build_id", "kind"),
-    [(BUILD_ID, "source"), (BUILD_ID, "section"), (BUILD_ID, "DEBUGINFO"), ("xyz0279865fe3058", "debuginfo"),
-     ("f1c3bcc02", "debuginfo"), ("f1c3bc", "debuginfo"), ("ab" * 65, "executable"), ("", "executable")],
+    [
+        (BUILD_ID, "source"),
+        (BUILD_ID, "section"),
+        (BUILD_ID, "DEBUGINFO"),
+        ("xyz0279865fe3058", "debuginfo"),
+        ("f1c3bcc02", "debuginfo"),
+        ("f1c3bc", "debuginfo"),
+        ("ab" * 65, "executable"),
+        ("", "executable"),
+    ],
     ids=["source", "section", "uppercase-kind", "non-hex", "odd-length", "too-short", "too-long", "empty"],
 )
 def test_a_malformed_debuginfod_request_is_not_a_lookup(build_id: str, kind: str) -> None:

@@ -156,8 +156,15 @@ def test_other_file_types_get_no_compressed_variant(filetype: FileType) -> None:
 
 @pytest.mark.parametrize(
     ("debug_file", "stem"),
-    [("crash.pdb", "crash"), ("foo.exe", "foo.exe"), ("foo.dll", "foo.dll"), ("libm.so", "libm.so"),
-     ("CRASH.PDB", "CRASH.PDB"), ("foo.pdb.dll", "foo"), ("foo.dll.exe", "foo.dll.exe")],
+    [
+        ("crash.pdb", "crash"),
+        ("foo.exe", "foo.exe"),
+        ("foo.dll", "foo.dll"),
+        ("libm.so", "libm.so"),
+        ("CRASH.PDB", "CRASH.PDB"),
+        ("foo.pdb.dll", "foo"),
+        ("foo.dll.exe", "foo.dll.exe"),
+    ],
 )
 def test_the_breakpad_stem_strips_only_pdb_as_upstream_does(debug_file: str, stem: str) -> None:
     assert layouts.breakpad_stem(debug_file) == stem

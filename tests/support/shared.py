@@ -66,7 +66,9 @@ def _filetype(fmt: str, obj: dict[str, Any]) -> tuple[FileType, ObjectType] | No
     if fmt == "elf":
         return (FileType.ELF_DEBUG if ssqp[0].startswith("_.debug/") else FileType.ELF_CODE), ObjectType.ELF
     if fmt == "macho":
-        return (FileType.MACH_DEBUG if ssqp[0].startswith("_.dwarf/") else FileType.MACH_CODE), ObjectType.MACHO
+        return (
+            FileType.MACH_DEBUG if ssqp[0].startswith("_.dwarf/") else FileType.MACH_CODE
+        ), ObjectType.MACHO
     if fmt == "breakpad":
         return FileType.BREAKPAD, ObjectType.UNKNOWN
     return None
@@ -89,7 +91,9 @@ def keyed_objects() -> list[FixtureObject]:
         query = ObjectQuery.create(
             code_id=obj.get("code_id"),
             code_file=obj.get("code_file"),
-            debug_id=debug_id if debug_id and not debug_id.startswith("00000000-0000-0000-0000-000000000000") else None,
+            debug_id=debug_id
+            if debug_id and not debug_id.startswith("00000000-0000-0000-0000-000000000000")
+            else None,
             debug_file=obj.get("debug_file"),
             object_type=object_type,
         )

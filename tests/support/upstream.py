@@ -47,7 +47,9 @@ class UpstreamStore:
         if fault in ("500", "403", "401"):
             return web.Response(status=int(fault), text="failure")
         if fault == "html":
-            return web.Response(status=200, text="<html><body>Sign in</body></html>", content_type="text/html")
+            return web.Response(
+                status=200, text="<html><body>Sign in</body></html>", content_type="text/html"
+            )
         data = self.files.get(location)
         if data is None:
             return web.Response(status=404, text="not found")

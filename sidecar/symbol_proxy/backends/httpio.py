@@ -45,7 +45,7 @@ async def send(
                 headers=headers,
                 timeout=timeout,
                 max_redirects=settings.max_redirects,
-                ssl=None if ssl else False,
+                ssl=ssl,
             )
     except TimeoutError:
         raise base.UpstreamTimeout(f"{where}: no response in time") from None

@@ -54,7 +54,9 @@ def create_app(
         cache.on_evict = lambda _size: metrics.evictions.inc()
         downloads = Downloads(cache, negative_ttl=config.cache.negative_ttl, error_ttl=config.cache.error_ttl)
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=config.upstream.max_concurrent_downloads * 2, ttl_dns_cache=300),
+            connector=aiohttp.TCPConnector(
+                limit=config.upstream.max_concurrent_downloads * 2, ttl_dns_cache=300
+            ),
             auto_decompress=True,
             trust_env=True,
         )

@@ -216,7 +216,7 @@ async def _serve_cab(
     key = lookup.cache_key + CAB_SUFFIX
     entry = state.cache.get(key)
     if not isinstance(entry, CachedFile):
-        if plain.size >= compression.MAX_CAB_SIZE:
+        if plain.size > compression.MAX_CAB_SIZE:
             return _not_found("too large for a CAB; ask for the plain name")
         download = state.downloads.fetch(key, partial(_make_cab, state, plain, lookup.file_name))
         try:

@@ -1,0 +1,5 @@
+"""``python -m symbol_operator`` is ``symbol-operator``."""
+
+from symbol_operator.cli import main
+
+raise SystemExit(main())

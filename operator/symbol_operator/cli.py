@@ -1,0 +1,156 @@
+"""``symbol-operator``: run the operator, or print/write/check the CRDs.
+
+::
+
+    symbol-operator run --namespace team-a --namespace team-b   # only these namespaces (Role per ns)
+    symbol-operator run --all-namespaces                        # cluster-wide (ClusterRoleBinding)
+    symbol-operator crds --write crds                           # same as python -m symbol_operator.crds
+
+``run`` is always standalone (one replica, no kopf peering): deploy it with ``replicas: 1`` and
+``strategy: Recreate``. Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 2 for bad flags or a bad
+base configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import kopf
+
+from symbol_operator import __version__, crds
+from symbol_operator.options import OperatorOptions, load_base_config
+
+__all__ = ["build_parser", "main", "options_from_args", "run"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="symbol-operator", description="Kubernetes operator for symbol sources."
+    )
+    parser.add_argument("--version", action="version", version=f"symbol-operator {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the operator")
+    scope = run.add_mutually_exclusive_group(required=True)
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        metavar="NS",
+        help="serve this namespace; repeat for several",
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="serve every namespace")
+    run.add_argument("--log-format", choices=["text", "json"], default="text", help="log line format")
+    run.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging, including kopf's per-object logs"
+    )
+    run.add_argument("--metrics-address", default="0.0.0.0", metavar="ADDR", help="metrics listen address")
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9090,
+        metavar="PORT",
+        help="port of GET /metrics (0: any free port; default 9090)",
+    )
+    run.add_argument("--no-metrics", action="store_true", help="serve no metrics")
+    run.add_argument(
+        "--liveness",
+        metavar="URL",
+        help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz (off by default)",
+    )
+    run.add_argument(
+        "--config-secret",
+        default=OperatorOptions.config_secret,
+        metavar="NAME",
+        help="name of the rendered Secret in each namespace (default %(default)s)",
+    )
+    run.add_argument(
+        "--config-key",
+        default=OperatorOptions.config_key,
+        metavar="KEY",
+        help="key of the configuration in that Secret (default %(default)s)",
+    )
+    run.add_argument(
+        "--base-config",
+        type=Path,
+        metavar="FILE",
+        help="proxy settings (listen, cache, upstream; no sources) for every rendered document",
+    )
+    run.add_argument(
+        "--debounce",
+        type=float,
+        default=OperatorOptions.debounce,
+        metavar="SECONDS",
+        help="delay between a change and the reconcile it triggers (default %(default)s)",
+    )
+
+    definitions = commands.add_parser("crds", help="print, write or check the CustomResourceDefinitions")
+    target = definitions.add_mutually_exclusive_group()
+    target.add_argument("--write", metavar="DIR", help="write one file per CRD into DIR")
+    target.add_argument("--check", metavar="DIR", help="exit 1 if DIR differs from the generated files")
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> OperatorOptions:
+    return OperatorOptions(
+        config_secret=args.config_secret,
+        config_key=args.config_key,
+        metrics_host=args.metrics_address,
+        metrics_port=None if args.no_metrics else args.metrics_port,
+        debounce=args.debounce,
+        base=load_base_config(args.base_config) if args.base_config else {},
+    )
+
+
+def run(
+    args: argparse.Namespace,
+    options: OperatorOptions,
+    *,
+    stop_flag: threading.Event | asyncio.Event | None = None,
+) -> None:
+    """Run the operator until a signal (or ``stop_flag``) stops it."""
+    kopf.configure(
+        verbose=args.verbose,
+        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
+        log_refkey="k8s_obj" if args.log_format == "json" else None,
+    )
+    if not args.verbose:
+        # kopf logs "Handler ... succeeded" for every watched event; the reconciler's own log lines
+        # say what changed. Warnings and errors of kopf's object logger still come through.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    from symbol_operator import handlers  # registers the handlers with kopf's default registry
+
+    assert handlers.startup is not None
+    kopf.run(
+        standalone=True,
+        clusterwide=bool(args.all_namespaces),
+        namespaces=args.namespaces or (),
+        liveness_endpoint=args.liveness,
+        memo=kopf.Memo(options=options),
+        stop_flag=stop_flag,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "crds":
+        return crds.main(
+            ["--write", args.write] if args.write else ["--check", args.check] if args.check else []
+        )
+    try:
+        options = options_from_args(args)
+    except (OSError, ValueError) as exc:
+        parser.error(str(exc))
+    run(args, options)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
