@@ -139,6 +139,7 @@ def main() -> int:
             sys.exit(f"{tool} is missing: run scripts/setup --bench")
 
     work = Path(tempfile.mkdtemp(prefix="symbench-"))
+    work.chmod(0o755)  # nginx workers run as an unprivileged user
     results: dict[str, object] = {"duration_s": args.duration, "connections": args.connections}
     try:
         store = work / "store"

@@ -327,11 +327,16 @@ class Reconciler:
                 new.reason,
                 new.message,
             )
-            with contextlib.suppress(kubeapi.ApiError):
+            try:
                 await self.api.post_event(
                     source.namespace,
                     {"name": source.name, "uid": source.uid},
                     type_="Normal" if outcome.ready else "Warning",
                     reason=outcome.reason.value,
                     message=outcome.message or outcome.reason.value,
+                )
+            except kubeapi.ApiError as exc:
+                # Events are best effort (they expire after an hour; the condition is the record).
+                logger.warning(
+                    "posting an Event on SymbolSource %s/%s failed: %s", source.namespace, source.name, exc
                 )

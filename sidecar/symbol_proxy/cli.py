@@ -72,12 +72,10 @@ def _serve(args: argparse.Namespace) -> int:
             update={k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
         )
         config = config.model_copy(update={"listen": listen})
-    try:
+    if args.loop == "uvloop":
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:
-        pass
     app = create_app(config, config_path=path, handle_sighup=path is not None)
     logging.getLogger(__name__).info(
         "serving %d sources on http://%s:%d (cache %s)",
@@ -106,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--config", help="YAML/JSON configuration file (default: an embedded local store)")
     serve.add_argument("--host", help="override listen.host")
     serve.add_argument("--port", type=int, help="override listen.port")
+    serve.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="event loop; asyncio's supports sendfile for cache hits (see docs/benchmarks.md)",
+    )
     check = commands.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("config")
     commands.add_parser("schema", help="print the configuration's JSON schema")

@@ -89,9 +89,15 @@ class Metrics:
             registry=registry,
         )
         # Pre-create the known series so they exist at zero from the start.
-        for protocol in PROTOCOLS:
-            self.request_duration.labels(protocol)
-            for result in REQUEST_RESULTS:
-                self.requests.labels(protocol, result)
+        # The request path looks children up in plain dicts: ``labels()`` costs a lock and a hash
+        # of the label tuple on every call.
+        self._requests = {(p, r): self.requests.labels(p, r) for p in PROTOCOLS for r in REQUEST_RESULTS}
+        self._durations = {p: self.request_duration.labels(p) for p in PROTOCOLS}
         for result in ("success", "failure"):
             self.reloads.labels(result)
+
+    def count_request(self, protocol: str, result: str) -> None:
+        self._requests[protocol, result].inc()
+
+    def observe_request(self, protocol: str, seconds: float) -> None:
+        self._durations[protocol].observe(seconds)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import ipaddress
 import logging
@@ -27,6 +28,7 @@ from symbol_proxy import compression, keys
 from symbol_proxy.cache.inflight import Download, DownloadFailed
 from symbol_proxy.cache.store import CachedFile, Miss
 from symbol_proxy.fetching import fetch_into
+from symbol_proxy.server import files
 from symbol_proxy.server.state import STATE, State
 
 __all__ = ["routes"]
@@ -43,24 +45,31 @@ SMALL_FILE = 4 * 1024 * 1024
 # Lookups
 
 
+# Parsing is pure, and the same keys are asked for again and again: remember recent results
+# (including the NotALookup ones, which the wrappers re-raise).
+_parse_symsrv = functools.lru_cache(maxsize=16384)(keys.parse_symsrv_request)
+_parse_unified = functools.lru_cache(maxsize=16384)(keys.parse_unified_request)
+_parse_debuginfod = functools.lru_cache(maxsize=16384)(keys.parse_debuginfod_request)
+
+
 async def symbols(request: web.Request) -> web.StreamResponse:
-    return await _lookup(request, "symsrv", partial(keys.parse_symsrv_request, request.match_info["path"]))
+    return await _lookup(request, "symsrv", partial(_parse_symsrv, request.match_info["path"]))
 
 
 async def unified(request: web.Request) -> web.StreamResponse:
-    return await _lookup(request, "unified", partial(keys.parse_unified_request, request.match_info["path"]))
+    return await _lookup(request, "unified", partial(_parse_unified, request.match_info["path"]))
 
 
 async def debuginfod(request: web.Request) -> web.StreamResponse:
     build_id = request.match_info["build_id"]
     kind = request.match_info["kind"]
-    return await _lookup(request, "debuginfod", partial(keys.parse_debuginfod_request, build_id, kind))
+    return await _lookup(request, "debuginfod", partial(_parse_debuginfod, build_id, kind))
 
 
 async def debuginfod_unsupported(request: web.Request) -> web.StreamResponse:
     """``source`` and ``section`` queries: not served yet; a plain 404 keeps clients happy."""
     state = request.app[STATE]
-    state.metrics.requests.labels("debuginfod", "invalid").inc()
+    state.metrics.count_request("debuginfod", "invalid")
     return _not_found("not served by this proxy")
 
 
@@ -76,13 +85,13 @@ async def _lookup(request: web.Request, protocol: str, parse: partial[keys.Looku
         try:
             lookup = parse()
         except keys.NotALookup as exc:
-            metrics.requests.labels(protocol, "invalid").inc()
+            metrics.count_request(protocol, "invalid")
             return _not_found(str(exc))
         if protocol == "debuginfod" and "X-DEBUGINFOD-MAXSIZE" in request.headers:
             return await _debuginfod_lookup(request, state, lookup)
         return await _serve(request, state, protocol, lookup)
     finally:
-        metrics.request_duration.labels(protocol).observe(time.monotonic() - started)
+        metrics.observe_request(protocol, time.monotonic() - started)
 
 
 async def _debuginfod_lookup(request: web.Request, state: State, lookup: keys.Lookup) -> web.StreamResponse:
@@ -112,22 +121,29 @@ async def _serve(
     metrics = state.metrics
     entry = state.cache.get(lookup.cache_key)
     if isinstance(entry, Miss):
-        metrics.requests.labels(protocol, "negative_hit").inc()
+        metrics.count_request(protocol, "negative_hit")
         return _missed(entry.kind, entry.detail)
     if isinstance(entry, CachedFile):
-        metrics.requests.labels(protocol, "hit").inc()
-        if lookup.variant is keys.Variant.COMPRESSED:
-            return await _serve_cab(request, state, protocol, lookup, entry)
-        return _file_response(entry, _extra_headers(protocol, lookup, entry.size))
+        metrics.count_request(protocol, "hit")
+        try:
+            if lookup.variant is keys.Variant.COMPRESSED:
+                return await _serve_cab(request, state, protocol, lookup, entry)
+            return await files.send_file(
+                request, entry, _extra_headers(protocol, lookup, entry.size), state.hot
+            )
+        except FileNotFoundError:
+            # Evicted between the index lookup and the open: forget it and fetch it again.
+            state.cache.forget(lookup.cache_key)
+            return await _serve(request, state, protocol, lookup, maxsize=maxsize)
 
     download = _start_download(state, lookup)
     try:
         started = await download.started()
     except DownloadFailed as failed:
         result = "not_found" if failed.kind == "not_found" else "error"
-        metrics.requests.labels(protocol, result).inc()
+        metrics.count_request(protocol, result)
         return _missed(failed.kind, failed.detail)
-    metrics.requests.labels(protocol, "miss").inc()
+    metrics.count_request(protocol, "miss")
     if maxsize is not None and started.size is not None and started.size > maxsize:
         return web.Response(status=406, text="file larger than X-DEBUGINFOD-MAXSIZE\n")
     if lookup.variant is keys.Variant.COMPRESSED:
@@ -144,13 +160,12 @@ async def _serve(
             cached = await download.finished()
         except DownloadFailed as failed:
             return _missed(failed.kind, failed.detail)
-        return _file_response(cached, _extra_headers(protocol, lookup, cached.size))
+        return await files.send_file(
+            request, cached, _extra_headers(protocol, lookup, cached.size), state.hot
+        )
     headers = _extra_headers(protocol, lookup, started.size)
     if request.method == "HEAD":
-        response = web.Response(status=200, headers=headers)
-        if started.size is not None:
-            response.content_length = started.size
-        return response
+        return await files.head_response(request, 200, headers, started.size)
     return await _stream(request, download, headers, started.size)
 
 
@@ -202,10 +217,6 @@ async def _stream(
     return response
 
 
-def _file_response(entry: CachedFile, headers: dict[str, str]) -> web.FileResponse:
-    return web.FileResponse(entry.path, headers=headers)
-
-
 # --------------------------------------------------------------------------------------------------
 # `_` requests: a single-file CAB synthesised from the plain file.
 
@@ -223,7 +234,7 @@ async def _serve_cab(
             entry = await download.finished()
         except DownloadFailed as failed:
             return _missed(failed.kind, failed.detail)
-    return _file_response(entry, _extra_headers(protocol, lookup, entry.size))
+    return await files.send_file(request, entry, _extra_headers(protocol, lookup, entry.size), state.hot)
 
 
 async def _make_cab(state: State, plain: CachedFile, name: str, sink: object) -> None:
@@ -293,6 +304,7 @@ async def purge_all(request: web.Request) -> web.Response:
     if (denied := _admin_allowed(request, state)) is not None:
         return denied
     removed = await asyncio.get_running_loop().run_in_executor(None, state.cache.clear)
+    state.hot.clear()
     return web.json_response({"removed": removed})
 
 

@@ -15,6 +15,7 @@ from symbol_proxy.cache.store import DiskCache
 from symbol_proxy.config import ProxyConfig
 from symbol_proxy.metrics import Metrics
 from symbol_proxy.runtime import Runtime
+from symbol_proxy.server.files import HotFiles
 
 __all__ = ["STATE", "State"]
 
@@ -31,6 +32,7 @@ class State:
     config_path: Path | None = None
     ready: bool = False
     started_at: float = dataclasses.field(default_factory=time.time)
+    hot: HotFiles = dataclasses.field(default_factory=HotFiles)
 
     @property
     def scratch_dir(self) -> Path:

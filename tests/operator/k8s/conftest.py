@@ -61,7 +61,10 @@ def kube(admin_kubeconfig: Path) -> Kube:
 
 
 class Operator:
-    """A running operator: its KopfRunner, and its metrics endpoint."""
+    """A running operator: its KopfRunner, and its metrics endpoint.
+
+    ``runner.output`` may only be read after the runner has stopped (it blocks until then).
+    """
 
     def __init__(self, runner: KopfRunner, metrics_port: int) -> None:
         self.runner = runner
@@ -117,6 +120,8 @@ def running_operator(
             yield operator
     assert runner.exception is None, runner.output
     assert runner.exit_code == 0, runner.output
+    assert "APIForbiddenError" not in runner.output
+    assert "Traceback" not in runner.output, runner.output
 
 
 def _answers(operator: Operator) -> bool:
