@@ -28,6 +28,7 @@ SECTIONS: list[tuple[str, type[pydantic.BaseModel], str]] = [
         "The purge endpoint: `DELETE /admin/cache` and "
         "`DELETE /admin/cache/{symbols|unified|buildid}/<path>`.",
     ),
+    ("reload", cfg.ReloadSettings, "Reloading the configuration file (also on SIGHUP)."),
     ("sources[] (common keys of http, s3, gcs, filesystem)", cfg.HttpSource, ""),
     ("sources[] type: filesystem", cfg.FilesystemSource, ""),
     ("sources[] type: http", cfg.HttpSource, ""),

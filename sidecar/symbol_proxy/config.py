@@ -336,6 +336,12 @@ class AdminSettings(_Model):
     """If set, purge requests need ``Authorization: Bearer <token>``."""
 
 
+class ReloadSettings(_Model):
+    poll_interval: Duration = 2.0
+    """How often the configuration file is checked for changes; 0 turns polling off (SIGHUP still
+    reloads). Kubernetes updates mounted volumes only about once a minute, so 2 s costs nothing."""
+
+
 class ProxyConfig(_Model):
     """The whole configuration document."""
 
@@ -347,6 +353,8 @@ class ProxyConfig(_Model):
     """Timeouts, retries and limits for requests to sources."""
     admin: AdminSettings = AdminSettings()
     """The cache purge endpoint."""
+    reload: ReloadSettings = ReloadSettings()
+    """Reloading the configuration file."""
     sources: tuple[SourceConfig, ...] = ()
     """Where symbols live, in priority order (Symbolicator's schema)."""
 

@@ -28,8 +28,6 @@ __all__ = ["create_app", "reload_config"]
 
 log = logging.getLogger(__name__)
 
-RELOAD_POLL_SECONDS = 2.0
-"""How often the config file is checked: kubelet updates volumes only every ~60 s anyway."""
 OLD_RUNTIME_GRACE_SECONDS = 60.0
 """How long a replaced runtime's backends stay open for requests that already use them."""
 _RESTART_ONLY = ("listen", "cache")
@@ -79,7 +77,8 @@ def create_app(
         app[STATE] = state
         metrics.config_sources.set(len(config.sources))
         metrics.config_loaded.set(time.time())
-        watcher = asyncio.ensure_future(_watch(app)) if config_path is not None else None
+        polling = config_path is not None and config.reload.poll_interval > 0
+        watcher = asyncio.ensure_future(_watch(app)) if polling else None
         if handle_sighup and config_path is not None:
             loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload_config(app)))
         state.ready = True
@@ -133,7 +132,7 @@ async def _watch(app: web.Application) -> None:
     loop = asyncio.get_running_loop()
     current = await loop.run_in_executor(None, loading.version_of, state.config_path)
     while True:
-        await asyncio.sleep(RELOAD_POLL_SECONDS)
+        await asyncio.sleep(state.config.reload.poll_interval or 2.0)
         version = await loop.run_in_executor(None, loading.version_of, state.config_path)
         if version is None or version == current:
             continue
