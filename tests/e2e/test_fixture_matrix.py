@@ -23,28 +23,12 @@ from tests.support.shared import FixtureObject, keyed_objects
 from tests.support.upstream import UpstreamStore
 
 F = FileType
+SYMSTORE_KINDS = {F.PE, F.PDB, F.PORTABLEPDB, F.ELF_CODE, F.ELF_DEBUG, F.MACH_CODE, F.MACH_DEBUG}
 SYMSRV_MUST_SERVE: dict[LayoutType, set[FileType]] = {
-    LayoutType.SYMSTORE: {F.PE, F.PDB, F.PORTABLEPDB, F.ELF_CODE, F.ELF_DEBUG, F.MACH_CODE, F.MACH_DEBUG},
-    LayoutType.SSQP: {F.PE, F.PDB, F.PORTABLEPDB, F.ELF_CODE, F.ELF_DEBUG, F.MACH_CODE, F.MACH_DEBUG},
-    LayoutType.SYMSTORE_INDEX2: {
-        F.PE,
-        F.PDB,
-        F.PORTABLEPDB,
-        F.ELF_CODE,
-        F.ELF_DEBUG,
-        F.MACH_CODE,
-        F.MACH_DEBUG,
-    },
-    LayoutType.NATIVE: {
-        F.PE,
-        F.PDB,
-        F.PORTABLEPDB,
-        F.ELF_CODE,
-        F.ELF_DEBUG,
-        F.MACH_CODE,
-        F.MACH_DEBUG,
-        F.BREAKPAD,
-    },
+    LayoutType.SYMSTORE: SYMSTORE_KINDS,
+    LayoutType.SSQP: SYMSTORE_KINDS,
+    LayoutType.SYMSTORE_INDEX2: SYMSTORE_KINDS,
+    LayoutType.NATIVE: SYMSTORE_KINDS | {F.BREAKPAD},
     # A unified store is keyed by debug id: a PE cannot be found by its code id (symbolicator#1451),
     # and a portable PDB is stored under its real stamp, not the FFFFFFFF of its SymSrv key.
     LayoutType.UNIFIED: {F.PDB, F.ELF_CODE, F.ELF_DEBUG, F.MACH_CODE, F.MACH_DEBUG, F.BREAKPAD},
