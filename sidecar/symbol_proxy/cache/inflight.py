@@ -22,6 +22,9 @@ from symbol_proxy.cache.store import CachedFile, DiskCache, TempFile
 
 __all__ = ["Download", "DownloadFailed", "Downloads", "Sink", "Started"]
 
+WRITE_BATCH = 1024 * 1024
+"""Bytes gathered before one write to the temporary file."""
+
 log = logging.getLogger(__name__)
 
 
@@ -74,7 +77,7 @@ class Download:
             self._finished.set_exception(failure)
         self._notify()
 
-    async def read(self, offset: int = 0, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
+    async def read(self, offset: int = 0, chunk_size: int = 1024 * 1024) -> AsyncIterator[bytes]:
         """The file's bytes from ``offset``, following the download as it lands."""
         await self.started()
         loop = asyncio.get_running_loop()
@@ -127,6 +130,8 @@ class Sink:
         self._size: int | None = None
         self._verify: Callable[[bytes], bool] | None = None
         self._head = b""
+        self._pending: list[bytes] = []
+        self._pending_size = 0
         self.outcome: DownloadFailed | None = None
 
     @property
@@ -150,13 +155,26 @@ class Sink:
         self._download._notify()
 
     async def write(self, data: bytes) -> None:
-        temp = self._download._temp
-        if temp is None:
+        if self._download._temp is None:
             raise RuntimeError("write() before start()")
         if self._verify is not None and len(self._head) < 64:
             self._head += data[: 64 - len(self._head)]
             if len(self._head) >= 64 and not self._verify(self._head):
                 raise DownloadFailed("error", "unexpected content")
+        # Small upstream chunks are gathered into larger writes: every write is an executor round
+        # trip. The first bytes go out at once, so time to first byte does not suffer.
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= WRITE_BATCH or self._download._written == 0:
+            await self.flush()
+
+    async def flush(self) -> None:
+        temp = self._download._temp
+        if temp is None or not self._pending:
+            return
+        data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending.clear()
+        self._pending_size = 0
         await asyncio.get_running_loop().run_in_executor(None, temp.write, data)
         self._download._written = temp.written
         self._download._notify()
@@ -206,6 +224,11 @@ class Downloads:
             except Exception as exc:  # the producer's failure is this download's failure
                 log.debug("download of %s failed", download.key, exc_info=True)
                 sink.outcome = DownloadFailed("error", str(exc) or type(exc).__name__)
+            if sink.outcome is None:
+                try:
+                    await sink.flush()
+                except Exception as exc:
+                    sink.outcome = DownloadFailed("error", str(exc) or type(exc).__name__)
             if sink.outcome is None and download._temp is None:
                 sink.outcome = DownloadFailed("error", "the producer found nothing to write")
             if sink.outcome is None:

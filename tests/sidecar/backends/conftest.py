@@ -134,7 +134,7 @@ def _iam_user(iam: Any, name: str, policy: str | None) -> tuple[str, str]:
 @pytest.fixture(scope="session")
 def s3_world() -> Iterator[S3World]:
     if not (shared.FIXTURES / "MANIFEST.json").exists():
-        pytest.skip("the shared fixtures are not beside the repository")
+        pytest.fail("the shared fixtures are not beside the repository (set SYMBOL_SHARED_DIR)")
     server = start_s3_server()
     try:
         setup = {"region_name": REGION, "aws_access_key_id": "setup", "aws_secret_access_key": "setup"}
