@@ -301,11 +301,9 @@ def control_plane(kubeconfig: str | None) -> Iterator[Path]:
     if kubeconfig:
         yield Path(kubeconfig)
         return
-    try:
-        from tests.operator import conftest as harness  # the control plane helper of the test suite
-    except ImportError as exc:
-        raise SystemExit(f"no --kubeconfig and no test control plane helper: {exc}") from None
-    with harness.start_control_plane() as plane:  # type: ignore[attr-defined]
+    from tests.support.controlplane import start_control_plane
+
+    with start_control_plane() as plane:
         yield Path(plane.kubeconfig)
 
 

@@ -34,6 +34,13 @@ def _configure_logging(level: str, fmt: str) -> None:
     handler.setFormatter(formatter)
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # Cloud SDKs log signed request headers (access key ids, tokens) at DEBUG: never let them through,
+    # whatever the proxy's own level is.
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+QUIET_LOGGERS = ("botocore", "aiobotocore", "boto3", "urllib3", "google", "gcloud")
 
 
 class _JsonFormatter(logging.Formatter):

@@ -7,6 +7,7 @@ in a thread (``kopf.testing.KopfRunner``) with settings from ``SYMBOL_OPERATOR_*
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import time
 from collections.abc import Iterator, Sequence
@@ -88,6 +89,21 @@ class Operator:
 
 
 @contextlib.contextmanager
+def restored_logging() -> Iterator[None]:
+    """kopf configures logging process-wide (root level DEBUG with --verbose, its handler, asyncio's
+    propagation); put it back so later tests capture logs as if no operator had run here."""
+    root, quiet = logging.getLogger(), logging.getLogger("asyncio")
+    level, handlers = root.level, list(root.handlers)
+    quiet_state = (quiet.propagate, list(quiet.handlers))
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        quiet.propagate, quiet.handlers[:] = quiet_state[0], quiet_state[1]
+
+
+@contextlib.contextmanager
 def running_operator(
     monkeypatch: pytest.MonkeyPatch,
     namespaces: Sequence[str] = (),
@@ -114,7 +130,7 @@ def running_operator(
             else [arg for ns in namespaces for arg in ("--namespace", ns)]
         )
         args = ["run", "--standalone", "--verbose", *scope, "-m", "symbol_operator.handlers"]
-        with KopfRunner(args, timeout=timeout) as runner:
+        with restored_logging(), KopfRunner(args, timeout=timeout) as runner:
             operator = Operator(runner, port)
             wait_for(lambda: _answers(operator), timeout=30, what="the operator's metrics endpoint")
             yield operator
