@@ -327,6 +327,16 @@ class UpstreamSettings(_Model):
     """The window in which ``breaker_threshold`` failures are counted."""
     breaker_block_time: Duration = 60.0
     """Short on purpose: Symbolicator's 24 h block took a self-hosted server offline for a day."""
+    s3_parallel_threshold: Size = 1024**3
+    """S3 objects from this size on are fetched as parallel ranged GETs of ``s3_part_size``; smaller
+    ones stream from one GET. Parts raise throughput where one connection is the limit and make a
+    broken connection cheap to redo, but every range is a request, and some S3-compatible stores
+    (moto, simple gateways) read the whole object for each one. 0: parts for anything over one part."""
+    s3_part_size: Annotated[int, pydantic.BeforeValidator(parse_size), Field(ge=256 * 1024)] = 16 * 1024**2
+    """Size of each ranged GET when an S3 object is fetched in parts (at least 256 KiB)."""
+    s3_part_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    """Parts of one S3 object in flight at a time, the one being streamed included (1: one after
+    another). Each waiting part buffers at most 8 MiB, so memory stays flat whatever the size."""
 
 
 class AdminSettings(_Model):

@@ -1,9 +1,11 @@
 """The producer of a cache entry: find the file upstream and stream it into the cache.
 
-Plain files go straight through: every chunk lands in the cache's temporary file and readers
-follow it as it grows. Compressed upstream files (a CAB ``.pd_``, gzip, zstd, a one-entry zip) are
-spooled, unpacked in an executor with a size limit, checked again, and then fed to the cache, so
-clients that asked for the plain name get the plain file.
+Plain files go straight through: every chunk is handed to readers and written behind them into
+the cache's temporary file. When the source promises an MD5 (S3's ETag, GCS's ``x-goog-hash``), the
+cache checks it on the finished file before the commit instead of the backend on the stream.
+Compressed upstream files (a CAB ``.pd_``, gzip, zstd, a one-entry zip) are spooled, unpacked in an
+executor with a size limit, checked again, and then fed to the cache, so clients that asked for the
+plain name get the plain file.
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ async def fetch_into(
                 sink.error(f"file too large ({size} bytes)")
                 return
             sink.start(size)
+            # The cache keeps every byte anyway: it checks the store's MD5 on its copy once the file
+            # is complete, so hashing (slower than a fast store) never holds up the stream.
+            if isinstance(found.stream, base.DeferrableMd5) and (md5 := found.stream.defer_md5()):
+                sink.expect_md5(md5)
             received = 0
             async for chunk in found.body():
                 received += len(chunk)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Backend",
     "BackendError",
+    "DeferrableMd5",
     "Malformed",
     "NotFound",
     "ObjectInfo",
@@ -89,6 +90,16 @@ class ObjectStream(Protocol):
 
     async def aclose(self) -> None:
         """Release the connection; safe to call twice."""
+        ...
+
+
+@runtime_checkable
+class DeferrableMd5(Protocol):
+    """A stream that checks its body against an MD5 the store promised, and can hand that over."""
+
+    def defer_md5(self) -> str | None:
+        """Stop checking (call it before the body ends) and return the MD5 (hex), or ``None`` when
+        there is none to check. The caller then owns the check: it must hash every byte itself."""
         ...
 
 

@@ -87,7 +87,8 @@ async def error_detail(response: aiohttp.ClientResponse) -> str:
 class HttpBodyStream:
     """An aiohttp response body read chunk by chunk, with timeouts and errors translated.
 
-    ``md5`` (hex), when given, is checked against the body at the end; so is ``info.size``.
+    ``md5`` (hex), when given, is checked against the body at the end, unless ``defer_md5()`` handed
+    the check to the caller; ``info.size`` is always checked.
     """
 
     def __init__(
@@ -106,11 +107,16 @@ class HttpBodyStream:
         self._deadline = deadline
         self._where = where
         self._md5 = md5
+        self._md5_deferred = False
         self._started = False
 
     @property
     def info(self) -> base.ObjectInfo:
         return self._info
+
+    def defer_md5(self) -> str | None:
+        self._md5_deferred = True
+        return self._md5
 
     async def chunks(self) -> AsyncIterator[bytes]:
         if self._started:
@@ -136,12 +142,12 @@ class HttpBodyStream:
                 if not data:
                     break
                 received += len(data)
-                if digest is not None:
+                if digest is not None and not self._md5_deferred:
                     digest.update(data)
                 yield data
             if self._info.size is not None and received != self._info.size:
                 raise base.UpstreamError(f"{self._where}: got {received} bytes, expected {self._info.size}")
-            if digest is not None and digest.hexdigest() != self._md5:
+            if digest is not None and not self._md5_deferred and digest.hexdigest() != self._md5:
                 raise base.Malformed(f"{self._where}: content does not match its MD5")
         finally:
             await self.aclose()

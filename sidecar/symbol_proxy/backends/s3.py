@@ -6,16 +6,19 @@ tokens for IRSA, ECS/EKS container credentials, instance profiles, with refresh)
 codes. Users of Symbolicator have asked for those credentials for years (symbolicator#143); we get
 them by not choosing a provider ourselves unless told to.
 
-Large objects are fetched as parallel ranged GETs. The first request already asks for the first
-part (``Range: bytes=0-<part_size-1>``), so small objects cost one request and the first bytes of a
-big one stream at once while the next ``concurrency - 1`` parts are prefetched. Each prefetching
-part writes into a queue bounded to ``part_buffer`` bytes, so memory stays flat however large the
-object is; parts are yielded strictly in order. Every later part is requested with ``If-Match`` on
-the first response's ETag, so an object replaced mid-download fails instead of mixing versions. A
-part whose body breaks off is re-requested from where it stopped (up to ``retries`` times). At the
-end the total length is checked, and so is the ETag when it is a plain MD5 (no ``-`` from a
-multipart upload, no SSE-KMS/SSE-C, whose ETags are not digests of the content); a mismatch is
-``Malformed``.
+Every object is opened with one plain GET, which streams at once and tells the size. Below
+``upstream.s3_parallel_threshold`` that GET is the whole download: one request, one connection, no
+store reading the object again for a range. From the threshold on, the object is read as ranged
+parts of ``s3_part_size``: the first part comes from the opening GET (whose connection is then
+dropped), and the next ``s3_part_concurrency - 1`` parts are prefetched while it streams. Each
+prefetching part writes into a queue bounded to ``part_buffer`` bytes, so memory stays flat however
+large the object is; parts are yielded strictly in order. Every later request (a part, or the rest
+of a body that broke off) carries ``If-Match`` with the first response's ETag, so an object replaced
+mid-download fails instead of mixing versions. A body that breaks off is re-requested from where it
+stopped (up to ``retries`` times). At the end the total length is checked, and so is the ETag when it
+is a plain MD5 (no ``-`` from a multipart upload, no SSE-KMS/SSE-C, whose ETags are not digests of
+the content); a mismatch is ``Malformed``. A consumer that keeps the bytes anyway (the cache) may
+take the MD5 check over with ``defer_md5()`` and hash its copy, off the streaming path.
 
 Retries of whole requests are left to botocore's "standard" mode (exponential backoff with jitter,
 throttling and 5xx only, never 403/404) with ``retries + 1`` attempts. Errors that come out after
@@ -55,12 +58,9 @@ __all__ = ["S3Backend"]
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 256 * 1024
-"""Largest chunk read from a response body at a time; also the unit of the part buffers."""
-DEFAULT_PART_SIZE = 16 * 1024**2
-"""Size of each ranged GET. 16 MiB keeps a failed part cheap to redo and gives four parts in flight
-for objects from 64 MiB on; the first request asks for this much, so smaller objects take one GET."""
-DEFAULT_CONCURRENCY = 4
-"""Parts in flight per download, the one being streamed included (Symbolicator uses up to 4)."""
+"""The smallest part size."""
+READ_SIZE = 1024 * 1024
+"""Largest chunk read from a response body at a time (a read returns what has arrived, up to this)."""
 DEFAULT_PART_BUFFER = 8 * 1024**2
 """Bytes a prefetching part may hold before it waits for the reader: the memory bound per part."""
 
@@ -118,10 +118,16 @@ class S3Backend:
         source: S3Source,
         settings: UpstreamSettings,
         *,
-        part_size: int = DEFAULT_PART_SIZE,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        part_size: int | None = None,
+        concurrency: int | None = None,
         part_buffer: int = DEFAULT_PART_BUFFER,
+        parallel_threshold: int | None = None,
     ) -> None:
+        """``part_size``, ``concurrency`` and ``parallel_threshold`` default to the ``s3_*`` settings."""
+        part_size = settings.s3_part_size if part_size is None else part_size
+        concurrency = settings.s3_part_concurrency if concurrency is None else concurrency
+        if parallel_threshold is None:
+            parallel_threshold = settings.s3_parallel_threshold
         if bool(source.access_key.get_secret_value()) != bool(source.secret_key.get_secret_value()):
             raise ConfigError(
                 f"sources: source {source.id!r}: access_key and secret_key must be set together"
@@ -133,6 +139,7 @@ class S3Backend:
         self.part_size = part_size
         self.concurrency = concurrency
         self.part_buffer = part_buffer
+        self.parallel_threshold = parallel_threshold
         self._client: Any = None
         self._stack = contextlib.AsyncExitStack()
         self._lock = asyncio.Lock()
@@ -273,35 +280,28 @@ class S3Backend:
         return response
 
     async def open(self, location: str, *, checksum: str | None = None) -> base.ObjectStream:
-        """Open ``location`` below the prefix: the first part is requested right away."""
+        """Open ``location`` below the prefix with one GET of the whole object."""
         key = locations.join_key(self._source.prefix, location)
         deadline = asyncio.get_running_loop().time() + self._settings.total_timeout
-        try:
-            first = await self._get_object(key, deadline, Range=f"bytes=0-{self.part_size - 1}")
-        except base.BackendError as exc:
-            if not (isinstance(exc, base.UpstreamError) and exc.status == 416):
-                raise
-            # InvalidRange on "bytes=0-…" means an empty object; ask again without a range.
-            first = await self._get_object(key, deadline)
+        first = await self._get_object(key, deadline)
+        size = int(first.get("ContentLength") or 0)
         content_range = _parse_content_range(first.get("ContentRange"))
-        if content_range is not None:
-            start, _, size = content_range
-            if start != 0:
-                first["Body"].close()
-                raise base.Malformed(f"s3://{self._source.bucket}/{key}: unexpected Content-Range")
-        else:
-            size = int(first.get("ContentLength") or 0)  # a plain 200: the store ignored the range
+        if content_range is not None and content_range != (0, size - 1, size):
+            # We asked for no range: a partial answer is not the object.
+            first["Body"].close()
+            raise base.Malformed(f"s3://{self._source.bucket}/{key}: unexpected Content-Range")
         if size == 0:
             # As in Symbolicator: an empty object is no debug file, and not worth caching as one.
             first["Body"].close()
             raise base.NotFound(f"s3://{self._source.bucket}/{key}: empty object")
         etag = first.get("ETag")
+        in_parts = size >= self.parallel_threshold and size > self.part_size
         return _RangedStream(
             self,
             key,
             first,
             base.ObjectInfo(size=size, etag=etag),
-            part_size=self.part_size if content_range is not None else size,
+            part_size=self.part_size if in_parts else size,
             md5=_md5_etag(first),
             deadline=deadline,
         )
@@ -311,7 +311,8 @@ _END = object()
 
 
 class _RangedStream:
-    """The body of one object, read as consecutive ranged parts with bounded prefetching."""
+    """The body of one object: the opening GET's body, or consecutive ranged parts with bounded
+    prefetching (the first of them read from the opening GET)."""
 
     def __init__(
         self,
@@ -339,6 +340,7 @@ class _RangedStream:
         self._queues: dict[int, asyncio.Queue[object]] = {}
         self._started = False
         self._closed = False
+        self._md5_deferred = False
 
     @property
     def info(self) -> base.ObjectInfo:
@@ -346,6 +348,11 @@ class _RangedStream:
 
     def _where(self) -> str:
         return f"s3://{self._backend._source.bucket}/{self._key}"
+
+    def defer_md5(self) -> str | None:
+        """Stop checking the body against its MD5 ETag, and return that MD5 for the caller to check."""
+        self._md5_deferred = True
+        return self._md5
 
     async def chunks(self) -> AsyncIterator[bytes]:
         if self._started:
@@ -362,19 +369,19 @@ class _RangedStream:
                 self._first = None
                 async for chunk in parts:
                     received += len(chunk)
-                    if digest is not None:
+                    if digest is not None and not self._md5_deferred:
                         digest.update(chunk)
                     yield chunk
             if received != self._info.size:
                 raise base.Malformed(f"{self._where()}: got {received} bytes, expected {self._info.size}")
-            if digest is not None and digest.hexdigest() != self._md5:
+            if digest is not None and not self._md5_deferred and digest.hexdigest() != self._md5:
                 raise base.Malformed(f"{self._where()}: content does not match its ETag (MD5)")
         finally:
             await self.aclose()
 
     def _prefetch(self, start: int) -> None:
         """Keep ``concurrency - 1`` parts after the current one in flight."""
-        maxsize = max(1, self._backend.part_buffer // CHUNK_SIZE)
+        maxsize = max(1, self._backend.part_buffer // READ_SIZE)
         for index in range(start, min(start + self._backend.concurrency - 1, len(self._parts))):
             if index not in self._tasks:
                 queue: asyncio.Queue[object] = asyncio.Queue(maxsize=maxsize)
@@ -425,7 +432,7 @@ class _RangedStream:
                     if remaining <= 0:
                         raise base.UpstreamTimeout(f"{self._where()}: download took too long")
                     async with asyncio.timeout(min(settings.read_timeout, remaining)):
-                        data = await body.read(min(CHUNK_SIZE, end + 1 - position))
+                        data = await body.read(min(READ_SIZE, end + 1 - position))
                     if not data:
                         raise botocore.exceptions.IncompleteReadError(
                             actual_bytes=position, expected_bytes=end + 1

@@ -1,20 +1,25 @@
 """Single-flight downloads with read-along.
 
 The first request for a missing key starts one download task; every later request for the same key
-joins it. The task writes into a temporary file of the cache, and readers follow that file as it
-grows, so the first byte reaches a client long before a large file is complete and memory stays
-flat whatever the file's size. The task does not belong to any client: when the client that
-started it disconnects, it still finishes and the file is cached for the next one. Only a complete,
-verified file is committed; any failure discards the temporary file and remembers a short miss.
+joins it. The task hands every chunk to the readers in memory and writes it behind them into a
+temporary file of the cache; a reader that falls behind the last ``READ_ALONG_MEMORY`` bytes reads
+back from that file. So the first byte reaches a client long before a large file is complete, no
+reader waits for the disk, and memory stays flat whatever the file's size. The task does not
+belong to any client: when the client that started it disconnects, it still finishes and the file
+is cached for the next one. Only a complete, verified file is committed; any failure discards the
+temporary file and remembers a short miss.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
@@ -24,6 +29,11 @@ __all__ = ["Download", "DownloadFailed", "Downloads", "Sink", "Started"]
 
 WRITE_BATCH = 1024 * 1024
 """Bytes gathered before one write to the temporary file."""
+MD5_BLOCK = 4 * 1024 * 1024
+"""Bytes hashed at a time when a finished file is checked against its source's MD5."""
+READ_ALONG_MEMORY = 8 * 1024 * 1024
+"""Most recently written bytes a download keeps in memory, so readers that keep up take them from
+there instead of reading them back from the temporary file; the bound on that memory."""
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +59,12 @@ class Download:
         self._finished: asyncio.Future[CachedFile] = asyncio.get_running_loop().create_future()
         self._changed = asyncio.Event()
         self._temp: TempFile | None = None
-        self._written = 0
+        self._written = 0  # bytes in the temporary file
+        self._available = 0  # bytes readers may have: the file's, then the newest ones in memory
+        # The newest bytes, as (offset, chunk), oldest first: every byte not yet in the file, and
+        # as many written ones as fit READ_ALONG_MEMORY.
+        self._recent: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._recent_size = 0
         self._failure: DownloadFailed | None = None
         # Consumers may never await these futures (a client that went away): silence "never retrieved".
         self._started.add_done_callback(_consume)
@@ -69,6 +84,34 @@ class Download:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    def _publish(self, chunk: bytes) -> None:
+        """Hand ``chunk`` to readers at once; it reaches the temporary file shortly after."""
+        self._recent.append((self._available, chunk))
+        self._recent_size += len(chunk)
+        self._available += len(chunk)
+        self._notify()
+
+    def _wrote(self, written: int) -> None:
+        self._written = written
+        recent = self._recent
+        while recent and self._recent_size > READ_ALONG_MEMORY:
+            offset, chunk = recent[0]
+            if offset + len(chunk) > written:
+                break  # not in the file yet: readers can only have it from here
+            self._recent_size -= len(chunk)
+            recent.popleft()
+
+    def _from_memory(self, position: int, limit: int) -> bytes | None:
+        """Written bytes from ``position`` (at most ``limit``) if they are still in memory."""
+        if not self._recent or position < self._recent[0][0]:
+            return None
+        for offset, chunk in reversed(self._recent):
+            if offset <= position:
+                if position == offset and len(chunk) <= limit:
+                    return chunk
+                return chunk[position - offset : position - offset + limit]
+        return None
+
     def _fail(self, failure: DownloadFailed) -> None:
         self._failure = failure
         if not self._started.done():
@@ -81,14 +124,25 @@ class Download:
         """The file's bytes from ``offset``, following the download as it lands."""
         await self.started()
         loop = asyncio.get_running_loop()
-        fd = await loop.run_in_executor(None, self._open_for_reading)
+        try:
+            fd = await loop.run_in_executor(None, self._open_for_reading)
+        except DownloadFailed:
+            # The temporary file went away: discarded by a failure (report that failure), or renamed
+            # into the cache before ``result`` was set (wait for it, then open the cached file).
+            with contextlib.suppress(DownloadFailed):
+                await self.finished()
+            if self._failure is not None:
+                raise self._failure from None
+            fd = await loop.run_in_executor(None, self._open_for_reading)
         try:
             position = offset
             while True:
                 changed = self._changed
-                if position < self._written:
-                    wanted = min(chunk_size, self._written - position)
-                    data = await loop.run_in_executor(None, os.pread, fd, wanted, position)
+                if position < self._available:
+                    data = self._from_memory(position, chunk_size)
+                    if data is None:  # behind the bytes in memory, so in the file: read them back
+                        wanted = min(chunk_size, self._written - position)
+                        data = await loop.run_in_executor(None, os.pread, fd, wanted, position)
                     if not data:
                         raise DownloadFailed("error", "cached file shrank while being read")
                     position += len(data)
@@ -116,6 +170,51 @@ class Download:
         raise DownloadFailed("error", "the downloaded file is gone")
 
 
+def _write_all(temp: TempFile, chunks: list[bytes]) -> None:
+    for chunk in chunks:  # one executor round trip, no copy to join them
+        temp.write(chunk)
+
+
+async def _in_background(function: Callable[[Any], str], argument: Any) -> str:
+    """``function(argument)`` in a thread of its own at the lowest CPU priority: a check that may
+    take seconds for a large file, and must not slow down the clients being served meanwhile."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[str] = loop.create_future()
+
+    def settle(result: str | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result or "")
+
+    def work() -> None:
+        with contextlib.suppress(OSError, AttributeError):  # Linux: a niceness per thread
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        result: str | None = None
+        error: BaseException | None = None
+        try:
+            result = function(argument)
+        except BaseException as exc:
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name="symbol-proxy-check", daemon=True).start()
+    return await future
+
+
+def _md5_of(path: os.PathLike[str] | None) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    if path is None:
+        raise FileNotFoundError("no temporary file")
+    with open(path, "rb", buffering=0) as file:
+        while block := file.read(MD5_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _consume(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
@@ -132,6 +231,8 @@ class Sink:
         self._head = b""
         self._pending: list[bytes] = []
         self._pending_size = 0
+        self._writing: asyncio.Future[None] | None = None
+        self._md5: str | None = None
         self.outcome: DownloadFailed | None = None
 
     @property
@@ -159,25 +260,65 @@ class Sink:
             raise RuntimeError("write() before start()")
         if self._verify is not None and len(self._head) < 64:
             self._head += data[: 64 - len(self._head)]
-            if len(self._head) >= 64 and not self._verify(self._head):
-                raise DownloadFailed("error", "unexpected content")
-        # Small upstream chunks are gathered into larger writes: every write is an executor round
-        # trip. The first bytes go out at once, so time to first byte does not suffer.
+            if len(self._head) >= 64:
+                self._check_head()
+        # Readers get the bytes from memory at once. The file is written behind them, in batches
+        # (every write is an executor round trip) while the producer reads on: at most one batch
+        # being written and one gathering, so memory stays bounded.
+        self._download._publish(data)
         self._pending.append(data)
         self._pending_size += len(data)
-        if self._pending_size >= WRITE_BATCH or self._download._written == 0:
-            await self.flush()
+        if self._pending_size >= WRITE_BATCH:
+            await self._wait_for_write()
+            self._start_write()
 
-    async def flush(self) -> None:
+    def _check_head(self) -> None:
+        if self._verify is not None and not self._verify(self._head):
+            raise DownloadFailed("error", "unexpected content")
+
+    def _start_write(self) -> None:
         temp = self._download._temp
         if temp is None or not self._pending:
             return
-        data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
-        self._pending.clear()
+        chunks = self._pending
+        self._pending = []
         self._pending_size = 0
-        await asyncio.get_running_loop().run_in_executor(None, temp.write, data)
-        self._download._written = temp.written
+        self._writing = asyncio.get_running_loop().run_in_executor(None, _write_all, temp, chunks)
+
+    async def _wait_for_write(self) -> None:
+        """Wait for the batch being written; raises its error (``CacheFull``, ``OSError``)."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            try:
+                await writing
+            finally:
+                temp = self._download._temp
+                if temp is not None:
+                    self._download._wrote(temp.written)
+
+    async def settle(self) -> None:
+        """Let a write still running in a worker thread end (before the file is discarded)."""
+        writing = self._writing
+        cancelled = False
+        while writing is not None and not writing.done():
+            try:
+                await asyncio.wait({writing})
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def flush(self) -> None:
+        """Write every byte handed over so far to the file."""
+        await self._wait_for_write()
+        self._start_write()
+        await self._wait_for_write()
         self._download._notify()
+
+    def expect_md5(self, hexdigest: str) -> None:
+        """Commit the file only if its MD5 is ``hexdigest``. The file is hashed once it is complete,
+        from the temporary file in a worker thread: readers streaming it never wait for the hash."""
+        self._md5 = hexdigest.lower()
 
     def not_found(self, detail: str = "") -> None:
         self.outcome = DownloadFailed("not_found", detail)
@@ -226,11 +367,24 @@ class Downloads:
                 sink.outcome = DownloadFailed("error", str(exc) or type(exc).__name__)
             if sink.outcome is None:
                 try:
+                    if len(sink._head) < 64:
+                        sink._check_head()  # a body shorter than the head is verified as a whole
                     await sink.flush()
+                except DownloadFailed as failed:
+                    sink.outcome = failed
                 except Exception as exc:
                     sink.outcome = DownloadFailed("error", str(exc) or type(exc).__name__)
             if sink.outcome is None and download._temp is None:
                 sink.outcome = DownloadFailed("error", "the producer found nothing to write")
+            if sink.outcome is None and sink._md5 is not None:
+                path = download._temp.path if download._temp is not None else None
+                try:
+                    digest = await _in_background(_md5_of, path)
+                except OSError as exc:
+                    sink.outcome = DownloadFailed("error", f"not cached: {exc}")
+                else:
+                    if digest != sink._md5:
+                        sink.outcome = DownloadFailed("error", "content does not match the source's MD5")
             if sink.outcome is None:
                 temp = download._temp
                 assert temp is not None
@@ -247,12 +401,15 @@ class Downloads:
         finally:
             self._running.pop(download.key, None)
             if sink.outcome is not None:
-                if download._temp is not None:
-                    download._temp.discard()
-                ttl = self._negative_ttl if sink.outcome.kind == "not_found" else self._error_ttl
-                if sink.outcome.detail != "cancelled":
-                    self._cache.remember_miss(download.key, sink.outcome.kind, ttl, sink.outcome.detail)
-                download._fail(sink.outcome)
+                try:
+                    await sink.settle()  # no worker thread may still write to the file
+                finally:
+                    if download._temp is not None:
+                        download._temp.discard()
+                    ttl = self._negative_ttl if sink.outcome.kind == "not_found" else self._error_ttl
+                    if sink.outcome.detail != "cancelled":
+                        self._cache.remember_miss(download.key, sink.outcome.kind, ttl, sink.outcome.detail)
+                    download._fail(sink.outcome)
 
     async def aclose(self) -> None:
         tasks = list(self._tasks)

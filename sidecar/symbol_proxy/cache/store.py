@@ -186,8 +186,15 @@ class DiskCache:
                 self.on_evict(size)
 
     def _reserve(self, needed: int) -> None:
+        """Make room for ``needed`` more bytes, evicting committed files; the cap is hard, so when
+        other downloads' temporary files hold the rest, this download is refused (``CacheFull``)."""
         with self._lock:
             self._evict_locked(needed)
+            if self._committed + self._reserved + needed > self.max_size:
+                raise CacheFull(
+                    f"{needed} more bytes do not fit: {self._reserved} bytes of the cache's "
+                    f"{self.max_size} are held by downloads in progress"
+                )
             self._reserved += needed
 
     def _release(self, amount: int) -> None:

@@ -4,9 +4,10 @@ Covered: fixture files byte-identical from SymStore keys and from lowercased SSQ
 prefix; the ``[name, endpoint]`` region with path-style requests; missing keys, buckets and empty
 objects as ``NotFound``; unknown keys, wrong secrets, IAM refusals and an empty credential chain as
 ``PermissionDenied`` with the S3 error code, reported once per source and operation, and never with
-a credential in a message, a log line or a repr; container credentials; a 200 MiB object fetched in
-ranged parts with flat memory; an object replaced mid-download; a store that lies about the ETag or
-cuts a body short (a small aiohttp server speaking just enough S3).
+a credential in a message, a log line or a repr; container credentials; a 200 MiB object fetched
+with one GET below the parallel threshold and in parallel ranged parts from it, with flat memory
+both ways; an object replaced mid-download; a store that lies about the ETag or cuts a body short
+(a small aiohttp server speaking just enough S3).
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ async def test_a_small_object_costs_one_path_style_request_to_the_configured_end
     gets = [r for r in s3_world.server.requests() if r["method"] == "GET"]
     assert len(gets) == 1
     assert gets[0]["path"] == f"/symbols/{stored.symstore_key}"
-    assert gets[0]["range"] == f"bytes=0-{backend.part_size - 1}"
+    assert gets[0]["range"] is None  # one plain GET: no store re-reads the object for a range
 
 
 async def test_a_missing_key_is_not_found(s3_world: S3World, backend_for: Callable[..., S3Backend]) -> None:
@@ -259,7 +260,9 @@ async def test_a_large_object_streams_in_parallel_ranged_parts_with_flat_memory(
 ) -> None:
     key, size, expected = large_object
     part_size = 16 * MiB
-    backend = backend_for(s3_world.source(), part_size=part_size, concurrency=4, part_buffer=4 * MiB)
+    backend = backend_for(
+        s3_world.source(), part_size=part_size, concurrency=4, part_buffer=4 * MiB, parallel_threshold=size
+    )
     s3_world.server.clear_requests()
     digest = hashlib.sha256()
     received = 0
@@ -279,11 +282,34 @@ async def test_a_large_object_streams_in_parallel_ranged_parts_with_flat_memory(
     assert peak < 48 * MiB, f"peak {peak / MiB:.1f} MiB"
     gets = [r for r in s3_world.server.requests() if r["method"] == "GET"]
     assert len(gets) == math.ceil(size / part_size)
-    starts = sorted(int(r["range"].split("=")[1].split("-")[0]) for r in gets)
-    assert starts == list(range(0, size, part_size))
-    # Parallel: the second part was requested before the first one had been sent completely.
-    by_start = {int(r["range"].split("=")[1].split("-")[0]): r for r in gets}
-    assert by_start[part_size]["started"] < by_start[0]["ended"]
+    # The first part comes from the opening GET (no range); the others are ranged.
+    assert gets[0]["range"] is None
+    starts = sorted(int(r["range"].split("=")[1].split("-")[0]) for r in gets[1:])
+    assert starts == list(range(part_size, size, part_size))
+    # Parallel: the second part was requested before the opening GET had been read to its end.
+    by_start = {int(r["range"].split("=")[1].split("-")[0]): r for r in gets[1:]}
+    assert by_start[part_size]["started"] < gets[0]["ended"]
+
+
+async def test_a_large_object_below_the_parallel_threshold_streams_from_one_get_with_flat_memory(
+    s3_world: S3World, backend_for: Callable[..., S3Backend], large_object: tuple[str, int, str]
+) -> None:
+    key, size, expected = large_object
+    backend = backend_for(s3_world.source(), parallel_threshold=size + 1)
+    s3_world.server.clear_requests()
+    digest = hashlib.sha256()
+    tracemalloc.start()
+    try:
+        stream = await backend.open(key)
+        async for chunk in stream.chunks():
+            digest.update(chunk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert digest.hexdigest() == expected
+    assert peak < 16 * MiB, f"peak {peak / MiB:.1f} MiB"
+    gets = [r for r in s3_world.server.requests() if r["method"] == "GET"]
+    assert [r["range"] for r in gets] == [None]
 
 
 async def test_an_object_replaced_during_a_ranged_download_fails_instead_of_mixing_versions(
@@ -291,7 +317,7 @@ async def test_an_object_replaced_during_a_ranged_download_fails_instead_of_mixi
 ) -> None:
     client = s3_world.client()
     client.put_object(Bucket="symbols", Key="changing/object", Body=b"a" * (3 * MiB))
-    backend = backend_for(s3_world.source(), part_size=1 * MiB, concurrency=1)
+    backend = backend_for(s3_world.source(), part_size=1 * MiB, concurrency=1, parallel_threshold=0)
     stream = await backend.open("changing/object")
     chunks = stream.chunks()
     first = await chunks.__anext__()
@@ -386,6 +412,20 @@ async def test_a_body_that_does_not_match_its_md5_etag_is_malformed(
         await read_all(stream)
 
 
+async def test_a_deferred_md5_check_is_handed_to_the_caller(
+    aiohttp_server: Callable[..., Awaitable[TestServer]], backend_for: Callable[..., S3Backend]
+) -> None:
+    store = LyingStore(b"x" * 100_000, etag="0" * 32)
+    server = await aiohttp_server(store.app)
+    stream = await backend_for(lying_source("liar", server)).open("some/key")
+    assert isinstance(stream, base.DeferrableMd5)
+    chunks = stream.chunks()
+    head = await anext(chunks)  # the resolver peeks before the cache takes the check over
+    assert stream.defer_md5() == "0" * 32
+    assert head + b"".join([chunk async for chunk in chunks]) == b"x" * 100_000
+    await stream.aclose()
+
+
 async def test_a_body_cut_short_is_resumed_from_where_it_stopped(
     aiohttp_server: Callable[..., Awaitable[TestServer]], backend_for: Callable[..., S3Backend]
 ) -> None:
@@ -393,11 +433,25 @@ async def test_a_body_cut_short_is_resumed_from_where_it_stopped(
     store = LyingStore(data, etag=hashlib.md5(data).hexdigest(), cut_first_response=True)
     server = await aiohttp_server(store.app)
     source = lying_source("flaky", server)
-    assert await read_all(await backend_for(source, part_size=512 * 1024).open("some/key")) == data
-    assert store.ranges[0] == "bytes=0-524287"
-    assert len(store.ranges) == 3  # the first part, its resumption, the second part
+    backend = backend_for(source, part_size=512 * 1024, parallel_threshold=0)
+    assert await read_all(await backend.open("some/key")) == data
+    assert store.ranges[0] is None
+    assert len(store.ranges) == 3  # the opening GET (the first part), its resumption, the second part
     resumed = [r for r in store.ranges[1:] if r != "bytes=524288-1048575"]
     assert len(resumed) == 1 and resumed[0] is not None and resumed[0].endswith("-524287")
+
+
+async def test_a_single_get_cut_short_is_resumed_to_the_end_of_the_object(
+    aiohttp_server: Callable[..., Awaitable[TestServer]], backend_for: Callable[..., S3Backend]
+) -> None:
+    data = bytes(range(256)) * 4096  # 1 MiB
+    store = LyingStore(data, etag=hashlib.md5(data).hexdigest(), cut_first_response=True)
+    server = await aiohttp_server(store.app)
+    backend = backend_for(lying_source("flaky", server))
+    assert await read_all(await backend.open("some/key")) == data
+    assert len(store.ranges) == 2 and store.ranges[0] is None
+    assert store.ranges[1] is not None and store.ranges[1].endswith(f"-{len(data) - 1}")
+    assert not store.ranges[1].startswith("bytes=0-")
 
 
 async def test_a_body_that_stalls_is_resumed_after_the_read_timeout(
