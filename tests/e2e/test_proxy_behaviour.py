@@ -280,3 +280,25 @@ async def test_health_endpoints_answer(start_proxy: StartProxy, http: aiohttp.Cl
     for path, expected in (("/healthz", b"ok\n"), ("/readyz", b"ok\n"), ("/healthcheck", b"ok")):
         status, body, _ = await fetch(http, proxy.make_url(path))
         assert (status, body) == (200, expected)
+
+
+async def test_a_file_larger_than_the_whole_cache_is_refused_clearly_and_not_kept(
+    tmp_path: Path, start_proxy: StartProxy, upstream: tuple[UpstreamStore, str], http: aiohttp.ClientSession
+) -> None:
+    store, url = upstream
+    small, large = "small.exe/5AB3807710000/small.exe", "large.exe/5AB3807720000/large.exe"
+    store.put(small, b"MZ" + bytes(10_000))
+    store.put(large, b"MZ" + random.Random(3).randbytes(300_000))
+    cap = 128 * 1024
+    proxy = await start_proxy(
+        [symstore(url)], cache={"dir": str(tmp_path / "cache"), "max_size": cap, "error_ttl": 0}
+    )
+    status, body, _ = await fetch(http, proxy.make_url(f"/symbols/{small}"))
+    assert status == 200 and body == store.files[small]
+    status, body, _ = await fetch(http, proxy.make_url(f"/symbols/{large}"))
+    # Not streamed uncached (yet): refused with a gateway error that says why, and nothing kept.
+    assert status == 502, body
+    assert b"do not fit a cache of 131072" in body, body
+    assert cache_bytes(tmp_path / "cache") <= cap
+    status, body, _ = await fetch(http, proxy.make_url(f"/symbols/{small}"))  # still served
+    assert status == 200 and body == store.files[small]
