@@ -44,7 +44,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.operator.k8s.kube import Kube, wait_for  # noqa: E402
+from tests.operator_tests.k8s.kube import Kube, wait_for  # noqa: E402
 
 API_VERSION = "symbols.symbol-operator.dev/v1alpha1"
 CONFIG = "symbol-proxy-config"

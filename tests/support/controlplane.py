@@ -6,7 +6,7 @@ The API server runs with RBAC authorization, a serving certificate signed by a t
 account signing keys (so the TokenRequest API mints real ServiceAccount tokens) and one static admin
 token in ``system:masters``. etcd keeps its data on tmpfs when there is one.
 
-Used by the test fixtures (``tests/operator/conftest.py``), the operator benchmark, and by hand::
+Used by the test fixtures (``tests/operator_tests/conftest.py``), the operator benchmark, and by hand::
 
     python -m tests.support.controlplane        # prints KUBECONFIG=..., runs until Ctrl-C
 """

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.operator.k8s.kube import Kube
+from tests.operator_tests.k8s.kube import Kube
 from tests.support.controlplane import ControlPlane, start_control_plane
 
 

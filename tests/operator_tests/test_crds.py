@@ -31,7 +31,7 @@ from symbol_proxy.config import (
     load_text,
 )
 from symbol_proxy.objects import FileType
-from tests.operator.manifests import CRDS, REPO, examples_of_kind, secret_data
+from tests.operator_tests.manifests import CRDS, REPO, examples_of_kind, secret_data
 
 SOURCE_SCHEMA = crds.symbol_source_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 MODELS: dict[str, type[pydantic.BaseModel]] = {

@@ -17,7 +17,7 @@ import yaml
 from symbol_operator.models import Reason, parse_source
 from symbol_operator.render import desired_status, render, status_differs
 from symbol_proxy.config import load_text
-from tests.operator.manifests import source
+from tests.operator_tests.manifests import source
 
 REF = {"secretKeyRef": {"name": "creds", "key": "token"}}
 SA_KEY = json.dumps(

@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from symbol_operator.models import API_VERSION
-from tests.operator.k8s.conftest import running_operator
-from tests.operator.k8s.kube import Kube, KubeError, wait_for
-from tests.operator.manifests import EXAMPLES, secret
-from tests.operator.manifests import example_documents as _documents
+from tests.operator_tests.k8s.conftest import running_operator
+from tests.operator_tests.k8s.kube import Kube, KubeError, wait_for
+from tests.operator_tests.manifests import EXAMPLES, secret
+from tests.operator_tests.manifests import example_documents as _documents
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(180)]
 

@@ -15,9 +15,9 @@ import pytest
 import requests
 
 from symbol_operator.models import API_VERSION
-from tests.operator.k8s.conftest import free_port
-from tests.operator.k8s.kube import Kube, wait_for
-from tests.operator.manifests import REPO
+from tests.operator_tests.k8s.conftest import free_port
+from tests.operator_tests.k8s.kube import Kube, wait_for
+from tests.operator_tests.manifests import REPO
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(120)]
 

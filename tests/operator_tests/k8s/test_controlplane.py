@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.operator.k8s.kube import Kube, KubeError, wait_for
+from tests.operator_tests.k8s.kube import Kube, KubeError, wait_for
 from tests.support.controlplane import ControlPlane
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(180)]

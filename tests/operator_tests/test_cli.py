@@ -10,7 +10,7 @@ import pytest
 
 from symbol_operator.cli import build_parser, main, options_from_args
 from symbol_operator.options import OperatorOptions
-from tests.operator.manifests import REPO
+from tests.operator_tests.manifests import REPO
 
 
 def test_namespaces_can_be_repeated() -> None:

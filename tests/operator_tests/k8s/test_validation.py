@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from symbol_operator.models import API_VERSION
-from tests.operator.k8s.kube import Kube, KubeError
-from tests.operator.manifests import example_documents
+from tests.operator_tests.k8s.kube import Kube, KubeError
+from tests.operator_tests.manifests import example_documents
 
 pytestmark = pytest.mark.k8s
 

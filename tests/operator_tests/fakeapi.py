@@ -1,7 +1,7 @@
 """An in-memory stand-in for ``symbol_operator.kubeapi.KubeApi``: the reconciler's seven calls, with
 resourceVersions, merge-patch semantics for the parts we use, and a log of every write.
 
-Only for the unit tests of ``reconciling.py``; the real API server tier (``tests/operator/k8s``)
+Only for the unit tests of ``reconciling.py``; the real API server tier (``tests/operator_tests/k8s``)
 checks the same behaviour against kube-apiserver.
 """
 

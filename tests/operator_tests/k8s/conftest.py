@@ -1,7 +1,7 @@
 """Fixtures of the real API server tier: an admin client, the CRDs installed, and the operator running
 in a thread (``kopf.testing.KopfRunner``) with settings from ``SYMBOL_OPERATOR_*`` variables.
 
-``control_plane`` and ``namespace`` come from ``tests/operator/conftest.py``.
+``control_plane`` and ``namespace`` come from ``tests/operator_tests/conftest.py``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import requests
 import yaml
 from kopf.testing import KopfRunner
 
-from tests.operator.k8s.kube import Kube, wait_for
-from tests.operator.manifests import CRDS
+from tests.operator_tests.k8s.kube import Kube, wait_for
+from tests.operator_tests.manifests import CRDS
 
 
 def free_port() -> int:

@@ -19,9 +19,9 @@ from prometheus_client import CollectorRegistry
 
 from symbol_operator.models import API_VERSION
 from symbol_proxy.config import load_text
-from tests.operator.k8s.conftest import Operator, running_operator
-from tests.operator.k8s.kube import Kube, wait_for
-from tests.operator.manifests import secret
+from tests.operator_tests.k8s.conftest import Operator, running_operator
+from tests.operator_tests.k8s.kube import Kube, wait_for
+from tests.operator_tests.manifests import secret
 from tests.support.shared import keyed_objects
 from tests.support.upstream import UpstreamStore
 

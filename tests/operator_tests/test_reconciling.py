@@ -22,8 +22,8 @@ from symbol_operator.options import OperatorOptions
 from symbol_operator.reconciling import CONFIG_HASH_ANNOTATION, Reconciler
 from symbol_operator.render import RenderError
 from symbol_proxy.config import load_text
-from tests.operator.fakeapi import FakeApi
-from tests.operator.manifests import secret, source
+from tests.operator_tests.fakeapi import FakeApi
+from tests.operator_tests.manifests import secret, source
 
 NS = "team"
 TOKEN_REF = {"secretKeyRef": {"name": "creds", "key": "token"}}
