@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,15 +44,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.operator_tests.k8s.kube import Kube, wait_for  # noqa: E402
+from tests.support.net import free_port  # noqa: E402
 
 API_VERSION = "symbols.symbol-operator.dev/v1alpha1"
 CONFIG = "symbol-proxy-config"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def ref(name: str, key: str) -> dict[str, Any]:

@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,16 +26,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.support.net import free_port  # noqa: E402
 from tests.support.s3server import start_s3_server  # noqa: E402
 
 SIZES = {"1MiB": 1024 * 1024, "200MiB": 200 * 1024 * 1024}
 CREDS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "region_name": "us-east-1"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def key_for(label: str, i: int) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,16 +16,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support.net import free_port
 from tests.support.shared import keyed_objects
 
 PDB = next(o for o in keyed_objects() if o.filetype.value == "pdb")
 KEY = PDB.keys["symsrv"][0]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def config(port: int, cache: Path, stores: list[Path], poll: float = 0.2) -> str:

@@ -22,7 +22,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+
+from tests.support.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "tests" / "controlplane" / "build.sh"
@@ -53,12 +54,6 @@ def binaries() -> Path:
     if result.returncode != 0:
         raise ControlPlaneError(f"{BUILD} failed ({result.returncode}):\n{result.stderr[-4000:]}")
     return Path(result.stdout.strip().splitlines()[-1])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _pem_cert(cert: x509.Certificate) -> bytes:

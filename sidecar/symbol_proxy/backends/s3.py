@@ -57,8 +57,8 @@ __all__ = ["S3Backend"]
 
 log = logging.getLogger(__name__)
 
-CHUNK_SIZE = 256 * 1024
-"""The smallest part size."""
+MIN_PART_SIZE = 256 * 1024
+"""The smallest part size (``upstream.s3_part_size`` has the same lower bound)."""
 READ_SIZE = 1024 * 1024
 """Largest chunk read from a response body at a time (a read returns what has arrived, up to this)."""
 DEFAULT_PART_BUFFER = 8 * 1024**2
@@ -132,7 +132,7 @@ class S3Backend:
             raise ConfigError(
                 f"sources: source {source.id!r}: access_key and secret_key must be set together"
             )
-        if part_size < CHUNK_SIZE or concurrency < 1 or part_buffer < 1:
+        if part_size < MIN_PART_SIZE or concurrency < 1 or part_buffer < 1:
             raise ValueError("part_size must be at least 256 KiB and concurrency/part_buffer positive")
         self._source = source
         self._settings = settings

@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, Literal
 
 from symbol_proxy.cache.store import CachedFile, DiskCache, TempFile
@@ -175,7 +176,7 @@ def _write_all(temp: TempFile, chunks: list[bytes]) -> None:
         temp.write(chunk)
 
 
-async def _in_background(function: Callable[[Any], str], argument: Any) -> str:
+async def _in_background(function: Callable[[Path], str], argument: Path) -> str:
     """``function(argument)`` in a thread of its own at the lowest CPU priority: a check that may
     take seconds for a large file, and must not slow down the clients being served meanwhile."""
     loop = asyncio.get_running_loop()
@@ -205,10 +206,8 @@ async def _in_background(function: Callable[[Any], str], argument: Any) -> str:
     return await future
 
 
-def _md5_of(path: os.PathLike[str] | None) -> str:
+def _md5_of(path: Path) -> str:
     digest = hashlib.md5(usedforsecurity=False)
-    if path is None:
-        raise FileNotFoundError("no temporary file")
     with open(path, "rb", buffering=0) as file:
         while block := file.read(MD5_BLOCK):
             digest.update(block)
@@ -315,6 +314,23 @@ class Sink:
         await self._wait_for_write()
         self._download._notify()
 
+    async def finish(self) -> None:
+        """The producer is done: verify what the stream could not (a head shorter than 64 bytes is
+        checked as a whole; the promised MD5 on the complete file), and write every byte."""
+        if len(self._head) < 64:
+            self._check_head()
+        await self.flush()
+        temp = self._download._temp
+        if temp is None:
+            raise DownloadFailed("error", "the producer found nothing to write")
+        if self._md5 is not None:
+            try:
+                digest = await _in_background(_md5_of, temp.path)
+            except OSError as exc:
+                raise DownloadFailed("error", f"not cached: {exc}") from exc
+            if digest != self._md5:
+                raise DownloadFailed("error", "content does not match the source's MD5")
+
     def expect_md5(self, hexdigest: str) -> None:
         """Commit the file only if its MD5 is ``hexdigest``. The file is hashed once it is complete,
         from the temporary file in a worker thread: readers streaming it never wait for the hash."""
@@ -367,24 +383,11 @@ class Downloads:
                 sink.outcome = DownloadFailed("error", str(exc) or type(exc).__name__)
             if sink.outcome is None:
                 try:
-                    if len(sink._head) < 64:
-                        sink._check_head()  # a body shorter than the head is verified as a whole
-                    await sink.flush()
+                    await sink.finish()
                 except DownloadFailed as failed:
                     sink.outcome = failed
                 except Exception as exc:
                     sink.outcome = DownloadFailed("error", str(exc) or type(exc).__name__)
-            if sink.outcome is None and download._temp is None:
-                sink.outcome = DownloadFailed("error", "the producer found nothing to write")
-            if sink.outcome is None and sink._md5 is not None:
-                path = download._temp.path if download._temp is not None else None
-                try:
-                    digest = await _in_background(_md5_of, path)
-                except OSError as exc:
-                    sink.outcome = DownloadFailed("error", f"not cached: {exc}")
-                else:
-                    if digest != sink._md5:
-                        sink.outcome = DownloadFailed("error", "content does not match the source's MD5")
             if sink.outcome is None:
                 temp = download._temp
                 assert temp is not None

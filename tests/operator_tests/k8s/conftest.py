@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,12 +20,7 @@ from kopf.testing import KopfRunner
 
 from tests.operator_tests.k8s.kube import Kube, wait_for
 from tests.operator_tests.manifests import CRDS
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.net import free_port
 
 
 @pytest.fixture(scope="session")
