@@ -28,6 +28,13 @@ fi
 
 command -v go >/dev/null || { echo "build.sh: the go command is required (Go >= 1.26)" >&2; exit 1; }
 mkdir -p "$bin"
+# One build at a time per cache key: a second caller (a parallel setup) waits, then reuses it.
+exec 9>"$bin/../.build.lock"
+flock 9
+if [ -f "$bin/.complete" ]; then
+  echo "$bin"
+  exit 0
+fi
 minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
 ldflags="-s -w"
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
