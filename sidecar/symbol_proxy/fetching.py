@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from symbol_proxy import compression, keys
@@ -38,7 +39,10 @@ async def fetch_into(
     scratch_dir: Path,
     max_file_size: int,
     metrics: Metrics,
+    on_found: Callable[[str], None] | None = None,
 ) -> None:
+    """Find ``lookup`` upstream and feed it to ``sink``; ``on_found`` hears the location that has
+    it (relative to its source) before the first byte is handed on."""
     try:
         found = await resolver.find(lookup)
     except LookupMissed as missed:
@@ -47,6 +51,8 @@ async def fetch_into(
         else:
             sink.error(f"{missed.kind}: {missed.detail}")
         return
+    if on_found is not None:
+        on_found(found.candidate.location)
     kind = found.candidate.source.backend.kind
     try:
         if found.container is None:

@@ -42,6 +42,16 @@ never reaches a source. Its extensions:
 11. Strict shape: exactly three non-empty segments; ids of the right length and all hex; names
     without control characters or backslashes, not ``.`` / ``..``, shorter than 256 bytes (a longer
     name would generate no candidate path anyway).
+12. Nil ids (all zeros) name no object by themselves: a request that carries nothing else (a unified
+    or debuginfod path, an ``_.debug`` / ``_.dwarf`` key) is a fast 404; one that carries a file name
+    keeps it (``Lookup.name_required``), so only locations that contain that name are probed.
+13. ``SymbolChecksum`` (``with_checksum``): the client's checksum goes into every query (sources with
+    ``requires_checksum`` need it, HTTP sources forward it) and into the cache key, so a file fetched
+    for one checksum is never served to a request with another, or with none.
+
+The cache key is canonical (lowercase): it names the object. Which spelling of a name was asked
+for is kept in ``Lookup.spelling``; the resolver adds it to the key only when some source would
+probe different locations for another spelling (``docs/caching.md``).
 """
 
 from __future__ import annotations
@@ -57,6 +67,7 @@ from symbol_proxy.objects import DebugId, FileType, InvalidId, ObjectQuery, Obje
 
 __all__ = [
     "Alternative",
+    "BadChecksum",
     "Lookup",
     "NotALookup",
     "Protocol",
@@ -65,6 +76,7 @@ __all__ = [
     "parse_symsrv_request",
     "parse_symstore_path",
     "parse_unified_request",
+    "with_checksum",
 ]
 
 F = FileType
@@ -107,6 +119,63 @@ class Lookup:
     file_name: str
     """The plain file name to present (``crash.pdb``, ``debuginfo``)."""
     variant: Variant = Variant.PLAIN
+    spelling: str = ""
+    """The request's own spelling of the file name it carries (empty when it carries none): the
+    only part of a request whose case can change which upstream locations are probed."""
+    name_required: str | None = None
+    """Set for a lookup by a nil id: only locations that contain this name (lowercase) may answer,
+    since an id of zeros alone would match any module stored under it."""
+
+    def casefolded(self) -> Lookup:
+        """The same lookup spelled in lowercase (what an SSQP client sends)."""
+        if self.spelling == self.spelling.lower():
+            return self
+        alternatives = tuple(
+            Alternative(
+                dataclasses.replace(
+                    a.query,
+                    code_file=_lower_or_none(a.query.code_file),
+                    debug_file=_lower_or_none(a.query.debug_file),
+                ),
+                a.filetypes,
+            )
+            for a in self.alternatives
+        )
+        return dataclasses.replace(self, alternatives=alternatives, spelling=self.spelling.lower())
+
+
+class BadChecksum(ValueError):
+    """A ``SymbolChecksum`` header that is not ``<ALG>:<hex>[;<ALG>:<hex>…]``."""
+
+
+def _lower_or_none(text: str | None) -> str | None:
+    return None if text is None else text.lower()
+
+
+_CHECKSUM_PART = re.compile(r"([A-Za-z0-9]{3,16}):([0-9A-Fa-f]{32,256})")
+
+
+def with_checksum(lookup: Lookup, header: str) -> Lookup:
+    """``lookup`` for the file whose ``SymbolChecksum`` is ``header``; raises ``BadChecksum``.
+
+    The header is forwarded as the client sent it (sources compare it themselves); the cache key
+    gets its normalised form (uppercase algorithm, lowercase digits, sorted).
+    """
+    parts = [part.strip() for part in header.strip().split(";") if part.strip()]
+    matches = [_CHECKSUM_PART.fullmatch(part) for part in parts]
+    if not matches or any(match is None for match in matches):
+        raise BadChecksum(f"malformed SymbolChecksum {header[:200]!r}: expected <ALG>:<hex>[;<ALG>:<hex>…]")
+    normalised = ";".join(
+        sorted(f"{m.group(1).upper()}:{m.group(2).lower()}" for m in matches if m is not None)
+    )
+    forwarded = ";".join(parts)
+    alternatives = tuple(
+        Alternative(dataclasses.replace(a.query, debug_checksum=forwarded), a.filetypes)
+        for a in lookup.alternatives
+    )
+    return dataclasses.replace(
+        lookup, alternatives=alternatives, cache_key=f"{lookup.cache_key}|checksum={normalised}"
+    )
 
 
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
@@ -165,6 +234,16 @@ def _is_hex(text: str) -> bool:
     return _HEX.fullmatch(text) is not None
 
 
+def _is_nil(hex_id: str) -> bool:
+    """An id of zeros only: no object's own id, whatever the id's length."""
+    return not hex_id.strip("0")
+
+
+def _refuse_nil(hex_id: str, what: str) -> None:
+    if _is_nil(hex_id):
+        raise NotALookup(f"{what} is all zeros (a nil id names no object by itself)")
+
+
 def _build_id(text: str) -> str:
     build_id = text.lower()
     if not _is_hex(build_id) or len(build_id) % 2 or not 8 <= len(build_id) <= 128:
@@ -198,6 +277,12 @@ def _elf_alternatives(
 def _mach_query(uuid_hex: str, code_file: str | None, object_type: ObjectType) -> ObjectQuery:
     debug_id = DebugId(uuid.UUID(hex=uuid_hex))
     return ObjectQuery(code_id=uuid_hex, code_file=code_file, debug_id=debug_id, object_type=object_type)
+
+
+def _wasm_query(code_id: str) -> ObjectQuery:
+    """Symbolic's wasm ids: the code id is the build_id payload, the debug id its first 16 bytes."""
+    debug_id = DebugId(uuid.UUID(hex=code_id[:32])) if len(code_id) >= 32 else None
+    return ObjectQuery(code_id=code_id, debug_id=debug_id, object_type=ObjectType.WASM)
 
 
 def _breakpad_id(text: str, what: str) -> DebugId:
@@ -266,6 +351,7 @@ def _identify(lead: str, lead_lower: str, sig: str) -> tuple[tuple[Alternative, 
         if not lead_lower.endswith(".debug"):
             raise NotALookup("elf-buildid-sym- keys name a debug file: <name>.debug, conventionally _.debug")
         build_id = _build_id(sig_lower[16:])
+        _refuse_nil(build_id, "the build id of an _.debug key")
         return _elf_alternatives(build_id, (F.ELF_DEBUG,), lead), f"elf-buildid-sym-{build_id}"
     if sig_lower.startswith("elf-buildid-"):
         build_id = _build_id(sig_lower[12:])
@@ -278,6 +364,8 @@ def _identify(lead: str, lead_lower: str, sig: str) -> tuple[tuple[Alternative, 
         uuid_hex = sig_lower[len(prefix) :]
         if len(uuid_hex) != 32 or not _is_hex(uuid_hex):
             raise NotALookup(f"malformed Mach-O UUID {uuid_hex!r}: expected 32 hex digits")
+        if debug:
+            _refuse_nil(uuid_hex, "the UUID of an _.dwarf key")
         filetype = F.MACH_DEBUG if debug else F.MACH_CODE
         return (Alternative(_mach_query(uuid_hex, lead, ObjectType.MACHO), (filetype,)),), prefix + uuid_hex
     if lead_lower.endswith(".pdb") or (33 <= len(sig_lower) <= 40 and _is_hex(sig_lower)):
@@ -290,6 +378,17 @@ def _identify(lead: str, lead_lower: str, sig: str) -> tuple[tuple[Alternative, 
     return _pe_alternatives(lead, lead_lower, sig_lower)
 
 
+def _name_required(alternatives: tuple[Alternative, ...], name: str) -> str | None:
+    """``name`` when the lookup's id is nil: then only locations that carry the name may answer."""
+    for alternative in alternatives:
+        query = alternative.query
+        if query.debug_id is not None and query.debug_id.uuid.int == 0:
+            return name
+        if query.code_id is not None and _is_nil(query.code_id):
+            return name
+    return None
+
+
 def _breakpad_lookup(lead: str, lead_lower: str, sig: str, trail: str, trail_lower: str) -> Lookup:
     canonical = breakpad_stem(lead_lower) + ".sym"
     documented = (lead_lower[:-4] if lead_lower.endswith(_PE_LIKE) else lead_lower) + ".sym"
@@ -300,11 +399,14 @@ def _breakpad_lookup(lead: str, lead_lower: str, sig: str, trail: str, trail_low
     debug_id = _breakpad_id(sig, "Breakpad id")
     object_type = ObjectType.PE if lead_lower.endswith(_PE_LIKE) else ObjectType.UNKNOWN
     query = ObjectQuery(debug_id=debug_id, debug_file=lead, object_type=object_type)
+    alternatives = (Alternative(query, (F.BREAKPAD,)),)
     return Lookup(
         protocol=Protocol.SYMSRV,
-        alternatives=(Alternative(query, (F.BREAKPAD,)),),
+        alternatives=alternatives,
         cache_key=f"symsrv/{lead_lower}/{debug_id.breakpad().lower()}/{canonical}",
         file_name=trail,
+        spelling=lead,
+        name_required=_name_required(alternatives, lead_lower),
     )
 
 
@@ -342,6 +444,8 @@ def parse_symsrv_request(path: str) -> Lookup:
         cache_key=f"symsrv/{lead_lower}/{canonical_id}/{lead_lower}",
         file_name=lead,
         variant=variant,
+        spelling=lead,
+        name_required=_name_required(alternatives, lead_lower),
     )
 
 
@@ -384,7 +488,8 @@ def parse_unified_request(path: str) -> Lookup:
     The id's shape says which objects it can name, in this preference order: 40 hex digits are an
     ELF build id, or a PE/PDB debug id with an 8-digit age; 32 a Mach-O UUID, a 16-byte ELF build id
     or a wasm build id; 33 to 39 a PE/PDB debug id (GUID + age). Other even lengths from 8 to 128
-    are ELF build ids. A PE/PDB reading is used only when the unified layout writes that debug id
+    are ELF or wasm build ids (a wasm code id keeps its length byte: 34 digits for 16 bytes). An id
+    of zeros is a fast 404. A PE/PDB reading is used only when the unified layout writes that debug id
     exactly as requested (no zero-padded age), so a unified source is probed at the requested path.
     """
     parts = path.split("/")
@@ -396,6 +501,7 @@ def parse_unified_request(path: str) -> Lookup:
     ident = (head + rest).lower()
     if not _is_hex(ident):
         raise NotALookup(f"malformed id {head + rest!r}: expected hex digits")
+    _refuse_nil(ident, "the id of a unified path")
     kind_lower = kind.lower()
     by_type = _UNIFIED_KINDS.get(kind_lower)
     if by_type is None:
@@ -407,14 +513,17 @@ def parse_unified_request(path: str) -> Lookup:
         debug_id = DebugId.parse_breakpad(ident)
         if debug_id.breakpad().lower() == ident:
             pe.append(ObjectQuery(debug_id=debug_id, object_type=ObjectType.PE))
+    # A wasm code id is the whole build_id payload, length byte included (34 digits for a 16-byte
+    # id, as symbolic and sentry-cli write it), so any even length can name a wasm module.
+    wasm = [_wasm_query(ident)] if length % 2 == 0 and 8 <= length <= 128 else []
     readings: list[tuple[ObjectType, list[ObjectQuery]]]
     if length == 40:
-        readings = [(ObjectType.ELF, elf), (ObjectType.PE, pe)]
+        readings = [(ObjectType.ELF, elf), (ObjectType.PE, pe), (ObjectType.WASM, wasm)]
     elif length == 32:
-        mach, wasm = _mach_query(ident, None, ObjectType.MACHO), _mach_query(ident, None, ObjectType.WASM)
-        readings = [(ObjectType.MACHO, [mach]), (ObjectType.ELF, elf), (ObjectType.WASM, [wasm])]
+        mach = _mach_query(ident, None, ObjectType.MACHO)
+        readings = [(ObjectType.MACHO, [mach]), (ObjectType.ELF, elf), (ObjectType.WASM, wasm)]
     else:
-        readings = [(ObjectType.PE, pe), (ObjectType.ELF, elf)]
+        readings = [(ObjectType.PE, pe), (ObjectType.ELF, elf), (ObjectType.WASM, wasm)]
     alternatives = tuple(
         Alternative(query, by_type[object_type])
         for object_type, queries in readings
@@ -450,6 +559,7 @@ def parse_debuginfod_request(build_id: str, kind: str) -> Lookup:
     if filetypes is None:
         raise NotALookup(f"debuginfod {kind!r} requests are not served; only debuginfo and executable")
     ident = _build_id(build_id)
+    _refuse_nil(ident, "the build id")
     return Lookup(
         protocol=Protocol.DEBUGINFOD,
         alternatives=_elf_alternatives(ident, filetypes, None),

@@ -37,6 +37,7 @@ __all__ = [
     "native_paths",
     "slashsymbols_paths",
     "ssqp_paths",
+    "store_paths",
     "symstore_index2_paths",
     "symstore_paths",
     "unified_paths",
@@ -455,3 +456,35 @@ def get_directory_paths(layout: Layout, filetype: FileType, query: ObjectQuery) 
             compressed.append(path)
         return compressed
     return paths
+
+
+# --------------------------------------------------------------------------------------------------
+# What real stores contain besides Symbolicator's paths
+
+_PORTABLE_AGE = 0xFFFFFFFF
+_KEEPS_ID_CASE = frozenset({LayoutType.NATIVE, LayoutType.SYMSTORE, LayoutType.SYMSTORE_INDEX2})
+
+
+def store_paths(layout: Layout, filetype: FileType, query: ObjectQuery) -> list[str]:
+    """``get_directory_paths`` plus the spellings that real stores use where Symbolicator's differ.
+
+    Portable PDBs: ``dotnet-symbol``, ``symstore`` and NuGet store them under the SSQP key's
+    ``<GUID>FFFFFFFF`` (uppercase suffix, ``ssqp-keys.md`` §2), while Symbolicator's symstore-cased
+    layouts write the age in lowercase (``…ffffffff``). On a case-sensitive store both are probed,
+    Symbolicator's first. Same order convention as ``get_directory_paths`` (lowest priority first).
+    """
+    paths = get_directory_paths(layout, filetype, query)
+    debug_id = query.debug_id
+    if (
+        not paths
+        or filetype not in (F.PDB, F.PORTABLEPDB)
+        or layout.type not in _KEEPS_ID_CASE
+        or layout.casing != Casing.DEFAULT
+        or debug_id is None
+        or (debug_id.appendix != _PORTABLE_AGE and query.object_type != ObjectType.PE_DOTNET)
+    ):
+        return paths
+    symbolicator = f"/{debug_id.uuid_hex.upper()}ffffffff/"
+    standard = f"/{debug_id.uuid_hex.upper()}FFFFFFFF/"
+    extra = [path.replace(symbolicator, standard) for path in paths if symbolicator in path]
+    return extra + paths

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -122,6 +123,8 @@ class Resolver:
         self._metrics = metrics
         self._breakers = breakers
         self._limit = asyncio.Semaphore(settings.max_concurrent_downloads)
+        # Pure in the lookup for a given set of sources; a reload builds a new resolver.
+        self._cache_key = functools.lru_cache(maxsize=16384)(self._spelled_key)
 
     # ---------------------------------------------------------------------------------------------
     # Candidates
@@ -132,13 +135,16 @@ class Resolver:
         if isinstance(config, SentrySource):
             return []
         found: dict[str, tuple[list[FileType], str | None]] = {}
+        required = lookup.name_required
         for alternative in lookup.alternatives:
             query = alternative.query
             for filetype in alternative.filetypes:
                 if not filters.is_allowed(config.filters, query, filetype):
                     continue
                 # The last path of a layout's list is the preferred one (plain before ``_``).
-                for location in reversed(layouts.get_directory_paths(config.layout, filetype, query)):
+                for location in reversed(layouts.store_paths(config.layout, filetype, query)):
+                    if required is not None and required not in location.lower():
+                        continue  # a nil id alone would match any module stored under it
                     entry = found.setdefault(location, ([], query.debug_checksum))
                     if filetype not in entry[0]:
                         entry[0].append(filetype)
@@ -148,6 +154,8 @@ class Resolver:
         backend = source.backend
         assert isinstance(backend, base.SearchableBackend)
         result: list[Candidate] = []
+        if lookup.name_required is not None:
+            return result  # a search by a nil id matches any module
         seen: set[str] = set()
         for alternative in lookup.alternatives:
             for location, filetype in await backend.search(alternative.query, alternative.filetypes):
@@ -155,6 +163,29 @@ class Resolver:
                     seen.add(location)
                     result.append(Candidate(source, location, (filetype,)))
         return result
+
+    def cache_key(self, lookup: keys.Lookup) -> str:
+        """The key under which ``lookup``'s answer (file or miss) is cached and downloaded.
+
+        An answer is only shared by requests that probe the same upstream locations. The lookup's
+        key is canonical (lowercase); when some path-addressed source would probe other locations
+        for the request's spelling than for its lowercase spelling (a case-keeping layout on a
+        case-sensitive store), the spelling joins the key. So a miss for ``case26379.pdb`` never
+        hides ``Case26379.pdb``, and the answer never depends on which spelling came first.
+        """
+        return self._cache_key(lookup)
+
+    def _spelled_key(self, lookup: keys.Lookup) -> str:
+        folded = lookup.casefolded()
+        if folded is lookup:
+            return lookup.cache_key
+        for source in self.sources:
+            if isinstance(source.backend, base.SearchableBackend):
+                continue  # searches match names case-insensitively
+            spelled = [c.location for c in self.candidates(source, lookup)]
+            if spelled != [c.location for c in self.candidates(source, folded)]:
+                return f"{lookup.cache_key}|spelled={lookup.spelling}"
+        return lookup.cache_key
 
     # ---------------------------------------------------------------------------------------------
     # Probing

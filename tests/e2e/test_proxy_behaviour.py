@@ -193,10 +193,15 @@ async def test_ids_are_matched_case_insensitively(
     store, url = upstream
     store.put(PDB_PATH, PDB.data)
     proxy = await start_proxy([symstore(url)])
-    for variant in (PDB_KEY, PDB_KEY.lower(), PDB_KEY.upper()):
+    name, ident, _ = PDB_KEY.split("/")
+    for variant in (PDB_KEY, f"{name}/{ident.lower()}/{name}", f"{name}/{ident.upper()}/{name}"):
         status, body, _ = await fetch(http, proxy.make_url(f"/symbols/{variant}"))
         assert status == 200 and body == PDB.data, variant
-    assert store.requests[PDB_PATH] == 1  # one cache entry for every spelling
+    assert store.requests[PDB_PATH] == 1  # one cache entry for every spelling of the id
+    # A name spelled otherwise is another path on a case-sensitive store: its own answer, not the
+    # cached file of another spelling (docs/caching.md); `casing` is how to fold names upstream.
+    status, _, _ = await fetch(http, proxy.make_url(f"/symbols/{PDB_KEY.upper()}"))
+    assert status == 404
 
 
 async def test_probes_for_pointers_and_two_tier_markers_are_fast_404s(

@@ -21,7 +21,7 @@ from symbol_proxy.cache.store import DiskCache
 from symbol_proxy.config import ConfigError, ProxyConfig
 from symbol_proxy.metrics import Metrics
 from symbol_proxy.runtime import build_runtime
-from symbol_proxy.server import handlers
+from symbol_proxy.server import handlers, slashes
 from symbol_proxy.server.state import STATE, State
 
 __all__ = ["create_app", "reload_config"]
@@ -40,7 +40,7 @@ def create_app(
     config_path: Path | None = None,
     handle_sighup: bool = False,
 ) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[slashes.merge_slashes])
     app.add_routes(handlers.routes())
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
 

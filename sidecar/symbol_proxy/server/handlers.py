@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import hmac
 import ipaddress
@@ -87,11 +88,38 @@ async def _lookup(request: web.Request, protocol: str, parse: partial[keys.Looku
         except keys.NotALookup as exc:
             metrics.count_request(protocol, "invalid")
             return _not_found(str(exc))
+        try:
+            lookup = _keyed(request, state, lookup)
+        except keys.BadChecksum as exc:
+            metrics.count_request(protocol, "invalid")
+            return web.Response(status=400, text=f"{exc}\n")
         if protocol == "debuginfod" and "X-DEBUGINFOD-MAXSIZE" in request.headers:
             return await _debuginfod_lookup(request, state, lookup)
         return await _serve(request, state, protocol, lookup)
     finally:
         metrics.observe_request(protocol, time.monotonic() - started)
+
+
+def _keyed(request: web.Request, state: State, lookup: keys.Lookup) -> keys.Lookup:
+    """The lookup with what the request adds to it (its ``SymbolChecksum``) and the cache key its
+    answer is shared under (``docs/caching.md``); raises ``keys.BadChecksum``."""
+    checksum = request.headers.get("SymbolChecksum")
+    if checksum is not None:
+        lookup = keys.with_checksum(lookup, checksum)
+    key = state.runtime.resolver.cache_key(lookup)
+    return lookup if key == lookup.cache_key else dataclasses.replace(lookup, cache_key=key)
+
+
+MAX_LOCATIONS = 100_000
+"""Upstream locations remembered for ``X-DEBUGINFOD-FILE`` (about 200 bytes each)."""
+
+
+def _remember_location(state: State, key: str, location: str) -> None:
+    locations = state.locations
+    locations[key] = location
+    locations.move_to_end(key)
+    while len(locations) > MAX_LOCATIONS:
+        locations.popitem(last=False)
 
 
 async def _debuginfod_lookup(request: web.Request, state: State, lookup: keys.Lookup) -> web.StreamResponse:
@@ -105,11 +133,22 @@ async def _debuginfod_lookup(request: web.Request, state: State, lookup: keys.Lo
     return await _serve(request, state, "debuginfod", lookup, maxsize=maxsize)
 
 
-def _extra_headers(protocol: str, lookup: keys.Lookup, size: int | None) -> dict[str, str]:
+def _debuginfod_file(state: State, lookup: keys.Lookup) -> str:
+    """What elfutils' server puts in ``X-DEBUGINFOD-FILE``: the file's path where it is stored. Here
+    that is its location in the source that had it; after a restart (locations are not kept on
+    disk) the request's own path, ``/buildid/<id>/<kind>``."""
+    location = state.locations.get(lookup.cache_key)
+    if location is not None:
+        return location
+    ident = lookup.alternatives[0].query.code_id or ""
+    return f"/buildid/{ident}/{lookup.file_name}"
+
+
+def _extra_headers(state: State, protocol: str, lookup: keys.Lookup, size: int | None) -> dict[str, str]:
     headers = {"Content-Type": OCTET_STREAM}
     if protocol == "debuginfod":
         headers["Cache-Control"] = "public"
-        headers["X-DEBUGINFOD-FILE"] = lookup.file_name
+        headers["X-DEBUGINFOD-FILE"] = _debuginfod_file(state, lookup)
         if size is not None:
             headers["X-DEBUGINFOD-SIZE"] = str(size)
     return headers
@@ -129,7 +168,7 @@ async def _serve(
             if lookup.variant is keys.Variant.COMPRESSED:
                 return await _serve_cab(request, state, protocol, lookup, entry)
             return await files.send_file(
-                request, entry, _extra_headers(protocol, lookup, entry.size), state.hot
+                request, entry, _extra_headers(state, protocol, lookup, entry.size), state.hot
             )
         except FileNotFoundError:
             # Evicted between the index lookup and the open: forget it and fetch it again.
@@ -161,9 +200,9 @@ async def _serve(
         except DownloadFailed as failed:
             return _missed(failed.kind, failed.detail)
         return await files.send_file(
-            request, cached, _extra_headers(protocol, lookup, cached.size), state.hot
+            request, cached, _extra_headers(state, protocol, lookup, cached.size), state.hot
         )
-    headers = _extra_headers(protocol, lookup, started.size)
+    headers = _extra_headers(state, protocol, lookup, started.size)
     if request.method == "HEAD":
         return await files.head_response(request, 200, headers, started.size)
     return await _stream(request, download, headers, started.size)
@@ -180,6 +219,7 @@ def _start_download(state: State, lookup: keys.Lookup) -> Download:
             scratch_dir=state.scratch_dir,
             max_file_size=state.config.cache.max_file_size,
             metrics=state.metrics,
+            on_found=partial(_remember_location, state, lookup.cache_key),
         )
 
     before = state.downloads.in_flight
@@ -234,7 +274,8 @@ async def _serve_cab(
             entry = await download.finished()
         except DownloadFailed as failed:
             return _missed(failed.kind, failed.detail)
-    return await files.send_file(request, entry, _extra_headers(protocol, lookup, entry.size), state.hot)
+    headers = _extra_headers(state, protocol, lookup, entry.size)
+    return await files.send_file(request, entry, headers, state.hot)
 
 
 async def _make_cab(state: State, plain: CachedFile, name: str, sink: object) -> None:
@@ -332,9 +373,12 @@ async def purge_one(request: web.Request) -> web.Response:
     except keys.NotALookup as exc:
         return web.Response(status=400, text=f"not a lookup: {exc}\n")
     loop = asyncio.get_running_loop()
-    removed = await loop.run_in_executor(None, state.cache.forget, lookup.cache_key)
-    removed_cab = await loop.run_in_executor(None, state.cache.forget, lookup.cache_key + CAB_SUFFIX)
-    return web.json_response({"removed": int(removed) + int(removed_cab)})
+    removed = 0
+    # The canonical key and, when it differs, the key of this very spelling (``docs/caching.md``).
+    for key in dict.fromkeys((lookup.cache_key, state.runtime.resolver.cache_key(lookup))):
+        for entry in (key, key + CAB_SUFFIX):
+            removed += int(await loop.run_in_executor(None, state.cache.forget, entry))
+    return web.json_response({"removed": removed})
 
 
 def routes() -> list[web.AbstractRouteDef]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import time
 from pathlib import Path
@@ -33,6 +34,9 @@ class State:
     ready: bool = False
     started_at: float = dataclasses.field(default_factory=time.time)
     hot: HotFiles = dataclasses.field(default_factory=HotFiles)
+    locations: collections.OrderedDict[str, str] = dataclasses.field(default_factory=collections.OrderedDict)
+    """Cache key → where upstream the file was found (its source-relative path), most recent last;
+    what debuginfod's ``X-DEBUGINFOD-FILE`` reports. Memory only, bounded by the handlers."""
 
     @property
     def scratch_dir(self) -> Path:
