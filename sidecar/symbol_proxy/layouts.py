@@ -468,23 +468,35 @@ _KEEPS_ID_CASE = frozenset({LayoutType.NATIVE, LayoutType.SYMSTORE, LayoutType.S
 def store_paths(layout: Layout, filetype: FileType, query: ObjectQuery) -> list[str]:
     """``get_directory_paths`` plus the spellings that real stores use where Symbolicator's differ.
 
-    Portable PDBs: ``dotnet-symbol``, ``symstore`` and NuGet store them under the SSQP key's
-    ``<GUID>FFFFFFFF`` (uppercase suffix, ``ssqp-keys.md`` §2), while Symbolicator's symstore-cased
-    layouts write the age in lowercase (``…ffffffff``). On a case-sensitive store both are probed,
-    Symbolicator's first. Same order convention as ``get_directory_paths`` (lowest priority first).
+    * Portable PDBs: ``dotnet-symbol``, ``symstore`` and NuGet store them under the SSQP key's
+      ``<GUID>FFFFFFFF`` (uppercase suffix, ``ssqp-keys.md`` §2), while Symbolicator's
+      symstore-cased layouts write the age in lowercase (``…ffffffff``).
+    * PE files on an SSQP store: the key keeps the timestamp in uppercase (``542D574Ec2000``), while
+      Symbolicator's ``ssqp`` layout lowercases the whole path.
+
+    On a case-sensitive store both spellings are probed, Symbolicator's first. Same order
+    convention as ``get_directory_paths`` (lowest priority first).
     """
     paths = get_directory_paths(layout, filetype, query)
-    debug_id = query.debug_id
-    if (
-        not paths
-        or filetype not in (F.PDB, F.PORTABLEPDB)
-        or layout.type not in _KEEPS_ID_CASE
-        or layout.casing != Casing.DEFAULT
-        or debug_id is None
-        or (debug_id.appendix != _PORTABLE_AGE and query.object_type != ObjectType.PE_DOTNET)
-    ):
+    if not paths or layout.casing != Casing.DEFAULT:
         return paths
-    symbolicator = f"/{debug_id.uuid_hex.upper()}ffffffff/"
-    standard = f"/{debug_id.uuid_hex.upper()}FFFFFFFF/"
-    extra = [path.replace(symbolicator, standard) for path in paths if symbolicator in path]
+    ours, theirs = _standard_id_segment(layout.type, filetype, query)
+    if ours == theirs:
+        return paths
+    extra = [path.replace(ours, theirs) for path in paths if ours in path]
     return extra + paths
+
+
+def _standard_id_segment(layout: LayoutType, filetype: FileType, query: ObjectQuery) -> tuple[str, str]:
+    """The id segment as Symbolicator writes it and as the SSQP key conventions do (may be equal)."""
+    debug_id = query.debug_id
+    portable = debug_id is not None and (
+        debug_id.appendix == _PORTABLE_AGE or query.object_type == ObjectType.PE_DOTNET
+    )
+    if portable and debug_id is not None and filetype in (F.PDB, F.PORTABLEPDB) and layout in _KEEPS_ID_CASE:
+        guid = debug_id.uuid_hex.upper()
+        return f"/{guid}ffffffff/", f"/{guid}FFFFFFFF/"
+    code_id = query.code_id
+    if filetype == F.PE and layout == LayoutType.SSQP and code_id is not None and len(code_id) > 8:
+        return f"/{code_id}/", f"/{code_id[:8].upper()}{code_id[8:]}/"
+    return "", ""
