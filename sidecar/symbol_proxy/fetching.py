@@ -5,20 +5,22 @@ the cache's temporary file. When the source promises an MD5 (S3's ETag, GCS's ``
 cache checks it on the finished file before the commit instead of the backend on the stream.
 Compressed upstream files (a CAB ``.pd_``, gzip, zstd, a one-entry zip) are spooled, unpacked in an
 executor with a size limit, checked again, and then fed to the cache, so clients that asked for the
-plain name get the plain file.
+plain name get the plain file. A lookup with the client's ``SymbolChecksum`` is spooled too, and a
+portable PDB that does not hash to that checksum is a miss for that lookup (``docs/caching.md``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from symbol_proxy import compression, keys
+from symbol_proxy import checksums, compression, keys
 from symbol_proxy.backends import base
 from symbol_proxy.cache.inflight import Sink
 from symbol_proxy.metrics import Metrics
@@ -55,7 +57,7 @@ async def fetch_into(
         on_found(found.candidate.location)
     kind = found.candidate.source.backend.kind
     try:
-        if found.container is None:
+        if found.container is None and found.candidate.checksum is None:
             size = found.stream.info.size
             if size is not None and size > max_file_size:
                 sink.error(f"file too large ({size} bytes)")
@@ -73,12 +75,40 @@ async def fetch_into(
                 await sink.write(chunk)
             metrics.upstream_bytes.labels(kind).observe(received)
         else:
-            await _fetch_compressed(sink, found, scratch_dir=scratch_dir, max_file_size=max_file_size)
+            await _fetch_spooled(sink, found, scratch_dir=scratch_dir, max_file_size=max_file_size)
     finally:
         await found.aclose()
 
 
-async def _fetch_compressed(sink: Sink, found: Found, *, scratch_dir: Path, max_file_size: int) -> None:
+def _matches_checksum(path: Path, header: str) -> bool:
+    """Whether the portable PDB at ``path`` hashes to one of ``header``'s checksums (its PDB id
+    zeroed). A file that is not a portable PDB, or only algorithms we lack, cannot be checked:
+    it passes, and the client checks it as it always does."""
+    wanted = checksums.parse(header)
+    hashers = {
+        algorithm: hashlib.new(algorithm.lower())
+        for algorithm, _ in wanted
+        if algorithm.lower() in hashlib.algorithms_available
+    }
+    with open(path, "rb") as file:
+        offset = checksums.pdb_id_offset(file.read(4096))
+        if offset is None or not hashers:
+            return True
+        file.seek(0)
+        position = 0
+        while block := file.read(COPY_CHUNK):
+            start, end = max(offset - position, 0), min(offset + checksums.PDB_ID_SIZE - position, len(block))
+            if start < end:
+                block = block[:start] + bytes(end - start) + block[end:]
+            for hasher in hashers.values():
+                hasher.update(block)
+            position += len(block)
+    return any(hashers[a].hexdigest() == digest for a, digest in wanted if a in hashers)
+
+
+async def _fetch_spooled(sink: Sink, found: Found, *, scratch_dir: Path, max_file_size: int) -> None:
+    """Download the whole file first: to unpack it, or to check it against the client's
+    ``SymbolChecksum`` before anyone gets a byte of it."""
     loop = asyncio.get_running_loop()
     scratch_dir.mkdir(parents=True, exist_ok=True)
     packed = scratch_dir / f"packed-{uuid.uuid4().hex}"
@@ -90,17 +120,24 @@ async def _fetch_compressed(sink: Sink, found: Found, *, scratch_dir: Path, max_
             async for chunk in found.body():
                 received += len(chunk)
                 if received > max_file_size:
-                    raise base.Malformed("compressed file exceeds the configured maximum size")
+                    raise base.Malformed("file exceeds the configured maximum size")
                 await loop.run_in_executor(None, os.write, fd, chunk)
         finally:
             os.close(fd)
-        try:
-            await loop.run_in_executor(
-                None, lambda: compression.decompress_file(packed, unpacked, max_size=max_file_size)
-            )
-        except compression.Malformed as exc:
-            raise base.Malformed(f"cannot unpack: {exc}") from None
-        with open(unpacked, "rb") as inner:
+        plain = packed
+        if found.container is not None:
+            try:
+                await loop.run_in_executor(
+                    None, lambda: compression.decompress_file(packed, unpacked, max_size=max_file_size)
+                )
+            except compression.Malformed as exc:
+                raise base.Malformed(f"cannot unpack: {exc}") from None
+            plain = unpacked
+        checksum = found.candidate.checksum
+        if checksum is not None and not await loop.run_in_executor(None, _matches_checksum, plain, checksum):
+            sink.not_found(f"{found.candidate.source.config.id}: the file does not match the SymbolChecksum")
+            return
+        with open(plain, "rb") as inner:
             head = await loop.run_in_executor(None, inner.read, 64)
             if not found.candidate.accepts(head):
                 raise base.Malformed(f"unpacked file is not a {found.candidate.filetype} file")

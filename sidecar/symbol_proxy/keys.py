@@ -62,6 +62,8 @@ import re
 import string
 import uuid
 
+from symbol_proxy import checksums
+from symbol_proxy.checksums import BadChecksum
 from symbol_proxy.layouts import breakpad_stem
 from symbol_proxy.objects import DebugId, FileType, InvalidId, ObjectQuery, ObjectType, normalize_code_id
 
@@ -144,15 +146,8 @@ class Lookup:
         return dataclasses.replace(self, alternatives=alternatives, spelling=self.spelling.lower())
 
 
-class BadChecksum(ValueError):
-    """A ``SymbolChecksum`` header that is not ``<ALG>:<hex>[;<ALG>:<hex>…]``."""
-
-
 def _lower_or_none(text: str | None) -> str | None:
     return None if text is None else text.lower()
-
-
-_CHECKSUM_PART = re.compile(r"([A-Za-z0-9]{3,16}):([0-9A-Fa-f]{32,256})")
 
 
 def with_checksum(lookup: Lookup, header: str) -> Lookup:
@@ -161,13 +156,9 @@ def with_checksum(lookup: Lookup, header: str) -> Lookup:
     The header is forwarded as the client sent it (sources compare it themselves); the cache key
     gets its normalised form (uppercase algorithm, lowercase digits, sorted).
     """
+    pairs = checksums.parse(header)
+    normalised = ";".join(sorted(f"{algorithm}:{digest}" for algorithm, digest in pairs))
     parts = [part.strip() for part in header.strip().split(";") if part.strip()]
-    matches = [_CHECKSUM_PART.fullmatch(part) for part in parts]
-    if not matches or any(match is None for match in matches):
-        raise BadChecksum(f"malformed SymbolChecksum {header[:200]!r}: expected <ALG>:<hex>[;<ALG>:<hex>…]")
-    normalised = ";".join(
-        sorted(f"{m.group(1).upper()}:{m.group(2).lower()}" for m in matches if m is not None)
-    )
     forwarded = ";".join(parts)
     alternatives = tuple(
         Alternative(dataclasses.replace(a.query, debug_checksum=forwarded), a.filetypes)

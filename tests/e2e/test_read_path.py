@@ -267,6 +267,21 @@ async def test_the_symbol_checksum_reaches_sources_that_require_it_and_keys_the_
     assert status == 200 and body == _data(PORTABLE_PATH)
 
 
+async def test_a_file_is_only_served_to_a_request_whose_checksum_it_matches(
+    tmp_path: Path, start_proxy: StartProxy, http: aiohttp.ClientSession
+) -> None:
+    # A store that ignores the header (a directory) has the file: the proxy checks it itself.
+    source = filesystem(tmp_path / "store", "symstore", {PPDB_KEY: _data(PORTABLE_PATH)})
+    proxy = await start_proxy([source])
+    url = proxy.make_url(f"/symbols/{PPDB_KEY}")
+    status, _, _ = await fetch(http, url, headers={"SymbolChecksum": "SHA256:" + "ab" * 32})
+    assert status == 404
+    status, body, _ = await fetch(http, url, headers={"SymbolChecksum": CHECKSUM})
+    assert status == 200 and body == _data(PORTABLE_PATH)
+    status, body, _ = await fetch(http, url)
+    assert status == 200 and body == _data(PORTABLE_PATH)
+
+
 async def test_a_malformed_symbol_checksum_is_a_clear_400(
     start_proxy: StartProxy, upstream: tuple[UpstreamStore, str], http: aiohttp.ClientSession
 ) -> None:
