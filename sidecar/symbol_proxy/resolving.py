@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -33,6 +32,8 @@ __all__ = ["Candidate", "ConfiguredSource", "Found", "LookupMissed", "Resolver"]
 
 log = logging.getLogger(__name__)
 
+MEMO_SIZE = 16384
+"""Cache keys remembered per resolver (the spelling decision), cleared when full."""
 HEAD_BYTES = 64
 """How many leading bytes are read before a candidate is accepted (enough for every magic)."""
 
@@ -124,7 +125,7 @@ class Resolver:
         self._breakers = breakers
         self._limit = asyncio.Semaphore(settings.max_concurrent_downloads)
         # Pure in the lookup for a given set of sources; a reload builds a new resolver.
-        self._cache_key = functools.lru_cache(maxsize=16384)(self._spelled_key)
+        self._keys: dict[tuple[str, str], str] = {}
 
     # ---------------------------------------------------------------------------------------------
     # Candidates
@@ -173,7 +174,16 @@ class Resolver:
         case-sensitive store), the spelling joins the key. So a miss for ``case26379.pdb`` never
         hides ``Case26379.pdb``, and the answer never depends on which spelling came first.
         """
-        return self._cache_key(lookup)
+        # The canonical key and the spelling determine the candidates (ids are normalised, and a
+        # checksum is part of the key), and two short strings hash much faster than the lookup.
+        memo = (lookup.cache_key, lookup.spelling)
+        key = self._keys.get(memo)
+        if key is None:
+            key = self._spelled_key(lookup)
+            if len(self._keys) >= MEMO_SIZE:
+                self._keys.clear()
+            self._keys[memo] = key
+        return key
 
     def _spelled_key(self, lookup: keys.Lookup) -> str:
         folded = lookup.casefolded()
