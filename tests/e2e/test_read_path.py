@@ -101,6 +101,22 @@ async def test_concurrent_requests_in_both_spellings_each_get_their_own_answer(
     assert store.requests[MIXED] == 1  # one download per spelling, still coalesced
 
 
+async def test_purging_a_spelling_forgets_the_miss_of_that_spelling(
+    start_proxy: StartProxy, upstream: tuple[UpstreamStore, str], http: aiohttp.ClientSession
+) -> None:
+    store, url = upstream
+    proxy = await start_proxy([http_source(url, "symstore")], admin={"enabled": True})
+    status, _, _ = await fetch(http, proxy.make_url(f"/symbols/{MIXED}"))
+    assert status == 404
+    store.put(MIXED, _data(PDB_PATH))
+    status, _, _ = await fetch(http, proxy.make_url(f"/symbols/{MIXED}"))
+    assert status == 404  # remembered
+    async with http.delete(proxy.make_url(f"/admin/cache/symbols/{MIXED}")) as response:
+        assert response.status == 200 and (await response.json())["removed"] == 1
+    status, body, _ = await fetch(http, proxy.make_url(f"/symbols/{MIXED}"))
+    assert status == 200 and body == _data(PDB_PATH)
+
+
 async def test_spellings_that_probe_the_same_locations_share_one_download(
     start_proxy: StartProxy, upstream: tuple[UpstreamStore, str], http: aiohttp.ClientSession
 ) -> None:

@@ -370,12 +370,13 @@ async def purge_one(request: web.Request) -> web.Response:
             lookup = _PARSERS[protocol](path)
         else:
             return web.Response(status=404, text="unknown protocol\n")
-    except keys.NotALookup as exc:
+        keyed = _keyed(request, state, lookup)  # with a SymbolChecksum header: that checksum's entry
+    except (keys.NotALookup, keys.BadChecksum) as exc:
         return web.Response(status=400, text=f"not a lookup: {exc}\n")
     loop = asyncio.get_running_loop()
     removed = 0
     # The canonical key and, when it differs, the key of this very spelling (``docs/caching.md``).
-    for key in dict.fromkeys((lookup.cache_key, state.runtime.resolver.cache_key(lookup))):
+    for key in dict.fromkeys((lookup.cache_key, keyed.cache_key)):
         for entry in (key, key + CAB_SUFFIX):
             removed += int(await loop.run_in_executor(None, state.cache.forget, entry))
     return web.json_response({"removed": removed})
