@@ -40,7 +40,7 @@ def create_app(
     config_path: Path | None = None,
     handle_sighup: bool = False,
 ) -> web.Application:
-    app = web.Application(middlewares=[slashes.merge_slashes])
+    app = web.Application(middlewares=[slashes.merge_slashes])  # keep merge_slashes last
     app.add_routes(handlers.routes())
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
 

@@ -4,6 +4,10 @@ elfutils' ``debuginfod`` and many clients configured with a base URL that ends i
 ``//buildid/…`` or ``/symbols//crash.pdb/…``. A redirect would cost a round trip and not every
 client follows one, so the path is merged in place and routed again, the way aiohttp's own
 ``normalize_path_middleware`` checks its candidates (without answering with a redirect).
+
+Keep this middleware the last (innermost) one: it calls the merged route's handler itself, so
+every middleware before it runs once, as for any request (aiohttp's ``router=`` argument, the other
+way to change routing, is deprecated).
 """
 
 from __future__ import annotations
