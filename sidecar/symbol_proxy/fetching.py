@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import uuid
+from collections.abc import Awaitable
 from pathlib import Path
 
 from symbol_proxy import compression, keys
@@ -23,7 +24,7 @@ from symbol_proxy.cache.inflight import Sink
 from symbol_proxy.metrics import Metrics
 from symbol_proxy.resolving import Found, LookupMissed, Resolver
 
-__all__ = ["fetch_into"]
+__all__ = ["fetch_found_into", "fetch_into"]
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,17 @@ async def fetch_into(
     max_file_size: int,
     metrics: Metrics,
 ) -> None:
+    await fetch_found_into(
+        sink, resolver.find(lookup), scratch_dir=scratch_dir, max_file_size=max_file_size, metrics=metrics
+    )
+
+
+async def fetch_found_into(
+    sink: Sink, finding: Awaitable[Found], *, scratch_dir: Path, max_file_size: int, metrics: Metrics
+) -> None:
+    """Like :func:`fetch_into`, for a file that ``finding`` (a resolver call) opens."""
     try:
-        found = await resolver.find(lookup)
+        found = await finding
     except LookupMissed as missed:
         if missed.kind == "not_found":
             sink.not_found(missed.detail)

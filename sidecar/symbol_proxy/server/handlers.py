@@ -28,7 +28,7 @@ from symbol_proxy import compression, keys
 from symbol_proxy.cache.inflight import Download, DownloadFailed
 from symbol_proxy.cache.store import CachedFile, Miss
 from symbol_proxy.fetching import fetch_into
-from symbol_proxy.server import files
+from symbol_proxy.server import contents, files
 from symbol_proxy.server.state import STATE, State
 
 __all__ = ["routes"]
@@ -67,7 +67,7 @@ async def debuginfod(request: web.Request) -> web.StreamResponse:
 
 
 async def debuginfod_unsupported(request: web.Request) -> web.StreamResponse:
-    """``source`` and ``section`` queries: not served yet; a plain 404 keeps clients happy."""
+    """Other ``/buildid/<id>/<kind>/…`` queries: a plain 404 keeps clients happy."""
     state = request.app[STATE]
     state.metrics.count_request("debuginfod", "invalid")
     return _not_found("not served by this proxy")
@@ -343,6 +343,8 @@ def routes() -> list[web.AbstractRouteDef]:
         web.get("/proxy/{path:.+}", symbols),
         web.get("/unified/{path:.+}", unified),
         web.get("/buildid/{build_id}/{kind}", debuginfod),
+        web.get("/buildid/{build_id}/section/{name}", contents.section),
+        web.get("/buildid/{build_id}/source/{path:.+}", contents.source),
         web.get("/buildid/{build_id}/{kind}/{rest:.*}", debuginfod_unsupported),
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),
