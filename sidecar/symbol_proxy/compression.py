@@ -604,6 +604,13 @@ def _cfdata(data: bytes | memoryview, uncompressed: int) -> bytes:
     return struct.pack("<I", cab_checksum(sizes, cab_checksum(data))) + sizes
 
 
+def _stored_header(size: int) -> bytes:
+    return _CFDATA.pack(0, size, size)
+
+
+_FULL_STORED_HEADER = _stored_header(CAB_BLOCK)
+
+
 # --------------------------------------------------------------------------------------------------
 # Stored cabinets: every size is known from the file's size, so the first byte can go out at once.
 
@@ -637,7 +644,12 @@ def stored_cab(file_size: int, name: str, mtime: float) -> StoredCab:
 
 
 class StoredBlocks:
-    """Frames a file's bytes, fed in pieces of any size, into the CFDATA blocks of a :class:`StoredCab`."""
+    """Frames a file's bytes, fed in pieces of any size, into the CFDATA blocks of a :class:`StoredCab`.
+
+    Stored blocks carry no checksum (``csum`` 0, which the format defines as "not computed"):
+    computing it in Python would cost more than everything else the proxy does per byte, and the
+    bytes come from a verified cached file or download.
+    """
 
     def __init__(self, file_size: int) -> None:
         self._left = file_size
@@ -648,15 +660,24 @@ class StoredBlocks:
         if len(data) > self._left:
             raise Malformed("more bytes than the cabinet announced")
         self._left -= len(data)
-        pending = self._pending + data if self._pending else data
-        out: list[bytes] = []
-        start = 0
-        while len(pending) - start >= CAB_BLOCK or (self._left == 0 and start < len(pending)):
-            block = pending[start : start + CAB_BLOCK]
-            out.append(_cfdata(block, len(block)))
-            out.append(block)
-            start += len(block)
-        self._pending = pending[start:]
+        view = memoryview(data)
+        out: list[bytes | memoryview] = []
+        if self._pending:
+            take = view[: CAB_BLOCK - len(self._pending)]
+            self._pending += take
+            view = view[len(take) :]
+            if len(self._pending) < CAB_BLOCK and (self._left or view):
+                return b""
+            out += (_stored_header(len(self._pending)), self._pending)
+            self._pending = b""
+        while len(view) >= CAB_BLOCK:
+            out += (_FULL_STORED_HEADER, view[:CAB_BLOCK])
+            view = view[CAB_BLOCK:]
+        if view:
+            if self._left:
+                self._pending = bytes(view)
+            else:
+                out += (_stored_header(len(view)), view)
         return b"".join(out)
 
     @property

@@ -182,7 +182,17 @@ class Resolver:
     async def _plan(self, source: ConfiguredSource, lookup: keys.Lookup) -> list[Candidate]:
         if isinstance(source.backend, base.SearchableBackend):
             return await self._search(source, lookup)
-        return self.candidates(source, lookup)
+        candidates = self.candidates(source, lookup)
+        if not candidates and not isinstance(source.config, SentrySource):
+            layout = source.config.layout
+            if not any(
+                layouts.get_directory_paths(layout, filetype, alternative.query)
+                for alternative in lookup.alternatives
+                for filetype in alternative.filetypes
+            ):
+                filetype = lookup.alternatives[0].filetypes[0] if lookup.alternatives else "unknown"
+                self._metrics.unanswerable.labels(layout.type.value, str(filetype)).inc()
+        return candidates
 
     async def _find(self, plan: _Plan) -> Found:
         tasks = [asyncio.ensure_future(self._probe_source(source, plan)) for source in self.sources]
