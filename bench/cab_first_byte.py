@@ -31,6 +31,7 @@ from tests.support.net import free_port  # noqa: E402
 
 MSF7 = b"Microsoft C/C++ MSF 7.00\r\n\x1aDS\x00\x00\x00"
 GUID = "3249D99D0C4049318610F4E4FB0B6936"
+CURL_FORMAT = "%{http_code} %{time_starttransfer} %{time_total} %{size_download}"
 
 
 def make_pdb(path: Path, size: int) -> None:
@@ -45,7 +46,7 @@ def make_pdb(path: Path, size: int) -> None:
 
 def curl(url: str) -> tuple[float, float, int]:
     out = subprocess.run(
-        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{time_starttransfer} %{time_total} %{size_download}", url],
+        ["curl", "-s", "-o", "/dev/null", "-w", CURL_FORMAT, url],
         check=True,
         capture_output=True,
         text=True,
@@ -88,7 +89,16 @@ def main() -> None:
         )
         env = {**os.environ, "PYTHONPATH": str(args.sidecar)}
         proxy = subprocess.Popen(
-            [sys.executable, "-m", "symbol_proxy", "--log-level", "warning", "serve", "--config", str(config)],
+            [
+                sys.executable,
+                "-m",
+                "symbol_proxy",
+                "--log-level",
+                "warning",
+                "serve",
+                "--config",
+                f"{config}",
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
