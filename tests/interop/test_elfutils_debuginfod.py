@@ -21,8 +21,8 @@ import aiohttp
 import pytest
 
 from tests.conftest import StartProxy
-from tests.interop.test_debuginfod_clients import build_id_of, compile_and_split, require, run
-from tests.interop.test_debuginfod_contents import Program, dump_section, unified_source, unified_store
+from tests.interop.programs import Program, dump_section, unified_source, unified_store
+from tests.interop.test_debuginfod_clients import require, run
 from tests.support.net import free_port
 
 pytestmark = pytest.mark.interop
@@ -76,16 +76,6 @@ async def wait_for_index(url: str, build_id: str) -> None:
                     return
             await asyncio.sleep(0.1)
     raise AssertionError("debuginfod never indexed the program")
-
-
-@pytest.fixture
-async def program_with_source(tmp_path: Path) -> Program:
-    """The program, with its source left on disk (where ``debuginfod -F`` reads sources from)."""
-    src = tmp_path / "build" / "src"
-    src.mkdir(parents=True)
-    source = src / "square.c"
-    binary, debug = await compile_and_split(source, tmp_path)
-    return Program(binary, debug, await build_id_of(binary), str(source), source.read_bytes())
 
 
 async def fetch_all(env: dict[str, str], program: Program, tmp_path: Path) -> None:
