@@ -12,12 +12,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import StartProxy
+from symbol_proxy.server.state import STATE
+from tests.conftest import StartProxy, app_of
 from tests.interop.test_debuginfod_clients import require, run
 from tests.support.shared import FixtureObject, keyed_objects
 
@@ -88,6 +90,14 @@ async def test_samply_symsrv_crate_fetches_a_pdb(tmp_path: Path, start_proxy: St
     code, out = await run(symsrv_client(), symbol_path, name, ident, env={"HOME": str(tmp_path)})
     assert code == 0, out
     assert Path(out.strip().splitlines()[-1]).read_bytes() == PDB.data
+    # The crate asks for crash.pdb and crash.pd_ at once and drops the loser: only the plain file
+    # may end up cached (issue 7, item 11).
+    state = app_of(proxy)[STATE]
+    for _ in range(200):
+        if state.downloads.in_flight == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert state.cache.count == 1
 
 
 async def test_rust_minidump_breakpad_supplier_fetches_a_sym_file(
