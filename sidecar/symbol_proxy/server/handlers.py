@@ -144,13 +144,23 @@ async def _serve(
     metrics.count_request(protocol, "miss")
     if maxsize is not None and started.size is not None and started.size > maxsize:
         return web.Response(status=406, text="file larger than X-DEBUGINFOD-MAXSIZE\n")
-    if lookup.variant is keys.Variant.COMPRESSED:
-        if started.size is None:  # the CAB's headers need the size: wait for the whole file
-            try:
-                cached = await download.finished()
-            except DownloadFailed as failed:
-                return _missed(failed.kind, failed.detail)
+    compressed = lookup.variant is keys.Variant.COMPRESSED
+    small = started.size is not None and started.size <= SMALL_FILE
+    if small or (compressed and started.size is None):
+        # Small files are complete within milliseconds: wait for the verified file and answer from
+        # the cache, so a body that breaks off upstream becomes a clean 502 instead of a cut
+        # connection, and ranges and conditional requests work on the first request too. A CAB's
+        # headers need the file's size: without it, the whole file is awaited too.
+        try:
+            cached = await download.finished()
+        except DownloadFailed as failed:
+            return _missed(failed.kind, failed.detail)
+        if compressed:
             return await _serve_cab(request, protocol, lookup, cached)
+        return await files.send_file(
+            request, cached, _extra_headers(protocol, lookup, cached.size), state.hot
+        )
+    if compressed and started.size is not None:
         return await cabs.send(
             request,
             name=lookup.file_name,
@@ -158,17 +168,6 @@ async def _serve(
             mtime=time.time(),
             headers=_extra_headers(protocol, lookup, None),
             chunks=download.read(),
-        )
-    if started.size is not None and started.size <= SMALL_FILE:
-        # Small files are complete within milliseconds: wait for the verified file and answer from
-        # the cache, so a body that breaks off upstream becomes a clean 502 instead of a cut
-        # connection, and ranges and conditional requests work on the first request too.
-        try:
-            cached = await download.finished()
-        except DownloadFailed as failed:
-            return _missed(failed.kind, failed.detail)
-        return await files.send_file(
-            request, cached, _extra_headers(protocol, lookup, cached.size), state.hot
         )
     headers = _extra_headers(protocol, lookup, started.size)
     if request.method == "HEAD":
