@@ -142,3 +142,17 @@ async def test_cabs_of_every_block_boundary_unpack_to_the_file(
             return
         assert response.status == 200
         assert extract(body, tmp_path / str(attempt)) == data
+
+
+async def test_head_of_a_cab_announces_the_length_of_its_body(
+    start_proxy: StartProxy, http: aiohttp.ClientSession, upstream: tuple[object, str]
+) -> None:
+    store, url = upstream
+    store.put(PDB_KEY, PDB.data)  # type: ignore[attr-defined]
+    proxy = await start_proxy([symstore(url)])
+    for _ in range(2):  # a miss, then a hit
+        async with http.head(proxy.make_url(f"/symbols/{CAB_KEY}")) as response:
+            assert response.status == 200
+            announced = int(response.headers["Content-Length"])
+        async with http.get(proxy.make_url(f"/symbols/{CAB_KEY}")) as response:
+            assert len(await response.read()) == announced
