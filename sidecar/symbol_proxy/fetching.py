@@ -17,7 +17,7 @@ import hashlib
 import logging
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from symbol_proxy import checksums, compression, keys
@@ -26,7 +26,7 @@ from symbol_proxy.cache.inflight import Sink
 from symbol_proxy.metrics import Metrics
 from symbol_proxy.resolving import Found, LookupMissed, Resolver
 
-__all__ = ["fetch_into"]
+__all__ = ["fetch_found_into", "fetch_into"]
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,28 @@ async def fetch_into(
 ) -> None:
     """Find ``lookup`` upstream and feed it to ``sink``; ``on_found`` hears the location that has
     it (relative to its source) before the first byte is handed on."""
+    await fetch_found_into(
+        sink,
+        resolver.find(lookup),
+        scratch_dir=scratch_dir,
+        max_file_size=max_file_size,
+        metrics=metrics,
+        on_found=on_found,
+    )
+
+
+async def fetch_found_into(
+    sink: Sink,
+    finding: Awaitable[Found],
+    *,
+    scratch_dir: Path,
+    max_file_size: int,
+    metrics: Metrics,
+    on_found: Callable[[str], None] | None = None,
+) -> None:
+    """Like :func:`fetch_into`, for a file that ``finding`` (a resolver call) opens."""
     try:
-        found = await resolver.find(lookup)
+        found = await finding
     except LookupMissed as missed:
         if missed.kind == "not_found":
             sink.not_found(missed.detail)

@@ -43,6 +43,8 @@ _ZSTD_SKIPPABLE = b"\x2a\x4d\x18"
 _GZIP = b"\x1f\x8b"
 _ZIP = b"PK\x03\x04"
 _CAB = b"MSCF"
+_SOURCE_BUNDLE = b"SYSB"
+"""symbolic's source bundle header (then a format version), written before the zip by sentry-cli."""
 _ZLIB_HEADERS = (b"\x78\x01", b"\x78\x9c", b"\x78\xda")
 """The zlib headers zlib itself writes (32 KiB window, fastest / default / best compression)."""
 
@@ -74,7 +76,7 @@ _SIGNATURES: dict[FileType, tuple[bytes, ...]] = {
     FileType.BREAKPAD: (_BREAKPAD,),
     FileType.WASM_CODE: (_WASM,),
     FileType.WASM_DEBUG: (_WASM,),
-    FileType.SOURCEBUNDLE: (_ZIP,),
+    FileType.SOURCEBUNDLE: (_SOURCE_BUNDLE, _ZIP),
 }
 """Leading bytes each file type may start with. Types missing here (text formats without a fixed
 header: uuidmap, bcsymbolmap, il2cpp, proguard) are not checked."""

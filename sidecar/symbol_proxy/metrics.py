@@ -77,6 +77,14 @@ class Metrics:
         self.in_flight = Gauge(
             "symproxy_downloads_in_flight", "Upstream downloads currently running.", registry=registry
         )
+        self.unanswerable = Counter(
+            "symproxy_unanswerable_lookups_total",
+            "Lookups that a source's layout cannot express at all, so the source was never asked (a "
+            "debuginfod executable or a Breakpad .sym on a symstore/ssqp store: the request carries "
+            "no file name, or the layout has no place for that file type), by layout and file type.",
+            ["layout", "filetype"],
+            registry=registry,
+        )
         self.reloads = Counter(
             "symproxy_config_reloads_total", "Configuration reloads by result.", ["result"], registry=registry
         )

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Literal, TypeVar
 
 from symbol_proxy import filters, keys, layouts, magic
@@ -109,6 +110,10 @@ def _result_label(exc: base.BackendError) -> str:
 class _Outcome:
     found: Found | None = None
     errors: list[base.BackendError] = dataclasses.field(default_factory=list)
+
+
+_Plan = Callable[[ConfiguredSource], Awaitable[list[Candidate]]]
+"""Which candidates to probe on a source."""
 
 
 class Resolver:
@@ -202,7 +207,36 @@ class Resolver:
 
     async def find(self, lookup: keys.Lookup) -> Found:
         """Open the best available file for ``lookup`` or raise ``LookupMissed``."""
-        tasks = [asyncio.ensure_future(self._probe_source(source, lookup)) for source in self.sources]
+        return await self._find(functools.partial(self._plan, lookup=lookup))
+
+    async def find_at(self, location_of: Callable[[ConfiguredSource], str | None]) -> Found:
+        """Open the file at ``location_of(source)`` on the first source that has it, whatever its
+        content: a pass-through to sources that compute the answer themselves (a debuginfod server's
+        ``section`` and ``source`` requests). Sources for which it gives ``None`` are skipped."""
+
+        async def plan(source: ConfiguredSource) -> list[Candidate]:
+            location = None if isinstance(source.config, SentrySource) else location_of(source)
+            return [] if location is None else [Candidate(source, location, ())]
+
+        return await self._find(plan)
+
+    async def _plan(self, source: ConfiguredSource, lookup: keys.Lookup) -> list[Candidate]:
+        if isinstance(source.backend, base.SearchableBackend):
+            return await self._search(source, lookup)
+        candidates = self.candidates(source, lookup)
+        if not candidates and not isinstance(source.config, SentrySource):
+            layout = source.config.layout
+            if not any(
+                layouts.get_directory_paths(layout, filetype, alternative.query)
+                for alternative in lookup.alternatives
+                for filetype in alternative.filetypes
+            ):
+                filetype = lookup.alternatives[0].filetypes[0] if lookup.alternatives else "unknown"
+                self._metrics.unanswerable.labels(layout.type.value, str(filetype)).inc()
+        return candidates
+
+    async def _find(self, plan: _Plan) -> Found:
+        tasks = [asyncio.ensure_future(self._probe_source(source, plan)) for source in self.sources]
         errors: list[base.BackendError] = []
         winner: _Outcome | None = None
         try:
@@ -228,13 +262,10 @@ class Resolver:
             raise LookupMissed(kind, "; ".join(sorted({str(e) or type(e).__name__ for e in failures}))[:500])
         raise LookupMissed("not_found", "no source has the file")
 
-    async def _probe_source(self, source: ConfiguredSource, lookup: keys.Lookup) -> _Outcome:
+    async def _probe_source(self, source: ConfiguredSource, plan: _Plan) -> _Outcome:
         outcome = _Outcome()
         try:
-            if isinstance(source.backend, base.SearchableBackend):
-                candidates = await self._search(source, lookup)
-            else:
-                candidates = self.candidates(source, lookup)
+            candidates = await plan(source)
         except base.BackendError as exc:
             self._metrics.upstream_requests.labels(source.backend.kind, _result_label(exc)).inc()
             outcome.errors.append(exc)
@@ -290,6 +321,8 @@ class Resolver:
         stream = await candidate.source.backend.open(candidate.location, checksum=candidate.checksum)
         try:
             rest = stream.chunks()
+            if not candidate.filetypes:  # a pass-through: the source vouches for the content
+                return Found(candidate, stream, b"", rest, None)
             head = b""
             async for chunk in rest:
                 head += chunk

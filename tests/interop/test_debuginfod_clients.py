@@ -64,17 +64,26 @@ async def build_id_of(path: Path) -> str:
 async def stripped_program(tmp_path: Path) -> tuple[Path, Path, str]:
     """(stripped binary, its separate debug file, build id)."""
     source = tmp_path / "square.c"
+    binary, debug = await compile_and_split(source, tmp_path)
+    source.unlink()  # gdb must not find anything next to the binary
+    return binary, debug, await build_id_of(binary)
+
+
+async def compile_and_split(source: Path, out_dir: Path) -> tuple[Path, Path]:
+    """Compile ``PROGRAM`` from ``source`` (its absolute path goes into the debug information), then
+    split it: (stripped binary, separate debug file)."""
     source.write_text(PROGRAM)
-    binary = tmp_path / "square"
-    code, out = await run(require("gcc"), "-g", "-O0", "-Wl,--build-id", "-o", str(binary), str(source))
+    binary = out_dir / "square"
+    code, out = await run(
+        require("gcc"), "-g", "-O0", "-Wl,--build-id", "-o", str(binary), str(source), cwd=source.parent
+    )
     assert code == 0, out
-    debug = tmp_path / "square.debug"
+    debug = out_dir / "square.debug"
     code, out = await run(require("objcopy"), "--only-keep-debug", str(binary), str(debug))
     assert code == 0, out
     code, out = await run(require("strip"), "--strip-debug", "--strip-unneeded", str(binary))
     assert code == 0, out
-    source.unlink()  # gdb must not find anything next to the binary
-    return binary, debug, await build_id_of(binary)
+    return binary, debug
 
 
 async def test_gdb_resolves_a_line_of_a_stripped_binary_through_the_proxy(

@@ -650,3 +650,33 @@ def test_the_modules_import_no_network_or_server_code() -> None:
         "symbol_proxy.cache",
     ):
         assert f"'{forbidden}'" not in loaded, forbidden
+
+
+@pytest.mark.parametrize(
+    "size", [0, 1, compression.CAB_BLOCK - 1, compression.CAB_BLOCK, 3 * compression.CAB_BLOCK + 5]
+)
+@pytest.mark.parametrize("piece", [1000, compression.CAB_BLOCK, 1 << 20])
+def test_a_stored_cab_streamed_in_pieces_unpacks_to_the_file(tmp_path: Path, size: int, piece: int) -> None:
+    data = os.urandom(size)
+    cab = compression.stored_cab(size, "crash.pdb", time.time())
+    blocks = compression.StoredBlocks(size)
+    body = cab.header + b"".join(blocks.feed(data[i : i + piece]) for i in range(0, size, piece))
+    assert blocks.complete
+    assert len(body) == cab.size
+    out = io.BytesIO()
+    assert compression.unpack(io.BytesIO(body), out, max_size=size + 1) == "crash.pdb"
+    assert out.getvalue() == data
+    path = tmp_path / "x.pd_"
+    path.write_bytes(body)
+    cabextract = shutil.which("cabextract")
+    assert cabextract
+    subprocess.run([cabextract, "-q", "-d", str(tmp_path / "out"), str(path)], check=True)
+    assert (tmp_path / "out" / "crash.pdb").read_bytes() == data
+
+
+def test_a_stored_cab_refuses_more_bytes_than_announced() -> None:
+    blocks = compression.StoredBlocks(10)
+    with pytest.raises(compression.Malformed):
+        blocks.feed(b"x" * 11)
+    with pytest.raises(compression.TooLarge):
+        compression.stored_cab(compression.MAX_CAB_SIZE + 1, "big.pdb", 0.0)

@@ -10,26 +10,23 @@ Status rules, because debuggers are unforgiving (``shared/specs/clients.md`` §7
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import hmac
 import ipaddress
 import logging
-import os
 import time
-import uuid
 from functools import partial
 
 from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from symbol_proxy import compression, keys
+from symbol_proxy import keys
 from symbol_proxy.cache.inflight import Download, DownloadFailed
 from symbol_proxy.cache.store import CachedFile, Miss
 from symbol_proxy.fetching import fetch_into
-from symbol_proxy.server import files
+from symbol_proxy.server import cabs, contents, files
 from symbol_proxy.server.state import STATE, State
 
 __all__ = ["routes"]
@@ -38,6 +35,7 @@ log = logging.getLogger(__name__)
 
 OCTET_STREAM = "application/octet-stream"
 CAB_SUFFIX = "|cab"
+"""Key suffix of the CABs that earlier versions cached for ``_`` requests (purged with the plain file)."""
 SMALL_FILE = 4 * 1024 * 1024
 """Misses up to this size are answered once complete; larger ones stream while they download."""
 
@@ -68,7 +66,7 @@ async def debuginfod(request: web.Request) -> web.StreamResponse:
 
 
 async def debuginfod_unsupported(request: web.Request) -> web.StreamResponse:
-    """``source`` and ``section`` queries: not served yet; a plain 404 keeps clients happy."""
+    """Other ``/buildid/<id>/<kind>/…`` queries: a plain 404 keeps clients happy."""
     state = request.app[STATE]
     state.metrics.count_request("debuginfod", "invalid")
     return _not_found("not served by this proxy")
@@ -185,22 +183,30 @@ async def _serve(
     metrics.count_request(protocol, "miss")
     if maxsize is not None and started.size is not None and started.size > maxsize:
         return web.Response(status=406, text="file larger than X-DEBUGINFOD-MAXSIZE\n")
-    if lookup.variant is keys.Variant.COMPRESSED:
-        try:
-            cached = await download.finished()
-        except DownloadFailed as failed:
-            return _missed(failed.kind, failed.detail)
-        return await _serve_cab(request, state, protocol, lookup, cached)
-    if started.size is not None and started.size <= SMALL_FILE:
+    compressed = lookup.variant is keys.Variant.COMPRESSED
+    small = started.size is not None and started.size <= SMALL_FILE
+    if small or (compressed and started.size is None):
         # Small files are complete within milliseconds: wait for the verified file and answer from
         # the cache, so a body that breaks off upstream becomes a clean 502 instead of a cut
-        # connection, and ranges and conditional requests work on the first request too.
+        # connection, and ranges and conditional requests work on the first request too. A CAB's
+        # headers need the file's size: without it, the whole file is awaited too.
         try:
             cached = await download.finished()
         except DownloadFailed as failed:
             return _missed(failed.kind, failed.detail)
+        if compressed:
+            return await _serve_cab(request, state, protocol, lookup, cached)
         return await files.send_file(
             request, cached, _extra_headers(state, protocol, lookup, cached.size), state.hot
+        )
+    if compressed and started.size is not None:
+        return await cabs.send(
+            request,
+            name=lookup.file_name,
+            file_size=started.size,
+            mtime=time.time(),
+            headers=_extra_headers(state, protocol, lookup, None),
+            chunks=download.read(),
         )
     headers = _extra_headers(state, protocol, lookup, started.size)
     if request.method == "HEAD":
@@ -258,40 +264,20 @@ async def _stream(
 
 
 # --------------------------------------------------------------------------------------------------
-# `_` requests: a single-file CAB synthesised from the plain file.
+# `_` requests: a single-file CAB streamed from the plain file (server/cabs.py).
 
 
 async def _serve_cab(
     request: web.Request, state: State, protocol: str, lookup: keys.Lookup, plain: CachedFile
 ) -> web.StreamResponse:
-    key = lookup.cache_key + CAB_SUFFIX
-    entry = state.cache.get(key)
-    if not isinstance(entry, CachedFile):
-        if plain.size > compression.MAX_CAB_SIZE:
-            return _not_found("too large for a CAB; ask for the plain name")
-        download = state.downloads.fetch(key, partial(_make_cab, state, plain, lookup.file_name))
-        try:
-            entry = await download.finished()
-        except DownloadFailed as failed:
-            return _missed(failed.kind, failed.detail)
-    headers = _extra_headers(state, protocol, lookup, entry.size)
-    return await files.send_file(request, entry, headers, state.hot)
-
-
-async def _make_cab(state: State, plain: CachedFile, name: str, sink: object) -> None:
-    loop = asyncio.get_running_loop()
-    scratch = state.scratch_dir / f"cab-{uuid.uuid4().hex}"
-    scratch.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        await loop.run_in_executor(None, compression.write_cab, plain.path, scratch, name)
-        size = (await loop.run_in_executor(None, os.stat, scratch)).st_size
-        sink.start(size)  # type: ignore[attr-defined]
-        with open(scratch, "rb") as cab:
-            while chunk := await loop.run_in_executor(None, cab.read, 1024 * 1024):
-                await sink.write(chunk)  # type: ignore[attr-defined]
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            scratch.unlink()
+    return await cabs.send(
+        request,
+        name=lookup.file_name,
+        file_size=plain.size,
+        mtime=plain.mtime_ns / 1e9,
+        headers=_extra_headers(state, protocol, lookup, None),
+        chunks=cabs.file_chunks(plain),
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -388,6 +374,8 @@ def routes() -> list[web.AbstractRouteDef]:
         web.get("/proxy/{path:.+}", symbols),
         web.get("/unified/{path:.+}", unified),
         web.get("/buildid/{build_id}/{kind}", debuginfod),
+        web.get("/buildid/{build_id}/section/{name}", contents.section),
+        web.get("/buildid/{build_id}/source/{path:.+}", contents.source),
         web.get("/buildid/{build_id}/{kind}/{rest:.*}", debuginfod_unsupported),
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),
