@@ -5,21 +5,21 @@ the cache's temporary file. When the source promises an MD5 (S3's ETag, GCS's ``
 cache checks it on the finished file before the commit instead of the backend on the stream.
 Compressed upstream files (a CAB ``.pd_``, gzip, zstd, a one-entry zip) are spooled, unpacked in an
 executor with a size limit, checked again, and then fed to the cache, so clients that asked for the
-plain name get the plain file.
+plain name get the plain file. Both the packed and the unpacked file are temporary files of the
+cache, counted against its cap, and the unpacked one becomes the cached file without another copy.
+
+A timeout while the body streams is a timeout (504), not any upstream failure (502).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import uuid
-from pathlib import Path
+from typing import IO, cast
 
 from symbol_proxy import compression, keys
 from symbol_proxy.backends import base
-from symbol_proxy.cache.inflight import Sink
+from symbol_proxy.cache.inflight import DownloadFailed, FailureKind, Sink
 from symbol_proxy.metrics import Metrics
 from symbol_proxy.resolving import Found, LookupMissed, Resolver
 
@@ -27,15 +27,11 @@ __all__ = ["fetch_into"]
 
 log = logging.getLogger(__name__)
 
-COPY_CHUNK = 1024 * 1024
-
-
 async def fetch_into(
     sink: Sink,
     lookup: keys.Lookup,
     *,
     resolver: Resolver,
-    scratch_dir: Path,
     max_file_size: int,
     metrics: Metrics,
 ) -> None:
@@ -44,8 +40,11 @@ async def fetch_into(
     except LookupMissed as missed:
         if missed.kind == "not_found":
             sink.not_found(missed.detail)
+        elif missed.kind == "denied":
+            sink.error(missed.detail, kind="denied")
         else:
-            sink.error(f"{missed.kind}: {missed.detail}")
+            failure: FailureKind = "timeout" if missed.kind == "timeout" else "error"
+            sink.error(f"{missed.kind}: {missed.detail}", kind=failure)
         return
     kind = found.candidate.source.backend.kind
     try:
@@ -67,42 +66,44 @@ async def fetch_into(
                 await sink.write(chunk)
             metrics.upstream_bytes.labels(kind).observe(received)
         else:
-            await _fetch_compressed(sink, found, scratch_dir=scratch_dir, max_file_size=max_file_size)
+            await _fetch_compressed(sink, found, max_file_size=max_file_size)
+    except base.UpstreamTimeout as exc:
+        raise DownloadFailed("timeout", f"timeout: {exc}") from None
     finally:
         await found.aclose()
 
 
-async def _fetch_compressed(sink: Sink, found: Found, *, scratch_dir: Path, max_file_size: int) -> None:
+async def _fetch_compressed(sink: Sink, found: Found, *, max_file_size: int) -> None:
     loop = asyncio.get_running_loop()
-    scratch_dir.mkdir(parents=True, exist_ok=True)
-    packed = scratch_dir / f"packed-{uuid.uuid4().hex}"
-    unpacked = scratch_dir / f"unpacked-{uuid.uuid4().hex}"
+    packed = sink.new_scratch("packed-")
+    unpacked = sink.new_scratch("unpacked-")
     try:
-        fd = await loop.run_in_executor(None, os.open, packed, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        received = 0
+        async for chunk in found.body():
+            received += len(chunk)
+            if received > max_file_size:
+                raise base.Malformed("compressed file exceeds the configured maximum size")
+            await loop.run_in_executor(None, packed.write, chunk)
+        packed.close()
+
+        def unpack() -> None:
+            with open(packed.path, "rb") as source:
+                compression.unpack(
+                    source, cast(IO[bytes], unpacked), max_size=max_file_size, src_path=packed.path
+                )
+
         try:
-            received = 0
-            async for chunk in found.body():
-                received += len(chunk)
-                if received > max_file_size:
-                    raise base.Malformed("compressed file exceeds the configured maximum size")
-                await loop.run_in_executor(None, os.write, fd, chunk)
-        finally:
-            os.close(fd)
-        try:
-            await loop.run_in_executor(
-                None, lambda: compression.decompress_file(packed, unpacked, max_size=max_file_size)
-            )
+            await loop.run_in_executor(None, unpack)
         except compression.Malformed as exc:
             raise base.Malformed(f"cannot unpack: {exc}") from None
-        with open(unpacked, "rb") as inner:
+        packed.discard()  # its bytes leave the cap before the unpacked file is served
+        with open(unpacked.path, "rb") as inner:
             head = await loop.run_in_executor(None, inner.read, 64)
-            if not found.candidate.accepts(head):
-                raise base.Malformed(f"unpacked file is not a {found.candidate.filetype} file")
-            inner.seek(0)
-            sink.start(os.fstat(inner.fileno()).st_size)
-            while chunk := await loop.run_in_executor(None, inner.read, COPY_CHUNK):
-                await sink.write(chunk)
+        if not found.candidate.accepts(head):
+            raise base.Malformed(f"unpacked file is not a {found.candidate.filetype} file")
+        sink.start_from(unpacked)
+    except BaseException:
+        unpacked.discard()
+        raise
     finally:
-        for path in (packed, unpacked):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        packed.discard()

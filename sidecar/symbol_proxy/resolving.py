@@ -9,7 +9,8 @@ when a later one answered sooner.
 A candidate only counts as found once its first bytes look like the file type that was asked for
 (an HTML login page with status 200 is not a PDB) or like a compressed container we can unpack.
 Retries of idempotent failures and the per-host breaker are applied here, once, around every
-backend.
+backend, and so are the bounds on upstream requests: ``max_concurrent_downloads`` over all sources
+and half of it per source, so one stuck source cannot take every slot from the others.
 """
 
 from __future__ import annotations
@@ -80,9 +81,11 @@ class Found:
 
 
 class LookupMissed(Exception):
-    """No source has the file (``not_found``) or none could answer (``error``/``timeout``)."""
+    """No source has the file (``not_found``; ``denied`` when a source refused, 401/403, which is
+    remembered only briefly: fixed credentials must not wait for the negative TTL) or none could
+    answer (``error``/``timeout``)."""
 
-    def __init__(self, kind: Literal["not_found", "error", "timeout"], detail: str) -> None:
+    def __init__(self, kind: Literal["not_found", "denied", "error", "timeout"], detail: str) -> None:
         super().__init__(detail)
         self.kind = kind
         self.detail = detail
@@ -122,6 +125,8 @@ class Resolver:
         self._metrics = metrics
         self._breakers = breakers
         self._limit = asyncio.Semaphore(settings.max_concurrent_downloads)
+        per_source = max(1, (settings.max_concurrent_downloads + 1) // 2)
+        self._source_limits = {s.config.id: asyncio.Semaphore(per_source) for s in self.sources}
 
     # ---------------------------------------------------------------------------------------------
     # Candidates
@@ -185,6 +190,9 @@ class Resolver:
                 "timeout" if all(isinstance(e, base.UpstreamTimeout) for e in failures) else "error"
             )
             raise LookupMissed(kind, "; ".join(sorted({str(e) or type(e).__name__ for e in failures}))[:500])
+        denied = [e for e in errors if isinstance(e, base.PermissionDenied)]
+        if denied:
+            raise LookupMissed("denied", "; ".join(sorted({str(e) for e in denied}))[:500])
         raise LookupMissed("not_found", "no source has the file")
 
     async def _probe_source(self, source: ConfiguredSource, lookup: keys.Lookup) -> _Outcome:
@@ -224,7 +232,7 @@ class Resolver:
         while True:
             started = time.monotonic()
             try:
-                async with self._limit:
+                async with self._source_limits[source.config.id], self._limit:
                     found = await self._open_and_check(candidate)
             except base.BackendError as exc:
                 self._metrics.upstream_latency.labels(kind).observe(time.monotonic() - started)

@@ -58,6 +58,7 @@ def disk_bytes(cache: DiskCache) -> int:
 
 def put(cache: DiskCache, key: str, data: bytes) -> CachedFile:
     temp = cache.new_temp()
+    temp.reserve(len(data))  # the size is known, as when an upstream announces it
     temp.write(data)
     return temp.commit(key, expected_size=len(data))
 
@@ -707,8 +708,6 @@ FAILURES: list[tuple[Callable[[Sink], Awaitable[None]], MissKind, str, bool]] = 
     (_nothing, "error", "nothing to write", True),
     (_short_body, "error", "got 9999 bytes, expected 10000", True),
     (_long_body, "error", "got 101 bytes, expected 100", True),
-    (_declared_too_large, "error", "do not fit", True),
-    (_grows_too_large, "error", "beyond the cache size", False),
     (_started_twice, "error", "twice", True),
 ]
 
@@ -771,6 +770,29 @@ async def test_a_failed_download_keeps_nothing_and_remembers_its_kind(
     assert isinstance(cache.get("resident"), CachedFile) is resident_survives
     assert cache.count == int(resident_survives)
     assert cache.size == disk_bytes(cache) == 1000 * resident_survives
+
+
+@pytest.mark.parametrize("producer", [_declared_too_large, _grows_too_large], ids=["declared", "grows"])
+async def test_a_file_the_cache_has_no_room_for_is_passed_through_and_nothing_is_remembered(
+    cache: DiskCache, downloads: Downloads, producer: Callable[[Sink], Awaitable[None]]
+) -> None:
+    put(cache, "resident", b"r" * 1000)
+
+    async def body(sink: Sink) -> None:
+        await producer(sink)
+        for _ in range(2):
+            await sink.write(b"y" * 1000)
+
+    download = downloads.fetch("k", body)
+    data = await read_all(download)  # a reader that keeps up gets every byte, from memory
+    assert data.endswith(b"y" * 2000) and download.uncached
+    with pytest.raises(DownloadFailed) as failed:
+        await download.finished()
+    assert failed.value.kind == "space"
+    assert cache.get("k") is None, "a full cache is not an upstream failure: nothing remembered"
+    assert files_under(cache.tmp_dir) == {}
+    assert isinstance(cache.get("resident"), CachedFile), "no unannounced body flushes the cache"
+    assert cache.size == disk_bytes(cache) == 1000
 
 
 async def test_after_a_failure_the_next_fetch_runs_a_new_producer(

@@ -3,21 +3,24 @@
 Status rules, because debuggers are unforgiving (``shared/specs/clients.md`` §7.1):
 - "not found" is always 404, never 403 (symsrv blacklists a server on 403) and never 5xx;
 - a path that is not a lookup we understand is also a fast 404;
-- an upstream failure with no copy anywhere is 502 (504 for timeouts), remembered only briefly;
+- an upstream failure with no copy anywhere is 502 (504 for timeouts), remembered only briefly,
+  with ``Retry-After`` saying when the remembered failure expires;
 - a hit is served from disk with ``sendfile``, ranges and conditional requests.
+
+A request pins its key in the cache while it runs, so the file it is sending (a hit, or the file
+its miss just committed) is never evicted under it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hmac
 import ipaddress
 import logging
+import math
 import os
 import time
-import uuid
 from functools import partial
 
 from aiohttp import web
@@ -25,7 +28,7 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from symbol_proxy import compression, keys
-from symbol_proxy.cache.inflight import Download, DownloadFailed
+from symbol_proxy.cache.inflight import Download, DownloadFailed, Sink
 from symbol_proxy.cache.store import CachedFile, Miss
 from symbol_proxy.fetching import fetch_into
 from symbol_proxy.server import files
@@ -39,6 +42,8 @@ OCTET_STREAM = "application/octet-stream"
 CAB_SUFFIX = "|cab"
 SMALL_FILE = 4 * 1024 * 1024
 """Misses up to this size are answered once complete; larger ones stream while they download."""
+CAB_OVERHEAD = 64 * 1024
+"""Bytes reserved for a CAB's headers beyond its deflated blocks."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -118,66 +123,74 @@ def _extra_headers(protocol: str, lookup: keys.Lookup, size: int | None) -> dict
 async def _serve(
     request: web.Request, state: State, protocol: str, lookup: keys.Lookup, *, maxsize: int | None = None
 ) -> web.StreamResponse:
+    with state.cache.pinned(lookup.cache_key):
+        for _ in range(3):
+            try:
+                return await _serve_pinned(request, state, protocol, lookup, maxsize)
+            except FileNotFoundError:
+                # Purged between the index lookup and the open: forget it and look again.
+                state.cache.forget(lookup.cache_key)
+        return _unavailable("the cached file keeps disappearing")
+
+
+async def _serve_pinned(
+    request: web.Request, state: State, protocol: str, lookup: keys.Lookup, maxsize: int | None
+) -> web.StreamResponse:
     metrics = state.metrics
     entry = state.cache.get(lookup.cache_key)
     if isinstance(entry, Miss):
         metrics.count_request(protocol, "negative_hit")
-        return _missed(entry.kind, entry.detail)
+        return _missed(entry.kind, entry.detail, max(1.0, entry.expires_at - state.cache.now()))
     if isinstance(entry, CachedFile):
         metrics.count_request(protocol, "hit")
-        try:
-            if lookup.variant is keys.Variant.COMPRESSED:
-                return await _serve_cab(request, state, protocol, lookup, entry)
-            return await files.send_file(
-                request, entry, _extra_headers(protocol, lookup, entry.size), state.hot
-            )
-        except FileNotFoundError:
-            # Evicted between the index lookup and the open: forget it and fetch it again.
-            state.cache.forget(lookup.cache_key)
-            return await _serve(request, state, protocol, lookup, maxsize=maxsize)
+        if lookup.variant is keys.Variant.COMPRESSED:
+            return await _serve_cab(request, state, protocol, lookup, entry)
+        return await files.send_file(request, entry, _extra_headers(protocol, lookup, entry.size), state.hot)
 
     download = _start_download(state, lookup)
-    try:
-        started = await download.started()
-    except DownloadFailed as failed:
-        result = "not_found" if failed.kind == "not_found" else "error"
-        metrics.count_request(protocol, result)
-        return _missed(failed.kind, failed.detail)
-    metrics.count_request(protocol, "miss")
-    if maxsize is not None and started.size is not None and started.size > maxsize:
-        return web.Response(status=406, text="file larger than X-DEBUGINFOD-MAXSIZE\n")
-    if lookup.variant is keys.Variant.COMPRESSED:
+    with state.downloads.attending(download):
         try:
-            cached = await download.finished()
+            started = await download.started()
         except DownloadFailed as failed:
-            return _missed(failed.kind, failed.detail)
-        return await _serve_cab(request, state, protocol, lookup, cached)
-    if started.size is not None and started.size <= SMALL_FILE:
-        # Small files are complete within milliseconds: wait for the verified file and answer from
-        # the cache, so a body that breaks off upstream becomes a clean 502 instead of a cut
-        # connection, and ranges and conditional requests work on the first request too.
-        try:
-            cached = await download.finished()
-        except DownloadFailed as failed:
-            return _missed(failed.kind, failed.detail)
-        return await files.send_file(
-            request, cached, _extra_headers(protocol, lookup, cached.size), state.hot
-        )
-    headers = _extra_headers(protocol, lookup, started.size)
-    if request.method == "HEAD":
-        return await files.head_response(request, 200, headers, started.size)
-    return await _stream(request, download, headers, started.size)
+            result = "not_found" if failed.kind in ("not_found", "denied") else "error"
+            metrics.count_request(protocol, result)
+            return _failed(state, failed)
+        metrics.count_request(protocol, "miss")
+        if maxsize is not None and started.size is not None and started.size > maxsize:
+            return web.Response(status=406, text="file larger than X-DEBUGINFOD-MAXSIZE\n")
+        if lookup.variant is keys.Variant.COMPRESSED:
+            try:
+                cached = await download.finished()
+            except DownloadFailed as failed:
+                return _failed(state, failed)
+            return await _serve_cab(request, state, protocol, lookup, cached)
+        headers = _extra_headers(protocol, lookup, started.size)
+        if started.size is not None and started.size <= SMALL_FILE and not download.uncached:
+            # Small files are complete within milliseconds: wait for the verified file and answer
+            # from the cache, so a body that breaks off upstream becomes a clean 502 instead of a
+            # cut connection, and ranges and conditional requests work on the first request too.
+            try:
+                cached = await download.finished()
+            except DownloadFailed as failed:
+                if not download.uncached:
+                    return _failed(state, failed)
+            else:
+                return await files.send_file(
+                    request, cached, _extra_headers(protocol, lookup, cached.size), state.hot
+                )
+        if request.method == "HEAD":
+            return await files.head_response(request, 200, headers, started.size)
+        return await _stream(request, download, headers, started.size)
 
 
 def _start_download(state: State, lookup: keys.Lookup) -> Download:
     runtime = state.runtime
 
-    async def producer(sink: object) -> None:
+    async def producer(sink: Sink) -> None:
         await fetch_into(
-            sink,  # type: ignore[arg-type]
+            sink,
             lookup,
             resolver=runtime.resolver,
-            scratch_dir=state.scratch_dir,
             max_file_size=state.config.cache.max_file_size,
             metrics=state.metrics,
         )
@@ -189,11 +202,25 @@ def _start_download(state: State, lookup: keys.Lookup) -> Download:
     return download
 
 
-def _missed(kind: str, detail: str) -> web.Response:
-    if kind == "not_found":
+def _missed(kind: str, detail: str, retry_after: float) -> web.Response:
+    """The answer for a remembered or fresh miss of ``kind``; ``retry_after``: seconds until it
+    is asked upstream again."""
+    if kind in ("not_found", "denied"):
         return _not_found("no configured source has this file")
-    status = 504 if detail.startswith("timeout") else 502
-    return web.Response(status=status, text=f"upstream error: {detail}\n", headers={"Retry-After": "30"})
+    status = 504 if kind == "timeout" else 502
+    headers = {"Retry-After": str(math.ceil(retry_after))}
+    return web.Response(status=status, text=f"upstream error: {detail}\n", headers=headers)
+
+
+def _failed(state: State, failed: DownloadFailed) -> web.Response:
+    if failed.kind == "space":
+        return _unavailable("no room in the cache right now")
+    return _missed(failed.kind, failed.detail, max(1.0, state.config.cache.error_ttl))
+
+
+def _unavailable(reason: str) -> web.Response:
+    """The proxy itself cannot answer now (not the upstream): 503, ask again shortly."""
+    return web.Response(status=503, text=f"unavailable: {reason}\n", headers={"Retry-After": "1"})
 
 
 async def _stream(
@@ -225,32 +252,33 @@ async def _serve_cab(
     request: web.Request, state: State, protocol: str, lookup: keys.Lookup, plain: CachedFile
 ) -> web.StreamResponse:
     key = lookup.cache_key + CAB_SUFFIX
-    entry = state.cache.get(key)
-    if not isinstance(entry, CachedFile):
-        if plain.size > compression.MAX_CAB_SIZE:
-            return _not_found("too large for a CAB; ask for the plain name")
-        download = state.downloads.fetch(key, partial(_make_cab, state, plain, lookup.file_name))
-        try:
-            entry = await download.finished()
-        except DownloadFailed as failed:
-            return _missed(failed.kind, failed.detail)
-    return await files.send_file(request, entry, _extra_headers(protocol, lookup, entry.size), state.hot)
+    with state.cache.pinned(key):
+        entry = state.cache.get(key)
+        if not isinstance(entry, CachedFile):
+            if plain.size > compression.MAX_CAB_SIZE:
+                return _not_found("too large for a CAB; ask for the plain name")
+            download = state.downloads.fetch(key, partial(_make_cab, plain, lookup.file_name))
+            with state.downloads.attending(download):
+                try:
+                    entry = await download.finished()
+                except DownloadFailed as failed:
+                    return _failed(state, failed)
+        return await files.send_file(request, entry, _extra_headers(protocol, lookup, entry.size), state.hot)
 
 
-async def _make_cab(state: State, plain: CachedFile, name: str, sink: object) -> None:
+async def _make_cab(plain: CachedFile, name: str, sink: Sink) -> None:
+    """Write the CAB into scratch space of the cache (reserved up front: deflate output is at most
+    a little larger than its input), and commit that file."""
     loop = asyncio.get_running_loop()
-    scratch = state.scratch_dir / f"cab-{uuid.uuid4().hex}"
-    scratch.parent.mkdir(parents=True, exist_ok=True)
+    scratch = sink.new_scratch("cab-")
     try:
-        await loop.run_in_executor(None, compression.write_cab, plain.path, scratch, name)
-        size = (await loop.run_in_executor(None, os.stat, scratch)).st_size
-        sink.start(size)  # type: ignore[attr-defined]
-        with open(scratch, "rb") as cab:
-            while chunk := await loop.run_in_executor(None, cab.read, 1024 * 1024):
-                await sink.write(chunk)  # type: ignore[attr-defined]
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            scratch.unlink()
+        scratch.reserve(plain.size + plain.size // 100 + CAB_OVERHEAD)
+        await loop.run_in_executor(None, compression.write_cab, plain.path, scratch.path, name)
+        scratch.written = (await loop.run_in_executor(None, os.stat, scratch.path)).st_size
+        sink.start_from(scratch)
+    except BaseException:
+        scratch.discard()
+        raise
 
 
 # --------------------------------------------------------------------------------------------------
@@ -262,9 +290,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    if not request.app[STATE].ready:
+    """Ready once started; sources that cannot work (a missing directory) are listed as warnings
+    but do not make the proxy unready: the other sources keep serving."""
+    state = request.app[STATE]
+    if not state.ready:
         return web.Response(status=503, text="starting\n")
-    return web.Response(text="ok\n")
+    warnings = "".join(f"warning: {problem}\n" for problem in state.runtime.problems)
+    return web.Response(text="ok\n" + warnings)
 
 
 async def healthcheck(request: web.Request) -> web.Response:
@@ -282,9 +314,12 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def _admin_allowed(request: web.Request, state: State) -> web.Response | None:
-    admin = state.config.admin
-    if not admin.enabled:
+    """Off: every admin path is an unknown path (404, whatever the method). On: loopback clients
+    with the token only; there is always a token (``app`` generates one when none is configured)."""
+    if state.admin_token is None:
         return web.Response(status=404, text="not found\n")
+    if request.method != "DELETE":
+        return web.Response(status=405, text="method not allowed\n", headers={"Allow": "DELETE"})
     remote = request.remote or ""
     try:
         loopback = ipaddress.ip_address(remote).is_loopback
@@ -292,10 +327,9 @@ def _admin_allowed(request: web.Request, state: State) -> web.Response | None:
         loopback = False
     if not loopback:
         return web.Response(status=403, text="admin endpoints answer loopback clients only\n")
-    if admin.token is not None:
-        expected = f"Bearer {admin.token.get_secret_value()}"
-        if not hmac.compare_digest(request.headers.get("Authorization", ""), expected):
-            return web.Response(status=401, text="missing or wrong admin token\n")
+    expected = f"Bearer {state.admin_token}"
+    if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected.encode()):
+        return web.Response(status=401, text="missing or wrong admin token\n")
     return None
 
 
@@ -348,6 +382,6 @@ def routes() -> list[web.AbstractRouteDef]:
         web.get("/readyz", readyz),
         web.get("/healthcheck", healthcheck),
         web.get("/metrics", metrics),
-        web.delete("/admin/cache", purge_all),
-        web.delete("/admin/cache/{protocol}/{path:.+}", purge_one),
+        web.route("*", "/admin/cache", purge_all),
+        web.route("*", "/admin/cache/{protocol}/{path:.+}", purge_one),
     ]

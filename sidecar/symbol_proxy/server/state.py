@@ -33,10 +33,8 @@ class State:
     ready: bool = False
     started_at: float = dataclasses.field(default_factory=time.time)
     hot: HotFiles = dataclasses.field(default_factory=HotFiles)
-
-    @property
-    def scratch_dir(self) -> Path:
-        return Path(self.config.cache.dir) / "tmp"
+    admin_token: str | None = None
+    """The token admin requests need; ``None`` while the admin endpoint is off."""
 
 
 STATE = web.AppKey("state", State)
