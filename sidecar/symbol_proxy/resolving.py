@@ -81,9 +81,9 @@ class Found:
 
 
 class LookupMissed(Exception):
-    """No source has the file (``not_found``; ``denied`` when a source refused, 401/403, which is
-    remembered only briefly: fixed credentials must not wait for the negative TTL) or none could
-    answer (``error``/``timeout``)."""
+    """No source has the file (``not_found``; ``denied`` when a source refused, 401/403, or sent
+    something else, which is remembered only briefly: fixed credentials must not wait for the
+    negative TTL) or none could answer (``error``/``timeout``)."""
 
     def __init__(self, kind: Literal["not_found", "denied", "error", "timeout"], detail: str) -> None:
         super().__init__(detail)
@@ -190,7 +190,9 @@ class Resolver:
                 "timeout" if all(isinstance(e, base.UpstreamTimeout) for e in failures) else "error"
             )
             raise LookupMissed(kind, "; ".join(sorted({str(e) or type(e).__name__ for e in failures}))[:500])
-        denied = [e for e in errors if isinstance(e, base.PermissionDenied)]
+        # A refusal (401/403) or a page that is not the file (a sign-in page with status 200) is
+        # usually a credentials problem: a miss for the client, remembered only as long as an error.
+        denied = [e for e in errors if isinstance(e, base.PermissionDenied | base.Malformed)]
         if denied:
             raise LookupMissed("denied", "; ".join(sorted({str(e) for e in denied}))[:500])
         raise LookupMissed("not_found", "no source has the file")
