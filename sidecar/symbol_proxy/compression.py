@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import lzma
 import os
 import shutil
@@ -544,10 +545,7 @@ def write_cab(src: Path, dst: Path, name: str, *, level: int = 6) -> None:
     Raises :class:`TooLarge` above :data:`MAX_CAB_SIZE` and ``ValueError`` for a name a CAB cannot
     hold (empty, a path, a NUL, longer than 255 bytes). On failure ``dst`` is removed.
     """
-    encoded = name.encode()
-    if not name or len(encoded) > _MAX_NAME or any(c in name for c in "\0/\\"):
-        raise ValueError(f"not a file name a CAB can hold: {name!r}")
-    attribs = _ATTR_ARCHIVE | (0 if name.isascii() else _ATTR_NAME_IS_UTF)
+    encoded, attribs = _cab_name(name)
     with open(src, "rb") as fin:
         stat = os.fstat(fin.fileno())
         if stat.st_size > MAX_CAB_SIZE:
@@ -555,6 +553,23 @@ def write_cab(src: Path, dst: Path, name: str, *, level: int = 6) -> None:
         date, clock = _dos_datetime(stat.st_mtime)
         with _removed_on_failure(dst) as fout:
             _write_cab(fin, fout, encoded, attribs, date, clock, level)
+
+
+def cab_bytes(data: bytes, name: str, mtime: float, *, level: int = 6) -> bytes:
+    """The cabinet :func:`write_cab` would write for a file holding ``data``, built in memory."""
+    encoded, attribs = _cab_name(name)
+    if len(data) > MAX_CAB_SIZE:
+        raise TooLarge(f"{len(data)} bytes do not fit in a CAB (at most {MAX_CAB_SIZE})")
+    out = io.BytesIO()
+    _write_cab(io.BytesIO(data), out, encoded, attribs, *_dos_datetime(mtime), level)
+    return out.getvalue()
+
+
+def _cab_name(name: str) -> tuple[bytes, int]:
+    encoded = name.encode()
+    if not name or len(encoded) > _MAX_NAME or any(c in name for c in "\0/\\"):
+        raise ValueError(f"not a file name a CAB can hold: {name!r}")
+    return encoded, _ATTR_ARCHIVE | (0 if name.isascii() else _ATTR_NAME_IS_UTF)
 
 
 def _write_cab(

@@ -236,20 +236,27 @@ def replace_file(path: Path, data: bytes) -> None:
     os.replace(temp, path)
 
 
-def cache_usage(root: Path, pid: int) -> int:
+def cache_usage(root: Path, pid: int) -> tuple[int, dict[str, int]]:
     """Bytes of files under ``root``, plus deleted files ``pid`` still holds open there: the space
-    the cache takes on its filesystem, whichever way it is counted."""
-    total = 0
-    for directory, _, names in os.walk(root):
-        for name in names:
-            with contextlib.suppress(FileNotFoundError):
-                total += os.lstat(os.path.join(directory, name)).st_size
-    return total + deleted_but_open(root, pid)
+    the cache takes on its filesystem, whichever way it is counted. Files are counted once per
+    inode (a file renamed from ``tmp/`` to ``objects/`` while the walk runs is one file). Returns
+    the total and the files by name."""
+    seen: dict[tuple[int, int], tuple[str, int]] = {}
+    walked = [os.path.join(directory, name) for directory, _, names in os.walk(root) for name in names]
+    # The walk is not atomic: a file evicted while it runs, and one committed after it, never
+    # coexisted. Only files still there once the walk is over count (stat'ed after it).
+    for path in walked:
+        with contextlib.suppress(FileNotFoundError):
+            st = os.lstat(path)
+            seen[(st.st_dev, st.st_ino)] = (path, st.st_size)
+    for path, st in _deleted_but_open(root, pid):
+        seen[(st.st_dev, st.st_ino)] = (path, st.st_size)
+    files = dict(seen.values())
+    return sum(files.values()), files
 
 
-def deleted_but_open(root: Path, pid: int) -> int:
-    """Bytes of files under ``root`` that are deleted but still open in process ``pid``."""
-    total = 0
+def _deleted_but_open(root: Path, pid: int) -> list[tuple[str, os.stat_result]]:
+    found = []
     prefix = str(root.resolve())
     fd_dir = f"/proc/{pid}/fd"
     with contextlib.suppress(FileNotFoundError, ProcessLookupError):
@@ -257,8 +264,13 @@ def deleted_but_open(root: Path, pid: int) -> int:
             with contextlib.suppress(OSError):
                 target = os.readlink(f"{fd_dir}/{fd}")
                 if target.startswith(prefix) and target.endswith(" (deleted)"):
-                    total += os.stat(f"{fd_dir}/{fd}").st_size
-    return total
+                    found.append((target, os.stat(f"{fd_dir}/{fd}")))
+    return found
+
+
+def deleted_but_open(root: Path, pid: int) -> int:
+    """Bytes of files under ``root`` that are deleted but still open in process ``pid``."""
+    return sum(st.st_size for _, st in _deleted_but_open(root, pid))
 
 
 class DiskSampler:
@@ -271,11 +283,14 @@ class DiskSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="disk-sampler", daemon=True)
         self.peak = 0
+        self.peak_files: dict[str, int] = {}
         self.samples = 0
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, cache_usage(self._root, self._pid))
+            usage, files = cache_usage(self._root, self._pid)
+            if usage > self.peak:
+                self.peak, self.peak_files = usage, files
             self.samples += 1
             self._stop.wait(self._interval)
 

@@ -46,6 +46,10 @@ at once joins it again)."""
 NEARLY_DONE = 0.75
 """A download nobody waits for is finished anyway once this share of its announced size is in."""
 
+ROOM_RETRY_PAUSES = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
+"""Pauses between attempts of a download that found no room for its scratch space before it had
+handed out a byte (the last attempt's failure stands)."""
+
 FailureKind = Literal["not_found", "denied", "error", "timeout", "space"]
 """``denied``: the upstream refused (401/403), answered as "not found" but remembered briefly;
 ``space``: the cache had no room, which is never remembered."""
@@ -461,46 +465,21 @@ class Downloads:
 
     async def _run(self, download: Download, producer: Callable[[Sink], Awaitable[None]]) -> None:
         sink = Sink(download, self._cache)
-        loop = asyncio.get_running_loop()
         try:
-            try:
-                await producer(sink)
-            except DownloadFailed as failed:
-                sink.outcome = failed
-            except asyncio.CancelledError:
-                sink.outcome = DownloadFailed("error", "cancelled")
-                raise
-            except CacheFull as exc:
-                sink.outcome = DownloadFailed("space", f"not cached: {exc}")
-            except Exception as exc:  # the producer's failure is this download's failure
-                log.debug("download of %s failed", download.key, exc_info=True)
-                sink.outcome = DownloadFailed("error", str(exc) or type(exc).__name__)
-            if sink.outcome is None:
-                try:
-                    await sink.finish()
-                except DownloadFailed as failed:
-                    sink.outcome = failed
-                except Exception as exc:
-                    sink.outcome = DownloadFailed("error", str(exc) or type(exc).__name__)
-            if sink.outcome is None and download.uncached:
-                # Every reader had the bytes from memory; there is no file to commit.
-                download._finished.set_exception(DownloadFailed("space", "passed through, not cached"))
-                download._notify()
-            elif sink.outcome is None:
-                temp = download._temp
-                assert temp is not None
-                try:
-                    cached = await loop.run_in_executor(
-                        None, lambda: temp.commit(download.key, expected_size=sink.size)
-                    )
-                except CacheFull as exc:
-                    sink.outcome = DownloadFailed("space", f"not cached: {exc}")
-                except (ValueError, OSError) as exc:
-                    sink.outcome = DownloadFailed("error", f"not cached: {exc}")
-                else:
-                    download.result = cached
-                    download._finished.set_result(cached)
-                    download._notify()
+            for pause in (*ROOM_RETRY_PAUSES, None):
+                await self._attempt(download, producer, sink)
+                if sink.outcome is None or sink.outcome.kind != "space" or download._started.done():
+                    break
+                if pause is None:
+                    break
+                # No room for scratch space before any reader had a byte: other downloads and
+                # responses hold the cap for now, and will let go. Wait, then try again afresh.
+                await sink.settle()
+                if download._temp is not None:
+                    download._temp.discard()
+                    download._temp = None
+                await asyncio.sleep(pause)
+                sink = Sink(download, self._cache)
         finally:
             self._running.pop(download.key, None)
             if sink.outcome is not None:
@@ -511,6 +490,50 @@ class Downloads:
                         download._temp.discard()
                     self._remember(download.key, sink.outcome)
                     download._fail(sink.outcome)
+
+    async def _attempt(
+        self, download: Download, producer: Callable[[Sink], Awaitable[None]], sink: Sink
+    ) -> None:
+        """Run the producer into ``sink`` and commit the file; failures end up in ``sink.outcome``."""
+        loop = asyncio.get_running_loop()
+        try:
+            await producer(sink)
+        except DownloadFailed as failed:
+            sink.outcome = failed
+        except asyncio.CancelledError:
+            sink.outcome = DownloadFailed("error", "cancelled")
+            raise
+        except CacheFull as exc:
+            sink.outcome = DownloadFailed("space", f"not cached: {exc}")
+        except Exception as exc:  # the producer's failure is this download's failure
+            log.debug("download of %s failed", download.key, exc_info=True)
+            sink.outcome = DownloadFailed("error", str(exc) or type(exc).__name__)
+        if sink.outcome is None:
+            try:
+                await sink.finish()
+            except DownloadFailed as failed:
+                sink.outcome = failed
+            except Exception as exc:
+                sink.outcome = DownloadFailed("error", str(exc) or type(exc).__name__)
+        if sink.outcome is None and download.uncached:
+            # Every reader had the bytes from memory; there is no file to commit.
+            download._finished.set_exception(DownloadFailed("space", "passed through, not cached"))
+            download._notify()
+        elif sink.outcome is None:
+            temp = download._temp
+            assert temp is not None
+            try:
+                cached = await loop.run_in_executor(
+                    None, lambda: temp.commit(download.key, expected_size=sink.size)
+                )
+            except CacheFull as exc:
+                sink.outcome = DownloadFailed("space", f"not cached: {exc}")
+            except (ValueError, OSError) as exc:
+                sink.outcome = DownloadFailed("error", f"not cached: {exc}")
+            else:
+                download.result = cached
+                download._finished.set_result(cached)
+                download._notify()
 
     def _remember(self, key: str, failure: DownloadFailed) -> None:
         """Remember a miss for its TTL; space pressure and cancellations say nothing upstream."""

@@ -28,6 +28,7 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from symbol_proxy import compression, keys
+from symbol_proxy.cache import inflight
 from symbol_proxy.cache.inflight import Download, DownloadFailed, Sink
 from symbol_proxy.cache.store import CachedFile, Miss
 from symbol_proxy.fetching import fetch_into
@@ -42,6 +43,8 @@ OCTET_STREAM = "application/octet-stream"
 CAB_SUFFIX = "|cab"
 SMALL_FILE = 4 * 1024 * 1024
 """Misses up to this size are answered once complete; larger ones stream while they download."""
+NO_ROOM_PAUSES = (0.2, 0.5, 1.0, 2.0, 4.0)
+"""Pauses before a ``_`` request whose plain file found no room in the cache asks again."""
 CAB_OVERHEAD = 64 * 1024
 """Bytes reserved for a CAB's headers beyond its deflated blocks."""
 
@@ -124,13 +127,23 @@ async def _serve(
     request: web.Request, state: State, protocol: str, lookup: keys.Lookup, *, maxsize: int | None = None
 ) -> web.StreamResponse:
     with state.cache.pinned(lookup.cache_key):
-        for _ in range(3):
+        for pause in (*NO_ROOM_PAUSES, None):
             try:
                 return await _serve_pinned(request, state, protocol, lookup, maxsize)
             except FileNotFoundError:
                 # Purged between the index lookup and the open: forget it and look again.
                 state.cache.forget(lookup.cache_key)
-        return _unavailable("the cached file keeps disappearing")
+            except _NoRoom:
+                # The plain file was passed through uncached, so there is nothing to build a CAB
+                # from: ask again once other responses and downloads have let go of the cap.
+                if pause is None:
+                    break
+                await asyncio.sleep(pause)
+        return _unavailable("no room in the cache right now")
+
+
+class _NoRoom(Exception):
+    """A ``_`` request found no room for the plain file it is built from."""
 
 
 async def _serve_pinned(
@@ -162,7 +175,11 @@ async def _serve_pinned(
             try:
                 cached = await download.finished()
             except DownloadFailed as failed:
-                return _failed(state, failed)
+                if failed.kind != "space":
+                    return _failed(state, failed)
+                if started.size is None or started.size > inflight.READ_ALONG_MEMORY:
+                    raise _NoRoom from None
+                return await _cab_from_memory(request, download, protocol, lookup)
             return await _serve_cab(request, state, protocol, lookup, cached)
         headers = _extra_headers(protocol, lookup, started.size)
         if started.size is not None and started.size <= SMALL_FILE and not download.uncached:
@@ -264,6 +281,19 @@ async def _serve_cab(
                 except DownloadFailed as failed:
                     return _failed(state, failed)
         return await files.send_file(request, entry, _extra_headers(protocol, lookup, entry.size), state.hot)
+
+
+async def _cab_from_memory(
+    request: web.Request, download: Download, protocol: str, lookup: keys.Lookup
+) -> web.StreamResponse:
+    """The plain file was passed through uncached, but is small enough to be still in memory:
+    build the CAB there (not cached; no ranges)."""
+    data = b"".join([chunk async for chunk in download.read()])
+    loop = asyncio.get_running_loop()
+    cab = await loop.run_in_executor(None, compression.cab_bytes, data, lookup.file_name, time.time())
+    if request.method == "HEAD":
+        return await files.head_response(request, 200, _extra_headers(protocol, lookup, len(cab)), len(cab))
+    return web.Response(body=cab, headers=_extra_headers(protocol, lookup, len(cab)))
 
 
 async def _make_cab(plain: CachedFile, name: str, sink: Sink) -> None:
