@@ -57,7 +57,8 @@ class FaultyUpstream:
         self.trickle_pause = 0.5
         self.slow_body_pause = 0.002
         self.required_header: tuple[str, str] | None = None
-        """When set, requests without this header get 401 (a source with wrong credentials)."""
+        """When set, requests for ``protected`` locations without this header get 401."""
+        self.protected: set[str] = set()
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
         self.port = free_port()
@@ -97,7 +98,7 @@ class FaultyUpstream:
         self.raw_paths.append(request.raw_path)
         self.requests[location] += 1
         self.headers_seen.append(dict(request.headers))
-        if self.required_header is not None:
+        if self.required_header is not None and location in self.protected:
             name, value = self.required_header
             if request.headers.get(name) != value:
                 return web.Response(status=401, text="unauthorized")
