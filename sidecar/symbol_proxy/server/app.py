@@ -20,6 +20,7 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry
 
 from symbol_proxy import loading
@@ -42,6 +43,29 @@ OLD_RUNTIME_GRACE_SECONDS = 60.0
 _RESTART_ONLY = ("listen", "cache")
 
 
+class _ClientFaults(logging.Filter):
+    """aiohttp logs a request it cannot parse, and a client that went away mid-response, as an
+    ERROR with a traceback: thousands of lines for a scanner or a fuzzer. Those are the client's
+    doing; they become one short DEBUG line (dropped unless debug logging is on)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        client_fault = isinstance(exc, ConnectionError | asyncio.CancelledError) or (
+            isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 0) < 500
+        )
+        if not client_fault:
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        record.msg, record.args = "client error: %s", (type(exc).__name__,)
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+_CLIENT_FAULTS = _ClientFaults()
+
+
 def create_app(
     config: ProxyConfig,
     *,
@@ -49,6 +73,7 @@ def create_app(
     config_path: Path | None = None,
     handle_sighup: bool = False,
 ) -> web.Application:
+    logging.getLogger("aiohttp.server").addFilter(_CLIENT_FAULTS)  # once: the same filter object
     app = web.Application()
     app.add_routes(handlers.routes())
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
