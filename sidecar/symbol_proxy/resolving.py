@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from symbol_proxy import filters, keys, layouts, magic
 from symbol_proxy.backends import base
@@ -278,12 +278,20 @@ class Resolver:
 _T = TypeVar("_T")
 
 
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 async def _cancel_and_settle(tasks: Sequence[asyncio.Future[_T]]) -> list[_T]:
     """Cancel what still runs, wait for everything, and return the results that did arrive.
 
-    The caller closes every result it does not keep, so no upstream connection is left open.
+    The caller closes every result it does not keep, so no upstream connection is left open. Every
+    task's exception is retrieved even if this wait is itself cancelled (a download nobody waits
+    for), so a source's "not found" never surfaces as "Task exception was never retrieved".
     """
     for task in tasks:
+        task.add_done_callback(_retrieve)
         if not task.done():
             task.cancel()
     if tasks:

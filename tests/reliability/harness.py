@@ -50,6 +50,8 @@ class FaultyUpstream:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.faults: dict[str, str] = {}
+        self.default_fault: str | None = None
+        """The fault of every location without its own."""
         self.raw_paths: list[str] = []
         self.requests: collections.Counter[str] = collections.Counter()
         self.headers_seen: list[dict[str, str]] = []
@@ -102,7 +104,7 @@ class FaultyUpstream:
             name, value = self.required_header
             if request.headers.get(name) != value:
                 return web.Response(status=401, text="unauthorized")
-        fault = self.faults.get(location)
+        fault = self.faults.get(location, self.default_fault)
         if fault == "slow_headers":
             await asyncio.sleep(self.slow_headers_delay)
         if fault in ("500", "503", "401", "403"):
