@@ -196,6 +196,24 @@ def test_recently_read_entry_survives_eviction(
     assert disk_bytes(cache) == cache.size == cache.max_size
 
 
+def test_a_pinned_file_is_never_evicted_and_the_cap_still_holds(tmp_path: Path) -> None:
+    cache = open_cache(tmp_path, 100)
+    unlinked: list[Path] = []
+    cache.on_unlink = unlinked.append
+    put(cache, "a", b"a" * 40)
+    put(cache, "b", b"b" * 40)
+    with cache.pinned("a"), cache.pinned("c"):  # "c" is pinned before it exists
+        put(cache, "c", b"c" * 40)  # evicts b, the least recently used file nobody pins
+        assert cache.get("b") is None and isinstance(cache.get("a"), CachedFile)
+        with pytest.raises(CacheFull):
+            put(cache, "d", b"d" * 40)  # a and c are pinned: no room, and the cap holds
+        assert cache.size == disk_bytes(cache) == 80
+    put(cache, "d", b"d" * 40)  # unpinned again: a goes
+    assert cache.get("a") is None and isinstance(cache.get("c"), CachedFile)
+    assert cache.size == disk_bytes(cache) == 80
+    assert [p.exists() for p in unlinked] == [False, False], "handles are told about every removal"
+
+
 def test_new_version_of_a_key_replaces_the_old_one(tmp_path: Path) -> None:
     cache = open_cache(tmp_path, 1 * MiB)
     put(cache, "k", b"old" * 1000)
