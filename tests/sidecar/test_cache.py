@@ -208,8 +208,8 @@ def test_a_pinned_file_is_never_evicted_and_the_cap_still_holds(tmp_path: Path) 
         with pytest.raises(CacheFull):
             put(cache, "d", b"d" * 40)  # a and c are pinned: no room, and the cap holds
         assert cache.size == disk_bytes(cache) == 80
-    put(cache, "d", b"d" * 40)  # unpinned again: a goes
-    assert cache.get("a") is None and isinstance(cache.get("c"), CachedFile)
+    put(cache, "d", b"d" * 40)  # unpinned again: c goes (a was read more recently)
+    assert cache.get("c") is None and isinstance(cache.get("a"), CachedFile)
     assert cache.size == disk_bytes(cache) == 80
     assert [p.exists() for p in unlinked] == [False, False], "handles are told about every removal"
 
