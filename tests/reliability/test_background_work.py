@@ -66,4 +66,5 @@ async def test_abandoned_downloads_are_cancelled_and_a_stuck_source_leaves_room_
             while time.monotonic() < deadline and proxy.metric("symproxy_downloads_in_flight") > 0:
                 await asyncio.sleep(0.2)
             assert proxy.metric("symproxy_downloads_in_flight") == 0, "abandoned downloads still run"
+            assert proxy.metric("symproxy_downloads_cancelled_total") >= 1
             assert slow.requests, "the slow source was asked"

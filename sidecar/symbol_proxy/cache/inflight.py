@@ -423,8 +423,8 @@ class Downloads:
         self._running: dict[str, Download] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._task_of: dict[Download, asyncio.Task[None]] = {}
-        self.cancelled = 0
-        """Downloads cancelled because nobody waited for them any more."""
+        self.on_cancel: Callable[[], None] | None = None
+        """Called for every download cancelled because nobody waited for it any more."""
 
     @property
     def in_flight(self) -> int:
@@ -460,7 +460,8 @@ class Downloads:
         task = self._task_of.get(download)
         if task is None or download.attending > 0 or download.done or download.nearly_done:
             return
-        self.cancelled += 1
+        if self.on_cancel is not None:
+            self.on_cancel()
         task.cancel()
 
     async def _run(self, download: Download, producer: Callable[[Sink], Awaitable[None]]) -> None:

@@ -87,6 +87,7 @@ def create_app(
         hot = HotFiles()
         cache.on_unlink = hot.forget
         downloads = Downloads(cache, negative_ttl=config.cache.negative_ttl, error_ttl=config.cache.error_ttl)
+        downloads.on_cancel = metrics.downloads_cancelled.inc
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
                 limit=config.upstream.max_concurrent_downloads * 2, ttl_dns_cache=300
@@ -131,7 +132,6 @@ def create_app(
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
-            metrics.downloads_cancelled.inc(downloads.cancelled)
             await downloads.aclose()
             await state.runtime.aclose()
             await session.close()
