@@ -98,6 +98,9 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=None,
         print=None,
         shutdown_timeout=10,
+        # A client that goes away stops waiting: its handler is cancelled, so a download nobody
+        # waits for any more can be cancelled too (``Downloads.attending``).
+        handler_cancellation=True,
     )
     return 0
 

@@ -298,8 +298,9 @@ class CacheSettings(_Model):
     negative_ttl: Duration = 3600.0
     """How long a "not found" is remembered: Symbolicator's 1 h for private sources."""
     error_ttl: Duration = 30.0
-    """How long an upstream failure (5xx, timeout) is remembered. Short, because it is not a "not
-    found": debuggers would otherwise see a miss for a file that exists."""
+    """How long an upstream failure (5xx, timeout) or refusal (401/403) is remembered, and the
+    ``Retry-After`` of a 502/504. Short, because it is not a "not found": debuggers would otherwise
+    see a miss for a file that exists."""
     max_file_size: Size = 16 * 1024**3
     """Larger upstream files are refused (Symbolicator's limit is 15 GiB)."""
 
@@ -343,7 +344,8 @@ class AdminSettings(_Model):
     enabled: bool = False
     """The purge endpoint is off unless asked for; when on it answers loopback clients only."""
     token: SecretStr | None = None
-    """If set, purge requests need ``Authorization: Bearer <token>``."""
+    """Purge requests need ``Authorization: Bearer <token>``. Without one, the proxy generates a
+    token at start and writes it to ``<cache.dir>/admin-token`` (mode 0600); it is never logged."""
 
 
 class ReloadSettings(_Model):
@@ -401,6 +403,8 @@ def _substitute(node: Any, env: Mapping[str, str], read_file: Callable[[str], st
                     return read_file(ref[5:]).rstrip("\n")
                 except OSError as exc:
                     raise ConfigError(f"{where}: cannot read {ref[5:]!r}: {exc.strerror}") from None
+                except UnicodeDecodeError:
+                    raise ConfigError(f"{where}: {ref[5:]!r} is not UTF-8 text") from None
             if ref not in env:
                 raise ConfigError(f"{where}: environment variable {ref!r} is not set")
             return env[ref]
@@ -440,6 +444,21 @@ def _describe(error: pydantic.ValidationError, document: Mapping[str, Any]) -> s
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """Where and what, never the text around it: PyYAML's own message quotes the offending line,
+    which may be a secret (an unterminated ``secret_key: "wJalr…``)."""
+    if not isinstance(error, yaml.MarkedYAMLError):
+        return type(error).__name__
+    mark = error.problem_mark or error.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    what = " ".join(part for part in (error.context, error.problem) if part)
+    return where + (_QUOTED.sub("…", what) or "syntax error")
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+"""PyYAML's problem texts quote tokens and characters they found: dropped, as they may be values."""
+
+
 def load_text(
     text: str,
     env: Mapping[str, str] | None = None,
@@ -453,7 +472,7 @@ def load_text(
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}") from None
+        raise ConfigError(f"not valid YAML: {_yaml_problem(exc)}") from None
     if document is None:
         document = {}
     if not isinstance(document, dict):

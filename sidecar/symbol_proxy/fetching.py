@@ -7,22 +7,24 @@ Compressed upstream files (a CAB ``.pd_``, gzip, zstd, a one-entry zip) are spoo
 executor with a size limit, checked again, and then fed to the cache, so clients that asked for the
 plain name get the plain file. A lookup with the client's ``SymbolChecksum`` is spooled too, and a
 portable PDB that does not hash to that checksum is a miss for that lookup (``docs/caching.md``).
+The spooled file and the unpacked one are temporary files of the cache, counted against its cap,
+and the plain one becomes the cached file without another copy.
+
+A timeout while the body streams is a timeout (504), not any upstream failure (502).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
-import os
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import IO, cast
 
 from symbol_proxy import checksums, compression, keys
 from symbol_proxy.backends import base
-from symbol_proxy.cache.inflight import Sink
+from symbol_proxy.cache.inflight import DownloadFailed, FailureKind, Sink
 from symbol_proxy.metrics import Metrics
 from symbol_proxy.resolving import Found, LookupMissed, Resolver
 
@@ -38,7 +40,6 @@ async def fetch_into(
     lookup: keys.Lookup,
     *,
     resolver: Resolver,
-    scratch_dir: Path,
     max_file_size: int,
     metrics: Metrics,
     on_found: Callable[[str], None] | None = None,
@@ -48,7 +49,6 @@ async def fetch_into(
     await fetch_found_into(
         sink,
         resolver.find(lookup),
-        scratch_dir=scratch_dir,
         max_file_size=max_file_size,
         metrics=metrics,
         on_found=on_found,
@@ -59,7 +59,6 @@ async def fetch_found_into(
     sink: Sink,
     finding: Awaitable[Found],
     *,
-    scratch_dir: Path,
     max_file_size: int,
     metrics: Metrics,
     on_found: Callable[[str], None] | None = None,
@@ -70,8 +69,11 @@ async def fetch_found_into(
     except LookupMissed as missed:
         if missed.kind == "not_found":
             sink.not_found(missed.detail)
+        elif missed.kind == "denied":
+            sink.error(missed.detail, kind="denied")
         else:
-            sink.error(f"{missed.kind}: {missed.detail}")
+            failure: FailureKind = "timeout" if missed.kind == "timeout" else "error"
+            sink.error(f"{missed.kind}: {missed.detail}", kind=failure)
         return
     if on_found is not None:
         on_found(found.candidate.location)
@@ -95,7 +97,9 @@ async def fetch_found_into(
                 await sink.write(chunk)
             metrics.upstream_bytes.labels(kind).observe(received)
         else:
-            await _fetch_spooled(sink, found, scratch_dir=scratch_dir, max_file_size=max_file_size)
+            await _fetch_spooled(sink, found, max_file_size=max_file_size)
+    except base.UpstreamTimeout as exc:
+        raise DownloadFailed("timeout", f"timeout: {exc}") from None
     finally:
         await found.aclose()
 
@@ -126,46 +130,51 @@ def _matches_checksum(path: Path, header: str) -> bool:
     return any(hashers[a].hexdigest() == digest for a, digest in wanted if a in hashers)
 
 
-async def _fetch_spooled(sink: Sink, found: Found, *, scratch_dir: Path, max_file_size: int) -> None:
+async def _fetch_spooled(sink: Sink, found: Found, *, max_file_size: int) -> None:
     """Download the whole file first: to unpack it, or to check it against the client's
-    ``SymbolChecksum`` before anyone gets a byte of it."""
+    ``SymbolChecksum`` before anyone gets a byte of it. The plain file (the download itself, or
+    what it unpacks to) becomes the cache's file."""
     loop = asyncio.get_running_loop()
-    scratch_dir.mkdir(parents=True, exist_ok=True)
-    packed = scratch_dir / f"packed-{uuid.uuid4().hex}"
-    unpacked = scratch_dir / f"unpacked-{uuid.uuid4().hex}"
+    packed = sink.new_scratch("packed-")
+    plain = packed
     try:
-        fd = await loop.run_in_executor(None, os.open, packed, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            received = 0
-            async for chunk in found.body():
-                received += len(chunk)
-                if received > max_file_size:
-                    raise base.Malformed("file exceeds the configured maximum size")
-                await loop.run_in_executor(None, os.write, fd, chunk)
-        finally:
-            os.close(fd)
-        plain = packed
+        received = 0
+        async for chunk in found.body():
+            received += len(chunk)
+            if received > max_file_size:
+                raise base.Malformed("file exceeds the configured maximum size")
+            await loop.run_in_executor(None, packed.write, chunk)
+        packed.close()
         if found.container is not None:
+            plain = unpacked = sink.new_scratch("unpacked-")
+
+            def unpack() -> None:
+                with open(packed.path, "rb") as source:
+                    compression.unpack(
+                        source, cast(IO[bytes], unpacked), max_size=max_file_size, src_path=packed.path
+                    )
+
             try:
-                await loop.run_in_executor(
-                    None, lambda: compression.decompress_file(packed, unpacked, max_size=max_file_size)
-                )
+                await loop.run_in_executor(None, unpack)
             except compression.Malformed as exc:
                 raise base.Malformed(f"cannot unpack: {exc}") from None
-            plain = unpacked
+            unpacked.close()
+            packed.discard()  # its bytes leave the cap before the unpacked file is served
         checksum = found.candidate.checksum
-        if checksum is not None and not await loop.run_in_executor(None, _matches_checksum, plain, checksum):
+        if checksum is not None and not await loop.run_in_executor(
+            None, _matches_checksum, plain.path, checksum
+        ):
             sink.not_found(f"{found.candidate.source.config.id}: the file does not match the SymbolChecksum")
+            plain.discard()
             return
-        with open(plain, "rb") as inner:
+        with open(plain.path, "rb") as inner:
             head = await loop.run_in_executor(None, inner.read, 64)
-            if not found.candidate.accepts(head):
-                raise base.Malformed(f"unpacked file is not a {found.candidate.filetype} file")
-            inner.seek(0)
-            sink.start(os.fstat(inner.fileno()).st_size)
-            while chunk := await loop.run_in_executor(None, inner.read, COPY_CHUNK):
-                await sink.write(chunk)
+        if not found.candidate.accepts(head):
+            raise base.Malformed(f"unpacked file is not a {found.candidate.filetype} file")
+        sink.start_from(plain)
+    except BaseException:
+        plain.discard()
+        raise
     finally:
-        for path in (packed, unpacked):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        if plain is not packed:
+            packed.discard()

@@ -32,6 +32,8 @@ def read_config(path: Path, env: Mapping[str, str] | None = None) -> ProxyConfig
         text = _read_file(str(path))
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read {path}: not UTF-8 text (byte {exc.start})") from None
     return load_text(text, env=os.environ if env is None else env, read_file=_read_file)
 
 

@@ -29,13 +29,19 @@ _QUERY_START = re.compile(r"[?#]")
 
 
 def _encode_segment(segment: str) -> str:
-    return quote(segment.translate(_TAB_NEWLINE), safe=_SEGMENT_SAFE)
+    segment = segment.translate(_TAB_NEWLINE)
+    if segment.split(";", 1)[0] in (".", ".."):
+        # ``..;x`` is a parent directory to servers that strip ``;`` path parameters (Tomcat,
+        # Jetty, Spring): encoded, the ``;`` is a plain character of the name and no way out.
+        return quote(segment, safe=_SEGMENT_SAFE.replace(";", ""))
+    return quote(segment, safe=_SEGMENT_SAFE)
 
 
 def join_url(base_url: str, location: str) -> str:
     """``location`` appended to ``base_url`` as a directory, each non-empty segment percent-encoded.
 
-    ``.`` and ``..`` segments are skipped (never a way out of the base), empty segments collapse, and
+    ``.`` and ``..`` segments are skipped (never a way out of the base), and so is the ``;`` that would
+    make ``..;`` one to a server that strips path parameters; empty segments collapse, and
     a query or fragment of the base URL stays at the end. The base's scheme and authority are kept as
     written; configs give them in normal form.
     """
@@ -52,7 +58,7 @@ def join_url(base_url: str, location: str) -> str:
     elif len(path) > 1 and path.endswith("/"):
         path = path[:-1]
     parts = [path]
-    for segment in location.split("/"):
+    for segment in location.translate(_TAB_NEWLINE).split("/"):
         if not segment or segment in (".", ".."):
             continue
         if len(parts) > 1 or path != "/":

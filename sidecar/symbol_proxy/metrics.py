@@ -91,6 +91,16 @@ class Metrics:
         self.config_sources = Gauge(
             "symproxy_config_sources", "Sources in the active configuration.", registry=registry
         )
+        self.sources_unavailable = Gauge(
+            "symproxy_config_sources_unavailable",
+            "Configured sources that cannot work (a filesystem source's directory is missing).",
+            registry=registry,
+        )
+        self.downloads_cancelled = Counter(
+            "symproxy_downloads_cancelled_total",
+            "Downloads cancelled because no client waited for them any more.",
+            registry=registry,
+        )
         self.config_loaded = Gauge(
             "symproxy_config_last_reload_timestamp_seconds",
             "When the active configuration was loaded.",

@@ -9,7 +9,8 @@ when a later one answered sooner.
 A candidate only counts as found once its first bytes look like the file type that was asked for
 (an HTML login page with status 200 is not a PDB) or like a compressed container we can unpack.
 Retries of idempotent failures and the per-host breaker are applied here, once, around every
-backend.
+backend, and so are the bounds on upstream requests: ``max_concurrent_downloads`` over all sources
+and half of it per source, so one stuck source cannot take every slot from the others.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from symbol_proxy import filters, keys, layouts, magic
 from symbol_proxy.backends import base
@@ -83,9 +84,11 @@ class Found:
 
 
 class LookupMissed(Exception):
-    """No source has the file (``not_found``) or none could answer (``error``/``timeout``)."""
+    """No source has the file (``not_found``; ``denied`` when a source refused, 401/403, or sent
+    something else, which is remembered only briefly: fixed credentials must not wait for the
+    negative TTL) or none could answer (``error``/``timeout``)."""
 
-    def __init__(self, kind: Literal["not_found", "error", "timeout"], detail: str) -> None:
+    def __init__(self, kind: Literal["not_found", "denied", "error", "timeout"], detail: str) -> None:
         super().__init__(detail)
         self.kind = kind
         self.detail = detail
@@ -129,6 +132,8 @@ class Resolver:
         self._metrics = metrics
         self._breakers = breakers
         self._limit = asyncio.Semaphore(settings.max_concurrent_downloads)
+        per_source = max(1, (settings.max_concurrent_downloads + 1) // 2)
+        self._source_limits = {s.config.id: asyncio.Semaphore(per_source) for s in self.sources}
         # Pure in the lookup for a given set of sources; a reload builds a new resolver.
         self._keys: dict[tuple[str, str], str] = {}
 
@@ -260,6 +265,11 @@ class Resolver:
                 "timeout" if all(isinstance(e, base.UpstreamTimeout) for e in failures) else "error"
             )
             raise LookupMissed(kind, "; ".join(sorted({str(e) or type(e).__name__ for e in failures}))[:500])
+        # A refusal (401/403) or a page that is not the file (a sign-in page with status 200) is
+        # usually a credentials problem: a miss for the client, remembered only as long as an error.
+        denied = [e for e in errors if isinstance(e, base.PermissionDenied | base.Malformed)]
+        if denied:
+            raise LookupMissed("denied", "; ".join(sorted({str(e) for e in denied}))[:500])
         raise LookupMissed("not_found", "no source has the file")
 
     async def _probe_source(self, source: ConfiguredSource, plan: _Plan) -> _Outcome:
@@ -296,7 +306,7 @@ class Resolver:
         while True:
             started = time.monotonic()
             try:
-                async with self._limit:
+                async with self._source_limits[source.config.id], self._limit:
                     found = await self._open_and_check(candidate)
             except base.BackendError as exc:
                 self._metrics.upstream_latency.labels(kind).observe(time.monotonic() - started)
@@ -342,12 +352,20 @@ class Resolver:
 _T = TypeVar("_T")
 
 
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 async def _cancel_and_settle(tasks: Sequence[asyncio.Future[_T]]) -> list[_T]:
     """Cancel what still runs, wait for everything, and return the results that did arrive.
 
-    The caller closes every result it does not keep, so no upstream connection is left open.
+    The caller closes every result it does not keep, so no upstream connection is left open. Every
+    task's exception is retrieved even if this wait is itself cancelled (a download nobody waits
+    for), so a source's "not found" never surfaces as "Task exception was never retrieved".
     """
     for task in tasks:
+        task.add_done_callback(_retrieve)
         if not task.done():
             task.cancel()
     if tasks:

@@ -3,6 +3,11 @@
 A ``Runtime`` is built from a validated ``ProxyConfig`` and replaced as a whole on reload, so a
 request always sees one consistent set of sources. Cloud backends are imported lazily: their SDKs
 are optional and heavy.
+
+A source that cannot work as configured, but may start working without a new configuration (a
+filesystem source whose directory is not mounted yet), is accepted and listed in ``problems``:
+the caller warns about it, counts it in a metric and shows it on ``/readyz``, and the other sources
+keep serving.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 
 import aiohttp
 from yarl import URL
@@ -78,6 +84,8 @@ class Runtime:
     config: ProxyConfig
     resolver: Resolver
     backends: list[base.Backend]
+    problems: list[str] = dataclasses.field(default_factory=list)
+    """One line per source that cannot work as configured; no secrets, only ids and paths."""
 
     async def aclose(self) -> None:
         await asyncio.gather(*(b.aclose() for b in self.backends), return_exceptions=True)
@@ -93,4 +101,13 @@ def build_runtime(
         backends.append(backend)
         sources.append(ConfiguredSource(source, backend, _breaker_host(source)))
     resolver = Resolver(sources, config.upstream, metrics, breakers)
-    return Runtime(config, resolver, backends)
+    return Runtime(config, resolver, backends, problems=source_problems(config))
+
+
+def source_problems(config: ProxyConfig) -> list[str]:
+    """What is wrong with the configured sources on this machine right now."""
+    return [
+        f"source {source.id!r}: directory {source.path!r} does not exist; every lookup there misses"
+        for source in config.sources
+        if isinstance(source, FilesystemSource) and not os.path.isdir(source.path)
+    ]

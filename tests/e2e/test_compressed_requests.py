@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestServer
 
 from symbol_proxy.server.state import STATE
 from tests.conftest import StartProxy, app_of
-from tests.e2e.test_proxy_behaviour import PDB, PDB_KEY, symstore
+from tests.e2e.test_proxy_behaviour import PDB, PDB_KEY, cache_bytes, symstore
 
 PLAIN_NAME = PDB_KEY.rsplit("/", 1)[1]
 CAB_KEY = PDB_KEY[:-1] + "_"
@@ -114,7 +114,7 @@ async def test_a_cancelled_cab_request_leaves_no_work_and_no_cached_copy(
     await asyncio.sleep(0.5)
     assert state.downloads.in_flight == 0
     assert state.cache.count == 1, "only the plain file may be cached"
-    assert not any(state.scratch_dir.glob("cab-*")) if state.scratch_dir.exists() else True
+    assert not any(state.cache.tmp_dir.glob("cab-*"))
 
     # And a full .pd_ request now streams from the cached plain file: still nothing more cached.
     async with http.get(proxy.make_url(f"/symbols/{CAB_KEY}")) as response:
@@ -156,3 +156,32 @@ async def test_head_of_a_cab_announces_the_length_of_its_body(
             announced = int(response.headers["Content-Length"])
         async with http.get(proxy.make_url(f"/symbols/{CAB_KEY}")) as response:
             assert len(await response.read()) == announced
+
+
+@pytest.mark.parametrize("size", [300_000, 6 * 1024 * 1024])
+async def test_a_cab_of_a_file_the_cache_has_no_room_for_streams_from_the_passed_through_bytes(
+    tmp_path: Path,
+    start_proxy: StartProxy,
+    http: aiohttp.ClientSession,
+    upstream: tuple[object, str],
+    size: int,
+) -> None:
+    # Issue 8 passes a file through when the cache has no room; issue 7 streams `_` answers as
+    # stored cabinets. Together: the stored cabinet follows the passed-through bytes (up to 4 MiB
+    # and beyond), no MSZIP cabinet is built, and nothing is written to the cache.
+    store, url = upstream
+    data = large_pdb(size)
+    store.put(PDB_KEY, data)  # type: ignore[attr-defined]
+    cap = 128 * 1024
+    cache_dir = tmp_path / "cache"
+    proxy = await start_proxy([symstore(url)], cache={"dir": str(cache_dir), "max_size": cap})
+    state = app_of(proxy)[STATE]
+    for attempt in range(2):  # nothing is kept, so both are misses
+        async with http.get(proxy.make_url(f"/symbols/{CAB_KEY}")) as response:
+            assert response.status == 200
+            body = await response.read()
+        assert int(response.headers["Content-Length"]) == len(body)
+        assert body[42:44] == b"\0\0", "the CFFOLDER's typeCompress: stored blocks"
+        assert extract(body, tmp_path / str(attempt)) == data
+        assert state.cache.count == 0
+        assert cache_bytes(cache_dir) <= cap

@@ -86,3 +86,34 @@ async def test_debuginfod_sources_are_asked_first(
     status, body = await status_and_body(http, proxy.make_url(f"/buildid/{BUILD_ID}/section/.dynsym"))
     assert status == 200 and body and body in ELF.data
     assert store.requests[f"{BUILD_ID}/section/.dynsym"] == 1
+
+
+async def test_section_and_source_follow_the_status_rules_of_every_request(
+    tmp_path: Path, start_proxy: StartProxy, http: aiohttp.ClientSession, upstream: tuple[UpstreamStore, str]
+) -> None:
+    # Issue 8's rules (docs/reliability.md) hold for the routes of issue 7 too: a refusal is a miss
+    # also when remembered, an upstream failure is 502 with the error_ttl as Retry-After, and a
+    # file the cache has no room for is a 503 "ask again" (never a 502, never remembered).
+    store, url = upstream
+    folder = f"{BUILD_ID[:2]}/{BUILD_ID[2:]}"
+    for name in ("debuginfo", "executable"):
+        store.faults[f"{folder}/{name}"] = "401"
+    store.faults[f"{folder}/sourcebundle"] = "500"
+    source = {"id": "u", "type": "http", "url": url, "layout": {"type": "unified"}}
+    cache = {"dir": str(tmp_path / "cache"), "error_ttl": 7}
+    proxy = await start_proxy([source], cache=cache, upstream={"retries": 0})
+    for _ in range(2):  # fresh, then remembered
+        status, _ = await status_and_body(http, proxy.make_url(f"/buildid/{BUILD_ID}/section/.text"))
+        assert status == 404
+        async with http.get(proxy.make_url(f"/buildid/{BUILD_ID}/source/src/main.c")) as response:
+            assert response.status == 502
+            assert 1 <= int(response.headers["Retry-After"]) <= 7
+
+    cap = 64 * 1024
+    large = ELF.data + bytes(4 * cap)  # still the same ELF: its section table is near the start
+    small_cache = {"dir": str(tmp_path / "small"), "max_size": cap}
+    proxy = await start_proxy(unified(tmp_path / "store", {"debuginfo": large}), cache=small_cache)
+    for _ in range(2):  # not remembered
+        async with http.get(proxy.make_url(f"/buildid/{BUILD_ID}/section/.text")) as response:
+            assert response.status == 503
+            assert response.headers["Retry-After"] == "1"

@@ -105,13 +105,14 @@ async def test_purging_a_spelling_forgets_the_miss_of_that_spelling(
     start_proxy: StartProxy, upstream: tuple[UpstreamStore, str], http: aiohttp.ClientSession
 ) -> None:
     store, url = upstream
-    proxy = await start_proxy([http_source(url, "symstore")], admin={"enabled": True})
+    proxy = await start_proxy([http_source(url, "symstore")], admin={"enabled": True, "token": "purge-token"})
     status, _, _ = await fetch(http, proxy.make_url(f"/symbols/{MIXED}"))
     assert status == 404
     store.put(MIXED, _data(PDB_PATH))
     status, _, _ = await fetch(http, proxy.make_url(f"/symbols/{MIXED}"))
     assert status == 404  # remembered
-    async with http.delete(proxy.make_url(f"/admin/cache/symbols/{MIXED}")) as response:
+    admin = {"Authorization": "Bearer purge-token"}  # issue 8: the admin endpoint always needs a token
+    async with http.delete(proxy.make_url(f"/admin/cache/symbols/{MIXED}"), headers=admin) as response:
         assert response.status == 200 and (await response.json())["removed"] == 1
     status, body, _ = await fetch(http, proxy.make_url(f"/symbols/{MIXED}"))
     assert status == 200 and body == _data(PDB_PATH)

@@ -58,6 +58,7 @@ def disk_bytes(cache: DiskCache) -> int:
 
 def put(cache: DiskCache, key: str, data: bytes) -> CachedFile:
     temp = cache.new_temp()
+    temp.reserve(len(data))  # the size is known, as when an upstream announces it
     temp.write(data)
     return temp.commit(key, expected_size=len(data))
 
@@ -193,6 +194,24 @@ def test_recently_read_entry_survives_eviction(
         assert read in survivors
     assert cache.evictions == 2
     assert disk_bytes(cache) == cache.size == cache.max_size
+
+
+def test_a_pinned_file_is_never_evicted_and_the_cap_still_holds(tmp_path: Path) -> None:
+    cache = open_cache(tmp_path, 100)
+    unlinked: list[Path] = []
+    cache.on_unlink = unlinked.append
+    put(cache, "a", b"a" * 40)
+    put(cache, "b", b"b" * 40)
+    with cache.pinned("a"), cache.pinned("c"):  # "c" is pinned before it exists
+        put(cache, "c", b"c" * 40)  # evicts b, the least recently used file nobody pins
+        assert cache.get("b") is None and isinstance(cache.get("a"), CachedFile)
+        with pytest.raises(CacheFull):
+            put(cache, "d", b"d" * 40)  # a and c are pinned: no room, and the cap holds
+        assert cache.size == disk_bytes(cache) == 80
+    put(cache, "d", b"d" * 40)  # unpinned again: c goes (a was read more recently)
+    assert cache.get("c") is None and isinstance(cache.get("a"), CachedFile)
+    assert cache.size == disk_bytes(cache) == 80
+    assert [p.exists() for p in unlinked] == [False, False], "handles are told about every removal"
 
 
 def test_new_version_of_a_key_replaces_the_old_one(tmp_path: Path) -> None:
@@ -707,8 +726,6 @@ FAILURES: list[tuple[Callable[[Sink], Awaitable[None]], MissKind, str, bool]] = 
     (_nothing, "error", "nothing to write", True),
     (_short_body, "error", "got 9999 bytes, expected 10000", True),
     (_long_body, "error", "got 101 bytes, expected 100", True),
-    (_declared_too_large, "error", "do not fit", True),
-    (_grows_too_large, "error", "beyond the cache size", False),
     (_started_twice, "error", "twice", True),
 ]
 
@@ -771,6 +788,29 @@ async def test_a_failed_download_keeps_nothing_and_remembers_its_kind(
     assert isinstance(cache.get("resident"), CachedFile) is resident_survives
     assert cache.count == int(resident_survives)
     assert cache.size == disk_bytes(cache) == 1000 * resident_survives
+
+
+@pytest.mark.parametrize("producer", [_declared_too_large, _grows_too_large], ids=["declared", "grows"])
+async def test_a_file_the_cache_has_no_room_for_is_passed_through_and_nothing_is_remembered(
+    cache: DiskCache, downloads: Downloads, producer: Callable[[Sink], Awaitable[None]]
+) -> None:
+    put(cache, "resident", b"r" * 1000)
+
+    async def body(sink: Sink) -> None:
+        await producer(sink)
+        for _ in range(2):
+            await sink.write(b"y" * 1000)
+
+    download = downloads.fetch("k", body)
+    data = await read_all(download)  # a reader that keeps up gets every byte, from memory
+    assert data.endswith(b"y" * 2000) and download.uncached
+    with pytest.raises(DownloadFailed) as failed:
+        await download.finished()
+    assert failed.value.kind == "space"
+    assert cache.get("k") is None, "a full cache is not an upstream failure: nothing remembered"
+    assert files_under(cache.tmp_dir) == {}
+    assert isinstance(cache.get("resident"), CachedFile), "no unannounced body flushes the cache"
+    assert cache.size == disk_bytes(cache) == 1000
 
 
 async def test_after_a_failure_the_next_fetch_runs_a_new_producer(

@@ -8,6 +8,7 @@ Real files under ``tmp_path``; producers are driven by ``asyncio.Event`` gates.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import random
 from collections.abc import AsyncIterator
@@ -17,7 +18,7 @@ import pytest
 
 from symbol_proxy.cache import inflight
 from symbol_proxy.cache.inflight import Download, DownloadFailed, Downloads, Sink
-from symbol_proxy.cache.store import DiskCache
+from symbol_proxy.cache.store import DiskCache, TempFile
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -147,10 +148,20 @@ async def test_a_file_not_matching_the_expected_md5_is_not_cached(
     assert list(cache.tmp_dir.iterdir()) == []
 
 
-async def test_a_write_error_behind_the_readers_fails_the_download(tmp_path: Path) -> None:
-    cache = DiskCache(tmp_path / "cache", max_size=2 * MiB)
+async def test_a_write_error_behind_the_readers_fails_the_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = DiskCache(tmp_path / "cache", max_size=8 * MiB)
     cache.open()
     downloads = Downloads(cache, negative_ttl=300.0, error_ttl=7.0)
+    original = TempFile.write
+
+    def failing_write(self: TempFile, data: bytes) -> None:
+        if self.written >= 2 * MiB:
+            raise OSError(errno.EIO, "input/output error")
+        original(self, data)
+
+    monkeypatch.setattr(TempFile, "write", failing_write)
 
     async def producer(sink: Sink) -> None:
         sink.start(None)
@@ -159,7 +170,7 @@ async def test_a_write_error_behind_the_readers_fails_the_download(tmp_path: Pat
 
     try:
         download = downloads.fetch("k", producer)
-        with pytest.raises(DownloadFailed, match="beyond the cache size"):
+        with pytest.raises(DownloadFailed, match="input/output error"):
             await read_all(download)
         assert cache.size == 0
         assert list(cache.tmp_dir.iterdir()) == []

@@ -6,8 +6,13 @@ temporary file of the cache; a reader that falls behind the last ``READ_ALONG_ME
 back from that file. So the first byte reaches a client long before a large file is complete, no
 reader waits for the disk, and memory stays flat whatever the file's size. The task does not
 belong to any client: when the client that started it disconnects, it still finishes and the file
-is cached for the next one. Only a complete, verified file is committed; any failure discards the
-temporary file and remembers a short miss.
+is cached for the next one, unless nobody waits for it any more and most of it is still to come:
+then it is cancelled, so work nobody wants cannot pile up behind a slow source. Only a complete,
+verified file is committed; any failure discards the temporary file and remembers a short miss.
+
+When the cache has no room for a file (pinned files and other downloads hold the cap), the file is
+passed through instead: readers that keep up get every byte from memory, nothing is written, and
+nothing is remembered, since a full cache says nothing about the upstream.
 """
 
 from __future__ import annotations
@@ -20,13 +25,13 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from symbol_proxy.cache.store import CachedFile, DiskCache, TempFile
+from symbol_proxy.cache.store import CachedFile, CacheFull, DiskCache, MissKind, TempFile
 
-__all__ = ["Download", "DownloadFailed", "Downloads", "Sink", "Started"]
+__all__ = ["Download", "DownloadFailed", "Downloads", "FailureKind", "Sink", "Started"]
 
 WRITE_BATCH = 1024 * 1024
 """Bytes gathered before one write to the temporary file."""
@@ -35,6 +40,19 @@ MD5_BLOCK = 4 * 1024 * 1024
 READ_ALONG_MEMORY = 8 * 1024 * 1024
 """Most recently written bytes a download keeps in memory, so readers that keep up take them from
 there instead of reading them back from the temporary file; the bound on that memory."""
+CANCEL_GRACE = 2.0
+"""Seconds a download nobody waits for keeps running before it is cancelled (a client that retries
+at once joins it again)."""
+NEARLY_DONE = 0.75
+"""A download nobody waits for is finished anyway once this share of its announced size is in."""
+
+ROOM_RETRY_PAUSES = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
+"""Pauses between attempts of a download that found no room for its scratch space before it had
+handed out a byte (the last attempt's failure stands)."""
+
+FailureKind = Literal["not_found", "denied", "error", "timeout", "space"]
+"""``denied``: the upstream refused (401/403), answered as "not found" but remembered briefly;
+``space``: the cache had no room, which is never remembered."""
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +63,7 @@ class Started:
 
 
 class DownloadFailed(Exception):
-    def __init__(self, kind: Literal["not_found", "error"], detail: str = "") -> None:
+    def __init__(self, kind: FailureKind, detail: str = "") -> None:
         super().__init__(detail or kind)
         self.kind = kind
         self.detail = detail
@@ -55,6 +73,12 @@ class Download:
     def __init__(self, key: str) -> None:
         self.key = key
         self.waiters = 0
+        """Requests that joined the download after the one that started it."""
+        self.attending = 0
+        """Clients waiting for the download right now (``Downloads.attending``)."""
+        self.size: int | None = None
+        self.uncached = False
+        """Passed through without a file: the cache had no room for it."""
         self.result: CachedFile | None = None
         self._started: asyncio.Future[Started] = asyncio.get_running_loop().create_future()
         self._finished: asyncio.Future[CachedFile] = asyncio.get_running_loop().create_future()
@@ -92,12 +116,16 @@ class Download:
         self._available += len(chunk)
         self._notify()
 
+    @property
+    def nearly_done(self) -> bool:
+        return self.size is not None and self._available >= self.size * NEARLY_DONE
+
     def _wrote(self, written: int) -> None:
         self._written = written
         recent = self._recent
         while recent and self._recent_size > READ_ALONG_MEMORY:
             offset, chunk = recent[0]
-            if offset + len(chunk) > written:
+            if offset + len(chunk) > written and not self.uncached:
                 break  # not in the file yet: readers can only have it from here
             self._recent_size -= len(chunk)
             recent.popleft()
@@ -126,7 +154,7 @@ class Download:
         await self.started()
         loop = asyncio.get_running_loop()
         try:
-            fd = await loop.run_in_executor(None, self._open_for_reading)
+            fd = None if self.uncached else await loop.run_in_executor(None, self._open_for_reading)
         except DownloadFailed:
             # The temporary file went away: discarded by a failure (report that failure), or renamed
             # into the cache before ``result`` was set (wait for it, then open the cached file).
@@ -134,7 +162,7 @@ class Download:
                 await self.finished()
             if self._failure is not None:
                 raise self._failure from None
-            fd = await loop.run_in_executor(None, self._open_for_reading)
+            fd = None if self.uncached else await loop.run_in_executor(None, self._open_for_reading)
         try:
             position = offset
             while True:
@@ -142,6 +170,8 @@ class Download:
                 if position < self._available:
                     data = self._from_memory(position, chunk_size)
                     if data is None:  # behind the bytes in memory, so in the file: read them back
+                        if fd is None or position >= self._written:
+                            raise DownloadFailed("space", "fell behind a download the cache has no room for")
                         wanted = min(chunk_size, self._written - position)
                         data = await loop.run_in_executor(None, os.pread, fd, wanted, position)
                     if not data:
@@ -155,14 +185,17 @@ class Download:
                     return
                 await changed.wait()
         finally:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
 
-    def _open_for_reading(self) -> int:
+    def _open_for_reading(self) -> int | None:
         # Before the commit the bytes are in the temporary file, afterwards in the cache; an fd
         # opened on either keeps working across the rename.
         for _ in range(3):
             path = self.result.path if self.result is not None else (self._temp.path if self._temp else None)
             if path is None:
+                if self.uncached:
+                    return None  # passed through: readers take the bytes from memory
                 break
             try:
                 return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -246,16 +279,43 @@ class Sink:
         if size is not None:
             try:
                 temp.reserve(size)
+            except CacheFull:
+                self._pass_through()
             except BaseException:
                 temp.discard()
                 raise
+        self._begin(size, verify)
+
+    def start_from(self, temp: TempFile, verify: Callable[[bytes], bool] | None = None) -> None:
+        """Take over ``temp``, complete already (an unpacked file): no second copy is written."""
+        if self._download._temp is not None:
+            raise RuntimeError("start() called twice")
+        temp.close()
+        self._download._temp = temp
+        self._download._written = self._download._available = temp.written
+        self._begin(temp.written, verify)
+
+    def _begin(self, size: int | None, verify: Callable[[bytes], bool] | None) -> None:
         self._size = size
+        self._download.size = size
         self._verify = verify
         self._download._started.set_result(Started(size))
         self._download._notify()
 
+    def _pass_through(self) -> None:
+        """No room in the cache: drop the temporary file and hand the bytes to readers only."""
+        download = self._download
+        if download._temp is not None:
+            download._temp.discard()
+            download._temp = None
+        download.uncached = True
+        self._pending = []
+        self._pending_size = 0
+        log.debug("no room in the cache for %s: passed through, not cached", download.key)
+        download._wrote(download._written)
+
     async def write(self, data: bytes) -> None:
-        if self._download._temp is None:
+        if not self._download._started.done():
             raise RuntimeError("write() before start()")
         if self._verify is not None and len(self._head) < 64:
             self._head += data[: 64 - len(self._head)]
@@ -265,6 +325,9 @@ class Sink:
         # (every write is an executor round trip) while the producer reads on: at most one batch
         # being written and one gathering, so memory stays bounded.
         self._download._publish(data)
+        if self._download.uncached:
+            self._download._wrote(self._download._written)
+            return
         self._pending.append(data)
         self._pending_size += len(data)
         if self._pending_size >= WRITE_BATCH:
@@ -290,6 +353,9 @@ class Sink:
         if writing is not None:
             try:
                 await writing
+            except CacheFull:
+                self._pass_through()
+                return
             finally:
                 temp = self._download._temp
                 if temp is not None:
@@ -320,6 +386,8 @@ class Sink:
         if len(self._head) < 64:
             self._check_head()
         await self.flush()
+        if self._download.uncached:
+            return
         temp = self._download._temp
         if temp is None:
             raise DownloadFailed("error", "the producer found nothing to write")
@@ -331,6 +399,10 @@ class Sink:
             if digest != self._md5:
                 raise DownloadFailed("error", "content does not match the source's MD5")
 
+    def new_scratch(self, prefix: str) -> TempFile:
+        """Scratch space for the producer (a packed body), counted against the cache's cap."""
+        return self._cache.new_temp(prefix)
+
     def expect_md5(self, hexdigest: str) -> None:
         """Commit the file only if its MD5 is ``hexdigest``. The file is hashed once it is complete,
         from the temporary file in a worker thread: readers streaming it never wait for the hash."""
@@ -339,8 +411,8 @@ class Sink:
     def not_found(self, detail: str = "") -> None:
         self.outcome = DownloadFailed("not_found", detail)
 
-    def error(self, detail: str) -> None:
-        self.outcome = DownloadFailed("error", detail)
+    def error(self, detail: str, kind: FailureKind = "error") -> None:
+        self.outcome = DownloadFailed(kind, detail)
 
 
 class Downloads:
@@ -350,6 +422,9 @@ class Downloads:
         self._error_ttl = error_ttl
         self._running: dict[str, Download] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._task_of: dict[Download, asyncio.Task[None]] = {}
+        self.on_cancel: Callable[[], None] | None = None
+        """Called for every download cancelled because nobody waited for it any more."""
 
     @property
     def in_flight(self) -> int:
@@ -364,43 +439,48 @@ class Downloads:
         self._running[key] = download
         task = asyncio.ensure_future(self._run(download, producer))
         self._tasks.add(task)
+        self._task_of[download] = task
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._task_of.pop(download, None))
         return download
+
+    @contextlib.contextmanager
+    def attending(self, download: Download) -> Iterator[None]:
+        """A client waits for ``download`` while the block runs. When the last one leaves, the
+        download is cancelled after ``CANCEL_GRACE`` unless someone came back or it is nearly done."""
+        download.attending += 1
+        try:
+            yield
+        finally:
+            download.attending -= 1
+            if download.attending == 0 and not download.done:
+                asyncio.get_running_loop().call_later(CANCEL_GRACE, self._cancel_if_abandoned, download)
+
+    def _cancel_if_abandoned(self, download: Download) -> None:
+        task = self._task_of.get(download)
+        if task is None or download.attending > 0 or download.done or download.nearly_done:
+            return
+        if self.on_cancel is not None:
+            self.on_cancel()
+        task.cancel()
 
     async def _run(self, download: Download, producer: Callable[[Sink], Awaitable[None]]) -> None:
         sink = Sink(download, self._cache)
-        loop = asyncio.get_running_loop()
         try:
-            try:
-                await producer(sink)
-            except DownloadFailed as failed:
-                sink.outcome = failed
-            except asyncio.CancelledError:
-                sink.outcome = DownloadFailed("error", "cancelled")
-                raise
-            except Exception as exc:  # the producer's failure is this download's failure
-                log.debug("download of %s failed", download.key, exc_info=True)
-                sink.outcome = DownloadFailed("error", str(exc) or type(exc).__name__)
-            if sink.outcome is None:
-                try:
-                    await sink.finish()
-                except DownloadFailed as failed:
-                    sink.outcome = failed
-                except Exception as exc:
-                    sink.outcome = DownloadFailed("error", str(exc) or type(exc).__name__)
-            if sink.outcome is None:
-                temp = download._temp
-                assert temp is not None
-                try:
-                    cached = await loop.run_in_executor(
-                        None, lambda: temp.commit(download.key, expected_size=sink.size)
-                    )
-                except (ValueError, OSError) as exc:
-                    sink.outcome = DownloadFailed("error", f"not cached: {exc}")
-                else:
-                    download.result = cached
-                    download._finished.set_result(cached)
-                    download._notify()
+            for pause in (*ROOM_RETRY_PAUSES, None):
+                await self._attempt(download, producer, sink)
+                if sink.outcome is None or sink.outcome.kind != "space" or download._started.done():
+                    break
+                if pause is None:
+                    break
+                # No room for scratch space before any reader had a byte: other downloads and
+                # responses hold the cap for now, and will let go. Wait, then try again afresh.
+                await sink.settle()
+                if download._temp is not None:
+                    download._temp.discard()
+                    download._temp = None
+                await asyncio.sleep(pause)
+                sink = Sink(download, self._cache)
         finally:
             self._running.pop(download.key, None)
             if sink.outcome is not None:
@@ -409,10 +489,60 @@ class Downloads:
                 finally:
                     if download._temp is not None:
                         download._temp.discard()
-                    ttl = self._negative_ttl if sink.outcome.kind == "not_found" else self._error_ttl
-                    if sink.outcome.detail != "cancelled":
-                        self._cache.remember_miss(download.key, sink.outcome.kind, ttl, sink.outcome.detail)
+                    self._remember(download.key, sink.outcome)
                     download._fail(sink.outcome)
+
+    async def _attempt(
+        self, download: Download, producer: Callable[[Sink], Awaitable[None]], sink: Sink
+    ) -> None:
+        """Run the producer into ``sink`` and commit the file; failures end up in ``sink.outcome``."""
+        loop = asyncio.get_running_loop()
+        try:
+            await producer(sink)
+        except DownloadFailed as failed:
+            sink.outcome = failed
+        except asyncio.CancelledError:
+            sink.outcome = DownloadFailed("error", "cancelled")
+            raise
+        except CacheFull as exc:
+            sink.outcome = DownloadFailed("space", f"not cached: {exc}")
+        except Exception as exc:  # the producer's failure is this download's failure
+            log.debug("download of %s failed", download.key, exc_info=True)
+            sink.outcome = DownloadFailed("error", str(exc) or type(exc).__name__)
+        if sink.outcome is None:
+            try:
+                await sink.finish()
+            except DownloadFailed as failed:
+                sink.outcome = failed
+            except Exception as exc:
+                sink.outcome = DownloadFailed("error", str(exc) or type(exc).__name__)
+        if sink.outcome is None and download.uncached:
+            # Every reader had the bytes from memory; there is no file to commit.
+            download._finished.set_exception(DownloadFailed("space", "passed through, not cached"))
+            download._notify()
+        elif sink.outcome is None:
+            temp = download._temp
+            assert temp is not None
+            try:
+                cached = await loop.run_in_executor(
+                    None, lambda: temp.commit(download.key, expected_size=sink.size)
+                )
+            except CacheFull as exc:
+                sink.outcome = DownloadFailed("space", f"not cached: {exc}")
+            except (ValueError, OSError) as exc:
+                sink.outcome = DownloadFailed("error", f"not cached: {exc}")
+            else:
+                download.result = cached
+                download._finished.set_result(cached)
+                download._notify()
+
+    def _remember(self, key: str, failure: DownloadFailed) -> None:
+        """Remember a miss for its TTL; space pressure and cancellations say nothing upstream."""
+        if failure.kind == "space" or failure.detail == "cancelled":
+            return
+        kind: MissKind = failure.kind
+        ttl = self._negative_ttl if kind == "not_found" else self._error_ttl
+        self._cache.remember_miss(key, kind, ttl, failure.detail)
 
     async def aclose(self) -> None:
         tasks = list(self._tasks)

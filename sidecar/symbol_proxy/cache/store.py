@@ -18,13 +18,13 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
 __all__ = ["CacheFull", "CachedFile", "DiskCache", "Miss", "TempFile"]
 
-MissKind = Literal["not_found", "error"]
+MissKind = Literal["not_found", "denied", "error", "timeout"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -72,8 +72,13 @@ class DiskCache:
         self._misses: collections.OrderedDict[str, Miss] = collections.OrderedDict()
         self._committed = 0
         self._reserved = 0
+        self._pins: collections.Counter[str] = collections.Counter()
         self.evictions = 0
         self.on_evict: Callable[[int], None] | None = None
+        self.on_unlink: Callable[[Path], None] | None = None
+        """Called with the path of every file removed from the index (evicted, forgotten, cleared),
+        from whichever thread removed it: holders of open handles close them, so the bytes of a
+        removed file leave the disk at once instead of lingering as deleted-but-open."""
 
     @property
     def objects_dir(self) -> Path:
@@ -111,6 +116,10 @@ class DiskCache:
                 self._committed += size
             self._evict_locked(0)
 
+    def now(self) -> float:
+        """The clock misses expire by."""
+        return self._clock()
+
     # -- lookups ------------------------------------------------------------------------------------
 
     def get(self, key: str) -> CachedFile | Miss | None:
@@ -147,10 +156,16 @@ class DiskCache:
             if entry is not None:
                 self._committed -= entry[0]
         if entry is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self._path(digest).unlink()
+            self._unlink(digest)
             return True
         return removed
+
+    def forget_misses(self) -> int:
+        """Drop every remembered miss (a reload that can change the answers); returns how many."""
+        with self._lock:
+            count = len(self._misses)
+            self._misses.clear()
+        return count
 
     def clear(self) -> int:
         with self._lock:
@@ -160,9 +175,33 @@ class DiskCache:
             count = len(entries) + len(self._misses)
             self._misses.clear()
         for digest in entries:
-            with contextlib.suppress(FileNotFoundError):
-                self._path(digest).unlink()
+            self._unlink(digest)
         return count
+
+    def _unlink(self, digest: str) -> None:
+        path = self._path(digest)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        if self.on_unlink is not None:
+            self.on_unlink(path)
+
+    # -- pins ---------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def pinned(self, key: str) -> Iterator[None]:
+        """While the block runs, the file under ``key`` (present now or committed later) is never
+        evicted: a response being sent from it cannot lose its file, and no open handle of an
+        evicted file keeps bytes on disk beyond the cap."""
+        digest = _digest(key)
+        with self._lock:
+            self._pins[digest] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._pins[digest] -= 1
+                if self._pins[digest] <= 0:
+                    del self._pins[digest]
 
     # -- accounting ---------------------------------------------------------------------------------
 
@@ -175,21 +214,33 @@ class DiskCache:
         return len(self._entries)
 
     def _evict_locked(self, needed: int) -> None:
-        """Evict LRU files until ``needed`` more bytes fit. Caller holds the lock."""
-        while self._committed + self._reserved + needed > self.max_size and self._entries:
-            digest, (size, _) = self._entries.popitem(last=False)
+        """Evict LRU files that nobody pins until ``needed`` more bytes fit. Caller holds the lock."""
+        excess = self._committed + self._reserved + needed - self.max_size
+        if excess <= 0:
+            return
+        victims: list[str] = []
+        for digest, (size, _) in self._entries.items():  # least recently used first
+            if digest in self._pins:
+                continue
+            victims.append(digest)
+            excess -= size
+            if excess <= 0:
+                break
+        for digest in victims:
+            size, _ = self._entries.pop(digest)
             self._committed -= size
             self.evictions += 1
-            with contextlib.suppress(FileNotFoundError):
-                self._path(digest).unlink()
+            self._unlink(digest)
             if self.on_evict is not None:
                 self.on_evict(size)
 
-    def _reserve(self, needed: int) -> None:
-        """Make room for ``needed`` more bytes, evicting committed files; the cap is hard, so when
-        other downloads' temporary files hold the rest, this download is refused (``CacheFull``)."""
+    def _reserve(self, needed: int, *, may_evict: bool = True) -> None:
+        """Make room for ``needed`` more bytes, evicting committed files (unless ``may_evict`` is
+        false); the cap is hard, so when pinned files and other downloads' temporary files hold the
+        rest, this download is refused (``CacheFull``)."""
         with self._lock:
-            self._evict_locked(needed)
+            if may_evict:
+                self._evict_locked(needed)
             if self._committed + self._reserved + needed > self.max_size:
                 raise CacheFull(
                     f"{needed} more bytes do not fit: {self._reserved} bytes of the cache's "
@@ -201,8 +252,10 @@ class DiskCache:
         with self._lock:
             self._reserved -= amount
 
-    def new_temp(self) -> TempFile:
-        return TempFile(self)
+    def new_temp(self, prefix: str = "") -> TempFile:
+        """A temporary file under ``tmp/`` whose bytes count against the cap: a download's file,
+        or scratch space (``packed-``, ``unpacked-``) that is never committed."""
+        return TempFile(self, prefix)
 
     def _commit(self, key: str, temp: TempFile) -> CachedFile:
         digest = _digest(key)
@@ -218,15 +271,24 @@ class DiskCache:
             self._committed += st.st_size
             self._reserved -= temp.reserved
             self._misses.pop(key, None)
+        if old is not None and self.on_unlink is not None:
+            self.on_unlink(target)  # replaced: handles of the old file must not keep its blocks
         return CachedFile(key, target, st.st_size, st.st_mtime_ns)
+
+
+UNANNOUNCED_SHARE = 2
+"""A download whose size was not announced may evict other files only while it stays within
+1/``UNANNOUNCED_SHARE`` of the cap; beyond that it must fit in free space. So one oversized chunked
+body is refused before it has flushed the whole cache."""
 
 
 class TempFile:
     """A file under ``tmp/`` owned by one download; its bytes count against the cap as written."""
 
-    def __init__(self, cache: DiskCache) -> None:
+    def __init__(self, cache: DiskCache, prefix: str = "") -> None:
         self._cache = cache
-        self.path = cache.tmp_dir / uuid.uuid4().hex
+        self.path = cache.tmp_dir / f"{prefix}{uuid.uuid4().hex}"
+        self.announced = False
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         self.written = 0
         self.reserved = 0
@@ -235,6 +297,7 @@ class TempFile:
     def reserve(self, size: int) -> None:
         if size > self._cache.max_size:
             raise CacheFull(f"{size} bytes do not fit a cache of {self._cache.max_size}")
+        self.announced = True
         if size > self.reserved:
             self._cache._reserve(size - self.reserved)
             self.reserved = size
@@ -246,7 +309,8 @@ class TempFile:
         if end > self._cache.max_size:
             raise CacheFull(f"file grows beyond the cache size of {self._cache.max_size}")
         if end > self.reserved:
-            self._cache._reserve(end - self.reserved)
+            may_evict = self.announced or end <= self._cache.max_size // UNANNOUNCED_SHARE
+            self._cache._reserve(end - self.reserved, may_evict=may_evict)
             self.reserved = end
         view = memoryview(data)
         while view:
@@ -265,6 +329,10 @@ class TempFile:
         cached = self._cache._commit(key, self)
         self._closed = True
         return cached
+
+    def close(self) -> None:
+        """Stop writing; the bytes stay (and stay counted) until ``discard`` or ``commit``."""
+        self._close_fd()
 
     def _close_fd(self) -> None:
         if self._fd is not None:

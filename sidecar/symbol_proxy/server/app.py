@@ -1,10 +1,18 @@
-"""The aiohttp application: construction, startup and shutdown, configuration reloads."""
+"""The aiohttp application: construction, startup and shutdown, configuration reloads.
+
+A reload that changes the sources drops every remembered miss: a source added or fixed (a path,
+credentials) can turn a remembered "not found" into a file, and nothing else may keep answering
+the old way for ``negative_ttl``. The watcher survives any file it finds (not UTF-8, unreadable,
+invalid): each is one logged, counted rejection, and the next valid version is applied.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -12,6 +20,7 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry
 
 from symbol_proxy import loading
@@ -20,8 +29,9 @@ from symbol_proxy.cache.inflight import Downloads
 from symbol_proxy.cache.store import DiskCache
 from symbol_proxy.config import ConfigError, ProxyConfig
 from symbol_proxy.metrics import Metrics
-from symbol_proxy.runtime import build_runtime
+from symbol_proxy.runtime import Runtime, build_runtime
 from symbol_proxy.server import handlers, slashes
+from symbol_proxy.server.files import HotFiles
 from symbol_proxy.server.state import STATE, State
 
 __all__ = ["create_app", "reload_config"]
@@ -33,6 +43,29 @@ OLD_RUNTIME_GRACE_SECONDS = 60.0
 _RESTART_ONLY = ("listen", "cache")
 
 
+class _ClientFaults(logging.Filter):
+    """aiohttp logs a request it cannot parse, and a client that went away mid-response, as an
+    ERROR with a traceback: thousands of lines for a scanner or a fuzzer. Those are the client's
+    doing; they become one short DEBUG line (dropped unless debug logging is on)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        client_fault = isinstance(exc, ConnectionError | asyncio.CancelledError) or (
+            isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 0) < 500
+        )
+        if not client_fault:
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        record.msg, record.args = "client error: %s", (type(exc).__name__,)
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+_CLIENT_FAULTS = _ClientFaults()
+
+
 def create_app(
     config: ProxyConfig,
     *,
@@ -40,6 +73,7 @@ def create_app(
     config_path: Path | None = None,
     handle_sighup: bool = False,
 ) -> web.Application:
+    logging.getLogger("aiohttp.server").addFilter(_CLIENT_FAULTS)  # once: the same filter object
     app = web.Application(middlewares=[slashes.merge_slashes])  # keep merge_slashes last
     app.add_routes(handlers.routes())
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
@@ -50,7 +84,10 @@ def create_app(
         await loop.run_in_executor(None, cache.open)
         metrics.cache_max_size.set(config.cache.max_size)
         cache.on_evict = lambda _size: metrics.evictions.inc()
+        hot = HotFiles()
+        cache.on_unlink = hot.forget
         downloads = Downloads(cache, negative_ttl=config.cache.negative_ttl, error_ttl=config.cache.error_ttl)
+        downloads.on_cancel = metrics.downloads_cancelled.inc
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
                 limit=config.upstream.max_concurrent_downloads * 2, ttl_dns_cache=300
@@ -73,10 +110,13 @@ def create_app(
             session=session,
             runtime=runtime,
             config_path=config_path,
+            hot=hot,
+            admin_token=await loop.run_in_executor(None, _admin_token, config),
         )
         app[STATE] = state
         metrics.config_sources.set(len(config.sources))
         metrics.config_loaded.set(time.time())
+        _announce_problems(state, runtime)
         polling = config_path is not None and config.reload.poll_interval > 0
         watcher = asyncio.ensure_future(_watch(app)) if polling else None
         if handle_sighup and config_path is not None:
@@ -100,6 +140,36 @@ def create_app(
     return app
 
 
+ADMIN_TOKEN_FILE = "admin-token"
+"""Where a generated admin token is written, in the cache directory (mode 0600)."""
+
+
+def _admin_token(config: ProxyConfig) -> str | None:
+    """The admin token, or ``None`` when the admin endpoint is off. With none configured, one is
+    generated and written to a file only the proxy's user can read; the log says where, never
+    the token itself."""
+    if not config.admin.enabled:
+        return None
+    if config.admin.token is not None and config.admin.token.get_secret_value():
+        return config.admin.token.get_secret_value()
+    token = secrets.token_urlsafe(32)
+    path = Path(config.cache.dir) / ADMIN_TOKEN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    log.warning("admin endpoint enabled without admin.token: generated one, written to %s", path)
+    return token
+
+
+def _announce_problems(state: State, runtime: Runtime) -> None:
+    state.metrics.sources_unavailable.set(len(runtime.problems))
+    for problem in runtime.problems:
+        log.warning("%s", problem)
+
+
 async def reload_config(app: web.Application) -> bool:
     """Load the config file again; swap it in if valid. Returns whether it was applied."""
     state = app[STATE]
@@ -112,6 +182,13 @@ async def reload_config(app: web.Application) -> bool:
         state.metrics.reloads.labels("failure").inc()
         log.error("configuration not reloaded, the previous one stays active: %s", exc)
         return False
+    except Exception as exc:  # anything else about the file: one line, no traceback, no values
+        state.metrics.reloads.labels("failure").inc()
+        log.error("configuration not reloaded, the previous one stays active: %s", type(exc).__name__)
+        return False
+    if config.sources != state.config.sources:
+        dropped = state.cache.forget_misses()
+        log.info("sources changed: %d remembered misses dropped", dropped)
     for key in _RESTART_ONLY:
         if getattr(config, key) != getattr(state.config, key):
             log.warning("configuration key %r changed: it takes effect after a restart", key)
@@ -122,6 +199,7 @@ async def reload_config(app: web.Application) -> bool:
     state.metrics.config_sources.set(len(config.sources))
     state.metrics.config_loaded.set(time.time())
     log.info("configuration reloaded: %d sources", len(config.sources))
+    _announce_problems(state, runtime)
     loop.call_later(OLD_RUNTIME_GRACE_SECONDS, lambda: asyncio.ensure_future(old.aclose()))
     return True
 
@@ -133,10 +211,14 @@ async def _watch(app: web.Application) -> None:
     current = await loop.run_in_executor(None, loading.version_of, state.config_path)
     while True:
         await asyncio.sleep(state.config.reload.poll_interval or 2.0)
-        version = await loop.run_in_executor(None, loading.version_of, state.config_path)
-        if version is None or version == current:
-            continue
-        previous_digest = current.digest if current is not None else None
-        current = version
-        if version.digest != previous_digest:
-            await reload_config(app)
+        try:
+            version = await loop.run_in_executor(None, loading.version_of, state.config_path)
+            if version is None or version == current:
+                continue
+            previous_digest = current.digest if current is not None else None
+            current = version
+            if version.digest != previous_digest:
+                await reload_config(app)
+        except Exception:  # the watcher must outlive whatever it meets
+            state.metrics.reloads.labels("failure").inc()
+            log.exception("configuration watcher: unexpected failure, still watching")

@@ -19,13 +19,17 @@ a debuginfod server computes them from the files it indexed. The proxy answers t
 Status codes follow elfutils: 404 for an unknown build id, section or file; 503 when the proxy has
 the file but cannot read it (not ELF, not a bundle) -- elfutils' client then falls back to
 downloading the whole debug file and looking for the section itself, which it does only on 503.
-Upstream failures with no answer are 502/504, as for every other request.
+Upstream failures with no answer are 502/504, refusals 404, as for every other request
+(``docs/reliability.md``); a file the cache has no room for is a 503 "ask again", since a section
+or a source is read from the cached file, which a request pins until it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -54,13 +58,21 @@ def _answer(status: int, text: str) -> web.Response:
     return web.Response(status=status, text=text + "\n")
 
 
-def _failure_response(failures: list[DownloadFailed]) -> web.Response:
-    errors = [f for f in failures if f.kind != "not_found"]
+def _failure_response(state: State, failures: list[DownloadFailed]) -> web.Response:
+    """The status rules of every other request (``handlers``): a refusal is a miss, space pressure
+    a 503 that is never remembered, a timeout 504, any other upstream failure 502."""
+    errors = [f for f in failures if f.kind not in ("not_found", "denied")]
     if not errors:
         return _answer(404, "not found: no configured source has this file")
-    detail = "; ".join(sorted({f.detail for f in errors}))[:500]
-    status = 504 if all(f.detail.startswith("timeout") for f in errors) else 502
-    return web.Response(status=status, text=f"upstream error: {detail}\n", headers={"Retry-After": "30"})
+    upstream = [f for f in errors if f.kind != "space"]
+    if not upstream:
+        return web.Response(
+            status=503, text="unavailable: no room in the cache right now\n", headers={"Retry-After": "1"}
+        )
+    detail = "; ".join(sorted({f.detail for f in upstream}))[:500]
+    status = 504 if all(f.kind == "timeout" for f in upstream) else 502
+    headers = {"Retry-After": str(math.ceil(max(1.0, state.config.cache.error_ttl)))}
+    return web.Response(status=status, text=f"upstream error: {detail}\n", headers=headers)
 
 
 def _headers(file_name: str, size: int) -> dict[str, str]:
@@ -72,15 +84,21 @@ def _headers(file_name: str, size: int) -> dict[str, str]:
     }
 
 
-async def _obtain(state: State, key: str, producer: Callable[[Sink], Awaitable[None]]) -> CachedFile:
+async def _obtain(
+    state: State, key: str, producer: Callable[[Sink], Awaitable[None]], pins: contextlib.ExitStack
+) -> CachedFile:
     """The cached file under ``key``, downloaded by ``producer`` first if need be (one download for
-    all concurrent requests). Raises ``DownloadFailed`` for a miss, remembered or new."""
+    all concurrent requests), pinned in the cache until ``pins`` closes (the request ends), so it
+    is not evicted while it is read. Raises ``DownloadFailed`` for a miss, remembered or new."""
+    pins.enter_context(state.cache.pinned(key))
     entry = state.cache.get(key)
     if isinstance(entry, CachedFile):
         return entry
     if isinstance(entry, Miss):
-        raise DownloadFailed("not_found" if entry.kind == "not_found" else "error", entry.detail)
-    return await state.downloads.fetch(key, producer).finished()
+        raise DownloadFailed(entry.kind, entry.detail)
+    download = state.downloads.fetch(key, producer)
+    with state.downloads.attending(download):  # not cancelled as abandoned while this waits
+        return await download.finished()
 
 
 def _fetching(
@@ -90,7 +108,6 @@ def _fetching(
         await fetch_found_into(
             sink,
             finding(state.runtime.resolver),
-            scratch_dir=state.scratch_dir,
             max_file_size=state.config.cache.max_file_size,
             metrics=state.metrics,
         )
@@ -108,7 +125,7 @@ def _is_debuginfod(source: ConfiguredSource) -> bool:
 
 
 async def _pass_through(
-    state: State, ident: str, rest: str, failures: list[DownloadFailed]
+    state: State, ident: str, rest: str, failures: list[DownloadFailed], pins: contextlib.ExitStack
 ) -> CachedFile | None:
     """``<id>/<rest>`` from the sources with the debuginfod layout; ``None`` (and the reason added to
     ``failures``) when none has it or there is no such source."""
@@ -121,7 +138,7 @@ async def _pass_through(
 
     producer = _fetching(state, lambda resolver: resolver.find_at(location_of))
     try:
-        return await _obtain(state, f"buildid/{location}", producer)
+        return await _obtain(state, f"buildid/{location}", producer, pins)
     except DownloadFailed as failed:
         failures.append(failed)
         return None
@@ -140,8 +157,9 @@ def _invalid(state: State, reason: str) -> web.Response:
     return _answer(404, f"not found: {reason}")
 
 
-async def _obtain_lookup(state: State, lookup: keys.Lookup) -> CachedFile:
-    return await _obtain(state, lookup.cache_key, _fetching(state, lambda resolver: resolver.find(lookup)))
+async def _obtain_lookup(state: State, lookup: keys.Lookup, pins: contextlib.ExitStack) -> CachedFile:
+    producer = _fetching(state, lambda resolver: resolver.find(lookup))
+    return await _obtain(state, lookup.cache_key, producer, pins)
 
 
 def _parse(build_id: str) -> tuple[keys.Lookup, keys.Lookup, str]:
@@ -188,6 +206,11 @@ def _locate(path: Path, name: str) -> elfsections.Section | None:
 
 async def section(request: web.Request) -> web.StreamResponse:
     """``GET /buildid/<id>/section/<name>``."""
+    with contextlib.ExitStack() as pins:
+        return await _section(request, pins)
+
+
+async def _section(request: web.Request, pins: contextlib.ExitStack) -> web.StreamResponse:
     state = request.app[STATE]
     name = request.match_info["name"]
     try:
@@ -197,13 +220,13 @@ async def section(request: web.Request) -> web.StreamResponse:
     if not name or "/" in name or "\0" in name:
         return _invalid(state, "not a section name")
     failures: list[DownloadFailed] = []
-    if (passed := await _pass_through(state, ident, f"section/{name}", failures)) is not None:
+    if (passed := await _pass_through(state, ident, f"section/{name}", failures, pins)) is not None:
         return await _send_whole(request, state, passed, name)
     loop = asyncio.get_running_loop()
     unreadable = False
     for lookup in (debuginfo, executable):
         try:
-            entry = await _obtain_lookup(state, lookup)
+            entry = await _obtain_lookup(state, lookup, pins)
         except DownloadFailed as failed:
             failures.append(failed)
             continue
@@ -222,7 +245,7 @@ async def section(request: web.Request) -> web.StreamResponse:
     if unreadable:
         state.metrics.count_request(PROTOCOL, "error")
         return _answer(503, "the file's sections cannot be read here; fetch the whole file")
-    response = _failure_response(failures)
+    response = _failure_response(state, failures)
     state.metrics.count_request(PROTOCOL, "not_found" if response.status == 404 else "error")
     return response
 
@@ -242,6 +265,11 @@ def bundle_lookup(debuginfo: keys.Lookup, ident: str) -> keys.Lookup:
 
 async def source(request: web.Request) -> web.StreamResponse:
     """``GET /buildid/<id>/source/<absolute path>``."""
+    with contextlib.ExitStack() as pins:
+        return await _source(request, pins)
+
+
+async def _source(request: web.Request, pins: contextlib.ExitStack) -> web.StreamResponse:
     state = request.app[STATE]
     path = "/" + request.match_info["path"].lstrip("/")
     try:
@@ -251,12 +279,12 @@ async def source(request: web.Request) -> web.StreamResponse:
     if path == "/" or "\0" in path:
         return _invalid(state, "expected an absolute source path")
     failures: list[DownloadFailed] = []
-    if (passed := await _pass_through(state, ident, f"source{path}", failures)) is not None:
+    if (passed := await _pass_through(state, ident, f"source{path}", failures, pins)) is not None:
         return await _send_whole(request, state, passed, path)
     try:
-        bundle = await _obtain_lookup(state, bundle_lookup(debuginfo, ident))
+        bundle = await _obtain_lookup(state, bundle_lookup(debuginfo, ident), pins)
     except DownloadFailed as failed:
-        response = _failure_response([*failures, failed])
+        response = _failure_response(state, [*failures, failed])
         state.metrics.count_request(PROTOCOL, "not_found" if response.status == 404 else "error")
         return response
     loop = asyncio.get_running_loop()

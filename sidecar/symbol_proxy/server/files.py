@@ -14,6 +14,7 @@ import collections
 import contextlib
 import os
 import threading
+from pathlib import Path
 from typing import BinaryIO
 
 from aiohttp import web
@@ -62,29 +63,41 @@ class HotFiles:
         with self._lock:
             self._items.clear()
             self._bytes = 0
-        while self._handles:
-            _, handle = self._handles.popitem()
+            handles = list(self._handles.values())
+            self._handles.clear()
+        for handle in handles:
             handle.close()
 
     # Open handles of large files, like nginx's open_file_cache: a hit then costs no open() and no
-    # executor round trip. Used from the event loop thread only; sendfile passes explicit offsets,
-    # so concurrent responses can share one handle.
-    # An evicted file's handle keeps its disk blocks until it drops out of this LRU, so the
-    # number is small: at most this many evicted files can briefly outlive the cap.
+    # executor round trip; sendfile passes explicit offsets, so concurrent responses can share one
+    # handle. A response only uses a handle while its request pins the file, and the cache tells
+    # us (``forget``) about every file it removes, which is never a pinned one: the handle is
+    # closed at once, so a removed file's blocks never stay on disk beyond the cap.
     max_handles = 32
 
     def handle(self, entry: CachedFile) -> BinaryIO | None:
         key = (str(entry.path), entry.mtime_ns)
-        handle = self._handles.get(key)
-        if handle is not None:
-            self._handles.move_to_end(key)
-        return handle
+        with self._lock:
+            handle = self._handles.get(key)
+            if handle is not None:
+                self._handles.move_to_end(key)
+            return handle
 
     def keep_handle(self, entry: CachedFile, handle: BinaryIO) -> None:
-        self._handles[(str(entry.path), entry.mtime_ns)] = handle
-        while len(self._handles) > self.max_handles:
-            _, old = self._handles.popitem(last=False)
-            old.close()
+        with self._lock:
+            self._handles[(str(entry.path), entry.mtime_ns)] = handle
+            while len(self._handles) > self.max_handles:
+                _, old = self._handles.popitem(last=False)
+                old.close()
+
+    def forget(self, path: Path) -> None:
+        """``path`` left the cache: close its handles. Safe from any thread."""
+        name = str(path)
+        with self._lock:
+            gone = [key for key in self._handles if key[0] == name]
+            handles = [self._handles.pop(key) for key in gone]
+        for handle in handles:
+            handle.close()
 
 
 def _read_whole(entry: CachedFile) -> bytes:
@@ -137,7 +150,9 @@ async def send_file(
     transport = request.transport
     sent = False
     if transport is not None and not transport.is_closing():
-        with contextlib.suppress(NotImplementedError):
+        # Not available for this transport (TLS, uvloop) or not now (the client went away, which
+        # the write below reports as a closed connection): fall back to plain writes.
+        with contextlib.suppress(NotImplementedError, asyncio.SendfileNotAvailableError):
             await loop.sendfile(transport, handle, decision.start, decision.length, fallback=False)
             sent = True
     if not sent:

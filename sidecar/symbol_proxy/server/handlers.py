@@ -3,8 +3,12 @@
 Status rules, because debuggers are unforgiving (``shared/specs/clients.md`` §7.1):
 - "not found" is always 404, never 403 (symsrv blacklists a server on 403) and never 5xx;
 - a path that is not a lookup we understand is also a fast 404;
-- an upstream failure with no copy anywhere is 502 (504 for timeouts), remembered only briefly;
+- an upstream failure with no copy anywhere is 502 (504 for timeouts), remembered only briefly,
+  with ``Retry-After`` saying when the remembered failure expires;
 - a hit is served from disk with ``sendfile``, ranges and conditional requests.
+
+A request pins its key in the cache while it runs, so the file it is sending (a hit, or the file
+its miss just committed) is never evicted under it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import functools
 import hmac
 import ipaddress
 import logging
+import math
 import time
 from functools import partial
 
@@ -23,7 +28,7 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from symbol_proxy import keys
-from symbol_proxy.cache.inflight import Download, DownloadFailed
+from symbol_proxy.cache.inflight import Download, DownloadFailed, Sink
 from symbol_proxy.cache.store import CachedFile, Miss
 from symbol_proxy.fetching import fetch_into
 from symbol_proxy.server import cabs, contents, files
@@ -38,6 +43,9 @@ CAB_SUFFIX = "|cab"
 """Key suffix of the CABs that earlier versions cached for ``_`` requests (purged with the plain file)."""
 SMALL_FILE = 4 * 1024 * 1024
 """Misses up to this size are answered once complete; larger ones stream while they download."""
+NO_ROOM_PAUSES = (0.2, 0.5, 1.0, 2.0, 4.0)
+"""Pauses before a ``_`` request whose plain file found no room in the cache, and has no known
+size to stream a CAB of, asks again."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -155,74 +163,100 @@ def _extra_headers(state: State, protocol: str, lookup: keys.Lookup, size: int |
 async def _serve(
     request: web.Request, state: State, protocol: str, lookup: keys.Lookup, *, maxsize: int | None = None
 ) -> web.StreamResponse:
+    with state.cache.pinned(lookup.cache_key):
+        for pause in (*NO_ROOM_PAUSES, None):
+            try:
+                return await _serve_pinned(request, state, protocol, lookup, maxsize)
+            except FileNotFoundError:
+                # Purged between the index lookup and the open: forget it and look again.
+                state.cache.forget(lookup.cache_key)
+            except _NoRoom:
+                # The plain file was passed through uncached without a size, so there is nothing
+                # to stream a CAB from: ask again once other responses and downloads let go.
+                if pause is None:
+                    break
+                await asyncio.sleep(pause)
+        return _unavailable("no room in the cache right now")
+
+
+class _NoRoom(Exception):
+    """A ``_`` request found no room for the plain file its CAB is streamed from."""
+
+
+async def _serve_pinned(
+    request: web.Request, state: State, protocol: str, lookup: keys.Lookup, maxsize: int | None
+) -> web.StreamResponse:
     metrics = state.metrics
     entry = state.cache.get(lookup.cache_key)
     if isinstance(entry, Miss):
         metrics.count_request(protocol, "negative_hit")
-        return _missed(entry.kind, entry.detail)
+        return _missed(entry.kind, entry.detail, max(1.0, entry.expires_at - state.cache.now()))
     if isinstance(entry, CachedFile):
         metrics.count_request(protocol, "hit")
-        try:
-            if lookup.variant is keys.Variant.COMPRESSED:
-                return await _serve_cab(request, state, protocol, lookup, entry)
-            return await files.send_file(
-                request, entry, _extra_headers(state, protocol, lookup, entry.size), state.hot
-            )
-        except FileNotFoundError:
-            # Evicted between the index lookup and the open: forget it and fetch it again.
-            state.cache.forget(lookup.cache_key)
-            return await _serve(request, state, protocol, lookup, maxsize=maxsize)
+        if lookup.variant is keys.Variant.COMPRESSED:
+            return await _serve_cab(request, state, protocol, lookup, entry)
+        return await files.send_file(
+            request, entry, _extra_headers(state, protocol, lookup, entry.size), state.hot
+        )
 
     download = _start_download(state, lookup)
-    try:
-        started = await download.started()
-    except DownloadFailed as failed:
-        result = "not_found" if failed.kind == "not_found" else "error"
-        metrics.count_request(protocol, result)
-        return _missed(failed.kind, failed.detail)
-    metrics.count_request(protocol, "miss")
-    if maxsize is not None and started.size is not None and started.size > maxsize:
-        return web.Response(status=406, text="file larger than X-DEBUGINFOD-MAXSIZE\n")
-    compressed = lookup.variant is keys.Variant.COMPRESSED
-    small = started.size is not None and started.size <= SMALL_FILE
-    if small or (compressed and started.size is None):
-        # Small files are complete within milliseconds: wait for the verified file and answer from
-        # the cache, so a body that breaks off upstream becomes a clean 502 instead of a cut
-        # connection, and ranges and conditional requests work on the first request too. A CAB's
-        # headers need the file's size: without it, the whole file is awaited too.
+    with state.downloads.attending(download):
         try:
-            cached = await download.finished()
+            started = await download.started()
         except DownloadFailed as failed:
-            return _missed(failed.kind, failed.detail)
+            result = "not_found" if failed.kind in ("not_found", "denied") else "error"
+            metrics.count_request(protocol, result)
+            return _failed(state, failed)
+        metrics.count_request(protocol, "miss")
+        if maxsize is not None and started.size is not None and started.size > maxsize:
+            return web.Response(status=406, text="file larger than X-DEBUGINFOD-MAXSIZE\n")
+        compressed = lookup.variant is keys.Variant.COMPRESSED
+        small = started.size is not None and started.size <= SMALL_FILE
+        if (small or (compressed and started.size is None)) and not download.uncached:
+            # Small files are complete within milliseconds: wait for the verified file and answer
+            # from the cache, so a body that breaks off upstream becomes a clean 502 instead of a
+            # cut connection, and ranges and conditional requests work on the first request too. A
+            # CAB's headers need the file's size: without it, the whole file is awaited too.
+            try:
+                cached = await download.finished()
+            except DownloadFailed as failed:
+                if failed.kind != "space" or not download.uncached:
+                    return _failed(state, failed)
+                # Passed through while it downloaded: the bytes are still in memory, stream them.
+            else:
+                if compressed:
+                    return await _serve_cab(request, state, protocol, lookup, cached)
+                return await files.send_file(
+                    request, cached, _extra_headers(state, protocol, lookup, cached.size), state.hot
+                )
         if compressed:
-            return await _serve_cab(request, state, protocol, lookup, cached)
-        return await files.send_file(
-            request, cached, _extra_headers(state, protocol, lookup, cached.size), state.hot
-        )
-    if compressed and started.size is not None:
-        return await cabs.send(
-            request,
-            name=lookup.file_name,
-            file_size=started.size,
-            mtime=time.time(),
-            headers=_extra_headers(state, protocol, lookup, None),
-            chunks=download.read(),
-        )
-    headers = _extra_headers(state, protocol, lookup, started.size)
-    if request.method == "HEAD":
-        return await files.head_response(request, 200, headers, started.size)
-    return await _stream(request, download, headers, started.size)
+            if started.size is None:
+                # Passed through uncached, with no size for the CAB's headers: nothing to stream a
+                # CAB from. Ask again once other responses and downloads have let go of the cap.
+                raise _NoRoom
+            # The stored CAB follows the download (cached or passed through) as its bytes arrive.
+            return await cabs.send(
+                request,
+                name=lookup.file_name,
+                file_size=started.size,
+                mtime=time.time(),
+                headers=_extra_headers(state, protocol, lookup, None),
+                chunks=download.read(),
+            )
+        headers = _extra_headers(state, protocol, lookup, started.size)
+        if request.method == "HEAD":
+            return await files.head_response(request, 200, headers, started.size)
+        return await _stream(request, download, headers, started.size)
 
 
 def _start_download(state: State, lookup: keys.Lookup) -> Download:
     runtime = state.runtime
 
-    async def producer(sink: object) -> None:
+    async def producer(sink: Sink) -> None:
         await fetch_into(
-            sink,  # type: ignore[arg-type]
+            sink,
             lookup,
             resolver=runtime.resolver,
-            scratch_dir=state.scratch_dir,
             max_file_size=state.config.cache.max_file_size,
             metrics=state.metrics,
             on_found=partial(_remember_location, state, lookup.cache_key),
@@ -235,11 +269,25 @@ def _start_download(state: State, lookup: keys.Lookup) -> Download:
     return download
 
 
-def _missed(kind: str, detail: str) -> web.Response:
-    if kind == "not_found":
+def _missed(kind: str, detail: str, retry_after: float) -> web.Response:
+    """The answer for a remembered or fresh miss of ``kind``; ``retry_after``: seconds until it
+    is asked upstream again."""
+    if kind in ("not_found", "denied"):
         return _not_found("no configured source has this file")
-    status = 504 if detail.startswith("timeout") else 502
-    return web.Response(status=status, text=f"upstream error: {detail}\n", headers={"Retry-After": "30"})
+    status = 504 if kind == "timeout" else 502
+    headers = {"Retry-After": str(math.ceil(retry_after))}
+    return web.Response(status=status, text=f"upstream error: {detail}\n", headers=headers)
+
+
+def _failed(state: State, failed: DownloadFailed) -> web.Response:
+    if failed.kind == "space":
+        return _unavailable("no room in the cache right now")
+    return _missed(failed.kind, failed.detail, max(1.0, state.config.cache.error_ttl))
+
+
+def _unavailable(reason: str) -> web.Response:
+    """The proxy itself cannot answer now (not the upstream): 503, ask again shortly."""
+    return web.Response(status=503, text=f"unavailable: {reason}\n", headers={"Retry-After": "1"})
 
 
 async def _stream(
@@ -289,9 +337,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    if not request.app[STATE].ready:
+    """Ready once started; sources that cannot work (a missing directory) are listed as warnings
+    but do not make the proxy unready: the other sources keep serving."""
+    state = request.app[STATE]
+    if not state.ready:
         return web.Response(status=503, text="starting\n")
-    return web.Response(text="ok\n")
+    warnings = "".join(f"warning: {problem}\n" for problem in state.runtime.problems)
+    return web.Response(text="ok\n" + warnings)
 
 
 async def healthcheck(request: web.Request) -> web.Response:
@@ -309,9 +361,12 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def _admin_allowed(request: web.Request, state: State) -> web.Response | None:
-    admin = state.config.admin
-    if not admin.enabled:
+    """Off: every admin path is an unknown path (404, whatever the method). On: loopback clients
+    with the token only; there is always a token (``app`` generates one when none is configured)."""
+    if state.admin_token is None:
         return web.Response(status=404, text="not found\n")
+    if request.method != "DELETE":
+        return web.Response(status=405, text="method not allowed\n", headers={"Allow": "DELETE"})
     remote = request.remote or ""
     try:
         loopback = ipaddress.ip_address(remote).is_loopback
@@ -319,10 +374,9 @@ def _admin_allowed(request: web.Request, state: State) -> web.Response | None:
         loopback = False
     if not loopback:
         return web.Response(status=403, text="admin endpoints answer loopback clients only\n")
-    if admin.token is not None:
-        expected = f"Bearer {admin.token.get_secret_value()}"
-        if not hmac.compare_digest(request.headers.get("Authorization", ""), expected):
-            return web.Response(status=401, text="missing or wrong admin token\n")
+    expected = f"Bearer {state.admin_token}"
+    if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected.encode()):
+        return web.Response(status=401, text="missing or wrong admin token\n")
     return None
 
 
@@ -381,6 +435,6 @@ def routes() -> list[web.AbstractRouteDef]:
         web.get("/readyz", readyz),
         web.get("/healthcheck", healthcheck),
         web.get("/metrics", metrics),
-        web.delete("/admin/cache", purge_all),
-        web.delete("/admin/cache/{protocol}/{path:.+}", purge_one),
+        web.route("*", "/admin/cache", purge_all),
+        web.route("*", "/admin/cache/{protocol}/{path:.+}", purge_one),
     ]

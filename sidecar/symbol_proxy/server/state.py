@@ -37,10 +37,8 @@ class State:
     locations: collections.OrderedDict[str, str] = dataclasses.field(default_factory=collections.OrderedDict)
     """Cache key → where upstream the file was found (its source-relative path), most recent last;
     what debuginfod's ``X-DEBUGINFOD-FILE`` reports. Memory only, bounded by the handlers."""
-
-    @property
-    def scratch_dir(self) -> Path:
-        return Path(self.config.cache.dir) / "tmp"
+    admin_token: str | None = None
+    """The token admin requests need; ``None`` while the admin endpoint is off."""
 
 
 STATE = web.AppKey("state", State)
