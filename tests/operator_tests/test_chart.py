@@ -67,6 +67,7 @@ MATRIX: dict[str, tuple[dict[str, Any], list[str]]] = {
         },
         [],
     ),
+    "cluster-cache": ({"clusterCache": {"enabled": True, "storageClassName": "fast", "size": "10Gi"}}, []),
     "tuned-sidecar": (
         {
             "sidecar": {
@@ -290,6 +291,22 @@ def test_values_violating_the_schema_fail(values: dict[str, Any], message: str, 
     result = helm(*args, check=False)
     assert result.returncode != 0
     assert "schema" in result.stderr and message in result.stderr, result.stderr
+
+
+def test_the_cluster_cache_serves_the_release_namespaces_config_from_a_kept_claim(tmp_path: Path) -> None:
+    documents = rendered("cluster-cache", tmp_path)
+    claim = find(documents, "PersistentVolumeClaim")
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert claim["spec"]["storageClassName"] == "fast"
+    cache = find(documents, "Deployment", f"{RELEASE}-symbol-operator-cache")
+    assert cache["spec"]["strategy"] == {"type": "Recreate"}
+    spec = cache["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["config"]["secret"]["secretName"] == "symbol-proxy-config"
+    assert volumes["cache"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    service = find(documents, "Service", f"{RELEASE}-symbol-operator-cache")
+    assert service["spec"]["selector"].items() <= cache["spec"]["template"]["metadata"]["labels"].items()
+    assert "PersistentVolumeClaim" not in kinds(rendered("defaults", tmp_path))
 
 
 def test_the_charts_crds_are_the_repositorys_crds() -> None:
