@@ -5,7 +5,8 @@ The webhook runs as ``symbol-operator webhook`` (a subprocess, with a certificat
 it because the test control plane has no kube-proxy to reach a Service. Covered: an annotated Pod comes
 back injected, an unannotated one unchanged, a re-submitted injected Pod is not injected twice, a
 labelled namespace injects every pod except those that refuse, a bad annotation is refused with its
-name, and the proxy started with exactly the injected container spec (mounts mapped to local
+name, the pods a Deployment's ReplicaSet creates (kube-controller-manager running) are injected, and
+the proxy started with exactly the injected container spec (mounts mapped to local
 directories) serves a fixture file from the configuration the operator rendered.
 """
 
@@ -270,3 +271,69 @@ def test_the_proxy_started_with_the_injected_spec_serves_from_the_rendered_confi
     assert (
         yaml.safe_load((paths[injection.CONFIG_DIR] / "proxy.yaml").read_text())["sources"][0]["id"] == "disk"
     )
+
+
+@pytest.fixture
+def workload_controllers(control_plane: Any, tmp_path: Path) -> Iterator[None]:
+    """kube-controller-manager running only the Deployment and ReplicaSet controllers, so Pods are
+    created by the control plane itself, as in a cluster."""
+    log = (tmp_path / "kube-controller-manager.log").open("wb")
+    process = subprocess.Popen(
+        [
+            str(control_plane.bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={control_plane.kubeconfig}",
+            "--controllers=deployment,replicaset",
+            "--leader-elect=false",
+            "--use-service-account-credentials=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={free_port()}",
+            f"--authentication-kubeconfig={control_plane.kubeconfig}",
+            f"--authorization-kubeconfig={control_plane.kubeconfig}",
+            f"--tls-cert-file={control_plane.workdir / 'pki' / 'apiserver.crt'}",
+            f"--tls-private-key-file={control_plane.workdir / 'pki' / 'apiserver.key'}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def test_a_deployments_pods_are_injected(
+    kube: Kube, namespace: str, injector: str, workload_controllers: None
+) -> None:
+    template = pod("unused", {injection.INJECT: "true"})
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "crash-processor"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "crash-processor"}},
+            "template": {
+                "metadata": {
+                    "labels": {"app": "crash-processor"},
+                    "annotations": template["metadata"]["annotations"],
+                },
+                "spec": template["spec"],
+            },
+        },
+    }
+    kube.request("POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", body=deployment)
+
+    def pods() -> list[dict[str, Any]]:
+        items = kube.request(
+            "GET", f"/api/v1/namespaces/{namespace}/pods", params={"labelSelector": "app=crash-processor"}
+        )
+        found: list[dict[str, Any]] = items.get("items") or []
+        return found if len(found) == 2 else []
+
+    created = wait_for(pods, timeout=90, what="the Deployment's two pods")
+    for body in created:
+        assert len(sidecars(body)) == 1, body["metadata"]["name"]
+        assert env(body["spec"]["containers"][0]) == injection.variables(8080)
