@@ -5,6 +5,9 @@ at all (the namespace's opt-in is the webhook configuration's ``namespaceSelecto
 pods to ``/inject/namespace``), so it runs as its own Deployment with several replicas and pod creation
 never waits on the single operator pod.
 
+The serving certificate is read again when its files change (cert-manager renews it in the mounted
+Secret): new connections get the new one, and the pod need not restart.
+
 Routes: ``POST /inject/pod`` (pods annotated ``inject: "true"``), ``POST /inject/namespace`` (every
 pod of an opted-in namespace unless annotated ``"false"``), ``GET /healthz`` (readiness over TLS).
 Anything that is not a Pod CREATE is allowed untouched. A review that cannot be decoded gets 400; an
@@ -14,17 +17,21 @@ annotated pod with an unusable annotation is denied with a message naming the an
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
+import contextlib
 import json
 import logging
+import os
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
 from symbol_operator.webhook import injection
 
-__all__ = ["add_arguments", "create_app", "review_response", "serve"]
+__all__ = ["CertificateFiles", "add_arguments", "create_app", "review_response", "serve"]
 
 log = logging.getLogger(__name__)
 SETTINGS = web.AppKey("settings", injection.Settings)
@@ -77,9 +84,56 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
 
-def create_app(settings: injection.Settings) -> web.Application:
+CERT_POLL_SECONDS = 30.0
+"""How often the certificate files are checked; cert-manager renews well ahead of expiry."""
+
+
+class CertificateFiles:
+    """The serving certificate and key behind one SSL context, loaded again when they change."""
+
+    def __init__(self, cert: str, key: str) -> None:
+        self.cert, self.key = cert, key
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.version = self._version()
+        self.context.load_cert_chain(cert, key)
+
+    def _version(self) -> tuple[tuple[int, int], ...]:
+        # Kubernetes swaps a Secret's files through a symlink, so stat follows it to the new inode.
+        return tuple((os.stat(p).st_ino, os.stat(p).st_mtime_ns) for p in (self.cert, self.key))
+
+    def reload_if_changed(self) -> bool:
+        """Load the files into the same context if they changed; a broken pair keeps the old one."""
+        try:
+            version = self._version()
+            if version == self.version:
+                return False
+            self.context.load_cert_chain(self.cert, self.key)
+        except (OSError, ssl.SSLError) as exc:
+            log.error("serving certificate not reloaded, the previous one stays: %s", exc)
+            return False
+        self.version = version
+        log.info("serving certificate reloaded from %s", self.cert)
+        return True
+
+
+def create_app(settings: injection.Settings, certificates: CertificateFiles | None = None) -> web.Application:
     app = web.Application(client_max_size=8 * 1024**2)
     app[SETTINGS] = settings
+    if certificates is not None:
+
+        async def watch(app: web.Application) -> AsyncIterator[None]:
+            async def poll() -> None:
+                while True:
+                    await asyncio.sleep(CERT_POLL_SECONDS)
+                    certificates.reload_if_changed()
+
+            task = asyncio.create_task(poll())
+            yield
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        app.cleanup_ctx.append(watch)
     app.add_routes(
         [
             web.post("/inject/pod", _handler("pod")),
@@ -128,14 +182,13 @@ def settings_from_args(args: argparse.Namespace) -> injection.Settings:
 
 def serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(args.tls_cert, args.tls_key)
+    certificates = CertificateFiles(args.tls_cert, args.tls_key)
     log.info("injection webhook on https://%s:%d (sidecar image %s)", args.host, args.port, settings.image)
     web.run_app(
-        create_app(settings),
+        create_app(settings, certificates),
         host=args.host,
         port=args.port,
-        ssl_context=context,
+        ssl_context=certificates.context,
         access_log=None,
         print=None,
         shutdown_timeout=5,

@@ -4,15 +4,23 @@ and the flags are checked at start."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import ssl
+from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from symbol_operator.cli import build_parser
 from symbol_operator.webhook import injection, serving
+from tests.support.controlplane import _certificate, _pem_cert, _pem_key
+from tests.support.net import free_port
 
 SETTINGS = injection.Settings(image="registry.example.com/symbol-operator:test")
 
@@ -100,3 +108,41 @@ def test_bad_defaults_fail_at_start() -> None:
     )
     with pytest.raises(injection.InjectionError, match="lots"):
         serving.settings_from_args(args)
+
+
+def write_pair(directory: Path, subject: str) -> None:
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _certificate(f"{subject} CA", ca_key, None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _certificate(subject, key, (ca, ca_key), sans=["127.0.0.1"])
+    # Written next to the files and renamed over them, as the kubelet swaps a Secret's files.
+    for name, data in (("tls.crt", _pem_cert(cert)), ("tls.key", _pem_key(key))):
+        (directory / f".{name}.new").write_bytes(data)
+        (directory / f".{name}.new").rename(directory / name)
+
+
+def served_subject(port: int) -> str:
+    pem = ssl.get_server_certificate(("127.0.0.1", port), timeout=10)
+    name = x509.load_pem_x509_certificate(pem.encode()).subject
+    return str(name.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value)
+
+
+async def test_a_renewed_certificate_is_served_without_a_restart(tmp_path: Path) -> None:
+    write_pair(tmp_path, "first")
+    certificates = serving.CertificateFiles(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"))
+    runner = web.AppRunner(serving.create_app(SETTINGS))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=certificates.context).start()
+    loop = asyncio.get_running_loop()
+    try:
+        assert await loop.run_in_executor(None, served_subject, port) == "first"
+        assert certificates.reload_if_changed() is False
+        write_pair(tmp_path, "second")
+        assert certificates.reload_if_changed() is True
+        assert await loop.run_in_executor(None, served_subject, port) == "second"
+        (tmp_path / "tls.key").write_text("not a key")
+        assert certificates.reload_if_changed() is False  # a broken pair keeps the previous one
+        assert await loop.run_in_executor(None, served_subject, port) == "second"
+    finally:
+        await runner.cleanup()
