@@ -356,3 +356,16 @@ def test_the_dockerfile_names_entry_points_that_exist_and_start() -> None:
         [str(BIN / cmd[0]), *cmd[1:], "--help"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_every_key_of_values_yaml_has_a_comment_above_it() -> None:
+    lines = (CHART / "values.yaml").read_text(encoding="utf-8").splitlines()
+    undocumented = []
+    for number, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or stripped.startswith("- ") or ":" not in stripped:
+            continue
+        above = lines[number - 1].strip() if number else ""
+        if not above.startswith("#"):
+            undocumented.append(f"{number + 1}: {stripped}")
+    assert undocumented == []
