@@ -1,0 +1,7 @@
+"""The publishing service: the Azure DevOps Symbol Service REST API in front of a symbol store.
+
+Pure modules (no I/O, checked by import-linter): ``vsohash``, ``wire`` (models), ``errors``,
+``apiversion``, ``routes``, ``tokens``, ``entries``. The store side (``blobs``, ``manifests``) writes
+through the sidecar's backend interface; ``requeststore`` declares where SymbolRequests are kept;
+``app``/``handlers``/``cli`` are the aiohttp service. See ``docs/publishing.md``.
+"""
