@@ -65,6 +65,7 @@ STATUS_BY_TYPE_KEY: dict[str, int] = {
     "RequestEntityTooLargeException": 413,
     "DebugEntryNotCreatedException": 500,
     "ServiceUnavailableException": 503,
+    "InternalServerErrorException": 500,
 }
 
 

@@ -73,6 +73,7 @@ def _camel(member: enum.Enum) -> str:
 
 
 E = TypeVar("E", bound=enum.IntEnum)
+M = TypeVar("M", bound=pydantic.BaseModel)
 
 
 def _enum_parser(kind: type[E]) -> Any:

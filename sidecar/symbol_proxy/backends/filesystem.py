@@ -188,9 +188,9 @@ class FilesystemBackend:
 
 
 def _create_file(path: Path) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         return os.open(path, flags, 0o644)
     except OSError as exc:
         raise _write_error(path, exc) from None

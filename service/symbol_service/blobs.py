@@ -1,0 +1,156 @@
+"""Blobs in the publish store: content-addressed by VSO-Hash, verified before they become visible.
+
+Layout below the store's root (``docs/publishing.md``)::
+
+    _publish/blobs/<BLOBID-HEX>.blob               one object per distinct content
+    _publish/blocks/<BLOBID-HEX>/<BLOCK-HEX>.block staged blocks of a multi-block upload
+
+A whole-blob upload streams through ``VsoHasher`` into a conditional create at the blob's name; the
+body raises at its end when the content does not hash to the name, which makes the backend throw the
+write away (no temporary file, no multipart upload survives). So an object at a blob's name always
+has that VSO-Hash, and "the blob exists" is the check the debug-entry re-post needs. Two uploads of
+one blob race harmlessly: one create wins, the other is a deduplicated upload.
+
+A multi-block upload stores each block (verified against its block hash) and assembles the blob when
+a debug entry's ``blobDetails`` lists the blocks in order; the assembled stream is verified the same
+way, and the blocks are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Sequence
+
+from symbol_proxy.backends import base
+from symbol_service import errors, vsohash
+
+__all__ = ["BlobStore", "Upload"]
+
+PREFIX = "_publish"
+
+
+class _HashMismatch(base.Malformed):
+    pass
+
+
+class Upload:
+    """The outcome of one upload: the id, the bytes received, and whether it was already stored."""
+
+    def __init__(self, blob_id: vsohash.BlobId, size: int, deduplicated: bool) -> None:
+        self.blob_id = blob_id
+        self.size = size
+        self.deduplicated = deduplicated
+
+
+def _mismatch(what: str) -> errors.ServiceError:
+    return errors.ServiceError("BlobHashMismatchException", f"The uploaded content does not hash to {what}.")
+
+
+class BlobStore:
+    def __init__(self, backend: base.WritableBackend) -> None:
+        self.backend = backend
+
+    @staticmethod
+    def blob_location(blob_id: vsohash.BlobId) -> str:
+        return f"{PREFIX}/blobs/{blob_id.hex}.blob"
+
+    @staticmethod
+    def block_location(blob_id: vsohash.BlobId, block: bytes) -> str:
+        return f"{PREFIX}/blocks/{blob_id.hex}/{block.hex().upper()}.block"
+
+    async def size(self, blob_id: vsohash.BlobId) -> int | None:
+        """The stored blob's size, or ``None`` when it is not stored."""
+        try:
+            info = await self.backend.head(self.blob_location(blob_id))
+        except base.NotFound:
+            return None
+        return info.size
+
+    async def open(self, blob_id: vsohash.BlobId) -> base.ObjectStream:
+        return await self.backend.open(self.blob_location(blob_id))
+
+    async def _verified(
+        self, blob_id: vsohash.BlobId, chunks: AsyncIterator[bytes], limit: int, counter: list[int]
+    ) -> AsyncIterator[bytes]:
+        hasher = vsohash.VsoHasher()
+        async for chunk in chunks:
+            hasher.update(chunk)
+            counter[0] = hasher.size
+            if hasher.size > limit:
+                raise errors.ServiceError(
+                    "RequestEntityTooLargeException", f"A blob may have at most {limit} bytes."
+                )
+            yield chunk
+        if hasher.finish() != blob_id:
+            raise _HashMismatch(blob_id.hex)
+
+    async def put(
+        self, blob_id: vsohash.BlobId, chunks: AsyncIterator[bytes], *, size: int | None, limit: int
+    ) -> Upload:
+        """Store a whole blob whose content must hash to ``blob_id``."""
+        counter = [0]
+        try:
+            await self.backend.create(
+                self.blob_location(blob_id), self._verified(blob_id, chunks, limit, counter), size=size
+            )
+        except base.AlreadyExists:
+            return Upload(blob_id, counter[0], deduplicated=True)
+        except _HashMismatch:
+            raise _mismatch(f"the blob id {blob_id.hex}") from None
+        return Upload(blob_id, counter[0], deduplicated=False)
+
+    async def put_block(self, blob_id: vsohash.BlobId, block_hash: bytes, data: bytes) -> bool:
+        """Stage one block; ``False`` when it was already staged."""
+        if vsohash.block_hash(data) != block_hash:
+            raise _mismatch(f"the block hash {block_hash.hex().upper()}")
+
+        async def body() -> AsyncIterator[bytes]:
+            yield data
+
+        try:
+            await self.backend.create(self.block_location(blob_id, block_hash), body(), size=len(data))
+        except base.AlreadyExists:
+            return False
+        return True
+
+    async def assemble(self, blob_id: vsohash.BlobId, blocks: Sequence[bytes], *, limit: int) -> bool:
+        """Build the blob from its staged blocks; ``False`` when a block is missing or the result
+        does not hash to ``blob_id`` (nothing is stored then)."""
+        if not blocks:
+            return False
+        for block in blocks:
+            try:
+                await self.backend.head(self.block_location(blob_id, block))
+            except base.NotFound:
+                return False
+
+        async def body() -> AsyncIterator[bytes]:
+            for block in blocks:
+                stream = await self.backend.open(self.block_location(blob_id, block))
+                try:
+                    async for chunk in stream.chunks():
+                        yield chunk
+                finally:
+                    await stream.aclose()
+
+        try:
+            await self.put(blob_id, body(), size=None, limit=limit)
+        except errors.ServiceError:
+            return False
+        for block in set(blocks):
+            await self.backend.delete(self.block_location(blob_id, block))
+        return True
+
+
+def block_hash_from_text(text: str) -> bytes:
+    """A block hash as the block route names it (hex), or as JSON carries it (base64)."""
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except ValueError:
+            raw = b""
+    if len(raw) != 32:
+        raise errors.ServiceError("InvalidEndpointParameterException", "blockHash is 32 bytes in hex.")
+    return raw
