@@ -22,6 +22,9 @@ from symbol_service.app import create_app
 from symbol_service.config import Limits
 from symbol_service.requeststore import MemoryRequestStore
 
+# The S3 world (moto's server) and the guard against real cloud endpoints, shared with the backends' tests.
+from tests.sidecar.backends.conftest import _no_real_aws, s3_world, settings  # noqa: F401
+
 ORG = "fabrikam"
 
 
@@ -29,7 +32,8 @@ ORG = "fabrikam"
 class Service:
     url: str
     """``http://127.0.0.1:<port>/<organization>``"""
-    store: Path
+    store: Path | None
+    """The filesystem store's root (``None`` for other stores)."""
     session: aiohttp.ClientSession
     tokens: dict[str, str]
     """Token of each role: reader, writer, manager."""
