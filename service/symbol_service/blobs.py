@@ -18,6 +18,7 @@ way, and the blocks are removed afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator, Sequence
 
@@ -72,15 +73,31 @@ class BlobStore:
     async def _verified(
         self, blob_id: vsohash.BlobId, chunks: AsyncIterator[bytes], limit: int, counter: list[int]
     ) -> AsyncIterator[bytes]:
+        """``chunks``, hashed on the way; raises at the end if they do not hash to ``blob_id``.
+
+        Each chunk is hashed in a worker thread while the consumer writes it (hashlib releases the
+        GIL), so hashing and writing overlap instead of adding up.
+        """
+        loop = asyncio.get_running_loop()
         hasher = vsohash.VsoHasher()
-        async for chunk in chunks:
-            hasher.update(chunk)
-            counter[0] = hasher.size
-            if hasher.size > limit:
-                raise errors.ServiceError(
-                    "RequestEntityTooLargeException", f"A blob may have at most {limit} bytes."
-                )
-            yield chunk
+        hashing: asyncio.Future[None] | None = None
+        try:
+            async for chunk in chunks:
+                counter[0] += len(chunk)
+                if counter[0] > limit:
+                    raise errors.ServiceError(
+                        "RequestEntityTooLargeException", f"A blob may have at most {limit} bytes."
+                    )
+                if hashing is not None:
+                    await hashing
+                hashing = loop.run_in_executor(None, hasher.update, chunk)
+                yield chunk
+            if hashing is not None:
+                await hashing
+                hashing = None
+        finally:
+            if hashing is not None:
+                await asyncio.shield(hashing)  # never leave a thread updating a hasher we dropped
         if hasher.finish() != blob_id:
             raise _HashMismatch(blob_id.hex)
 

@@ -62,6 +62,9 @@ LOCATIONS = [
 ]
 
 
+UPLOAD_PIECE = 1024 * 1024
+
+
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -376,19 +379,26 @@ class Api:
                 "RequestEntityTooLargeException",
                 f"A batch may hold at most {self.limits.max_entries_per_batch} debug entries.",
             )
-        existing = await self.manifest_store.entries(record.id)
+        stored_before = await self.manifest_store.entries(record.id)
+        added: dict[str, dict[str, Any]] = {}  # by this batch: a later entry of it may repeat an id
+
+        sizes: dict[vsohash.BlobId, int | None] = {}  # one store lookup per blob per batch
+
+        def existing(entry_id: str) -> dict[str, Any] | None:
+            return added.get(entry_id) or stored_before.get(entry_id)
+
         answers: list[dict[str, Any]] = []
         changed: list[dict[str, Any]] = []
         now = wire.format_date(_now())
         for entry in batch.debug_entries:
-            stored = await self._entry(record, entry, existing, batch.create_behavior, who, now)
+            stored = await self._entry(record, entry, existing, sizes, batch.create_behavior, who, now)
             if stored is None:
                 self.metrics.entries.labels("skipped").inc()
                 continue
             record_, is_new = stored
             if is_new:
                 changed.append(record_)
-                existing[record_["id"].lower()] = record_
+                added[record_["id"].lower()] = record_
             answers.append(record_)
             self.metrics.entries.labels(wire.DebugEntryStatus(record_["status"]).name.lower()).inc()
         await self.manifest_store.append(record.id, changed)
@@ -398,7 +408,8 @@ class Api:
         self,
         record: RequestRecord,
         entry: wire.DebugEntry,
-        existing: dict[str, dict[str, Any]],
+        existing: Callable[[str], dict[str, Any] | None],
+        sizes: dict[vsohash.BlobId, int | None],
         behavior: wire.CreateBehavior,
         who: tokens.Principal | None,
         now: str,
@@ -419,7 +430,7 @@ class Api:
             )
         level = int(entry.information_level)
         entry_id = entries.entry_id(key, level)
-        previous = existing.get(entry_id.lower())
+        previous = existing(entry_id.lower())
         if previous is not None and previous["status"] == wire.DebugEntryStatus.CREATED:
             if previous["blobId"] == blob_id.hex:
                 return previous, False  # the same entry again (a retry or the re-post): nothing to do
@@ -429,11 +440,13 @@ class Api:
                 )
             if behavior == wire.CreateBehavior.SKIP_IF_EXISTS:
                 return None
-        size = await self.blob_store.size(blob_id)
+        if blob_id not in sizes:
+            sizes[blob_id] = await self.blob_store.size(blob_id)
+        size = sizes[blob_id]
         if size is None and entry.blob_details is not None:
             blocks = [block.digest for block in entry.blob_details.block_hashes]
             if await self.blob_store.assemble(blob_id, blocks, limit=self.limits.max_blob_size):
-                size = await self.blob_store.size(blob_id)
+                size = sizes[blob_id] = await self.blob_store.size(blob_id)
         status = wire.DebugEntryStatus.BLOB_MISSING if size is None else wire.DebugEntryStatus.CREATED
         stored: dict[str, Any] = {
             "id": entry_id,
@@ -538,9 +551,17 @@ class Api:
         return size
 
     async def _request_body(self, request: web.Request) -> AsyncIterator[bytes]:
+        """The body in pieces of about ``UPLOAD_PIECE`` bytes (aiohttp hands out what has arrived,
+        often 64 KiB; larger pieces mean fewer trips to the hashing and writing threads)."""
+        piece = bytearray()
         async for chunk in request.content.iter_any():
             self.metrics.uploaded_bytes.inc(len(chunk))
-            yield chunk
+            piece += chunk
+            if len(piece) >= UPLOAD_PIECE:
+                yield bytes(piece)
+                piece.clear()
+        if piece:
+            yield bytes(piece)
 
     async def _put_blob(
         self, request: web.Request, op: routes.Operation, who: tokens.Principal | None

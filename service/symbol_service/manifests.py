@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import collections
 import json
-from collections.abc import AsyncIterator, Iterable
+import types
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from symbol_proxy.backends import base
@@ -78,9 +79,10 @@ class ManifestStore:
             self._apply(state, records)
             state.next_segment += 1
 
-    async def entries(self, request_id: str) -> dict[str, dict[str, Any]]:
-        """Every live entry of the request, by lower-cased entry id (a copy)."""
-        return dict((await self._catch_up(request_id)).entries)
+    async def entries(self, request_id: str) -> Mapping[str, dict[str, Any]]:
+        """Every live entry of the request, by lower-cased entry id: a read-only view, not a copy
+        (a request may have 100,000 entries and a batch of 100 should not copy them all)."""
+        return types.MappingProxyType((await self._catch_up(request_id)).entries)
 
     async def append(self, request_id: str, records: list[dict[str, Any]]) -> None:
         """Write ``records`` as the request's next segment."""
