@@ -381,3 +381,64 @@ async def test_readyz_fails_when_the_store_is_gone(service: Service, tmp_path: P
     (tmp_path / "store").write_text("not a directory")
     async with service.session.get(service.url.rsplit("/", 1)[0] + "/readyz") as response:
         assert response.status == 503
+
+
+async def test_update_and_delete_by_name(service: Service) -> None:
+    await create_request(service, "Team/Build/7")
+    _, sealed, _ = await service.call(
+        "PATCH",
+        "/_apis/symbol/requests",
+        params={"requestName": "team/build/7"},
+        json={"status": "Sealed"},
+        expect=200,
+    )
+    assert sealed["status"] == "sealed"
+    status, error, _ = await service.call(
+        "POST",
+        "/_apis/symbol/requests",
+        params={"requestName": "team/build/7", "collection": "debugentries"},
+        json={"debugEntries": [entry("a.dll/1/a.dll", b"a")]},
+    )
+    assert (status, error["typeKey"]) == (403, "RequestSealedException")
+    await service.call(
+        "DELETE",
+        "/_apis/symbol/requests",
+        params={"requestName": "TEAM/BUILD/7", "synchronous": "true"},
+        role="manager",
+        expect=200,
+    )
+    status, _, _ = await service.call("GET", "/_apis/symbol/requests", params={"requestName": "team/build/7"})
+    assert status == 404
+
+
+async def test_blob_routes_references_and_dedup_metrics(service: Service) -> None:
+    stored, missing = b"a stored blob", b"never uploaded"
+    stored_id, missing_id = vsohash.vso_hash(stored), vsohash.vso_hash(missing)
+    for expected in (201, 200):
+        await service.call("PUT", f"/_apis/blob/blobs/{stored_id.hex}", data=stored, expect=expected)
+    _, answer, _ = await service.call(
+        "POST",
+        "/_apis/blob/referencesbatch",
+        json={
+            "references": [
+                {"id": "r1", "scope": "s", "blob": {"id": stored_id.hex}},
+                {"keepUntil": "2030-01-01T00:00:00Z", "blob": {"id": missing_id.hex}},
+            ]
+        },
+        expect=200,
+    )
+    assert [r["status"] for r in answer["references"]] == ["added", "missing"]
+    _, content, _ = await service.call("GET", f"/_apis/blob/blobs/{stored_id.hex}", role="reader", expect=200)
+    assert content == stored
+    _, url, _ = await service.call("GET", f"/_apis/blob/blobs/{stored_id.hex}/url", role="reader", expect=200)
+    assert url["url"].endswith(f"/_apis/blob/blobs/{stored_id.hex}")
+    status, error, _ = await service.call("GET", f"/_apis/blob/blobs/{missing_id.hex}", role="reader")
+    assert (status, error["typeKey"]) == (404, "BlobNotFoundException")
+    status, error, _ = await service.call("PUT", "/_apis/blob/blobs/NOTHEX", data=b"x")
+    assert (status, error["typeKey"]) == (400, "InvalidEndpointParameterException")
+    async with service.session.get(f"{service.url.rsplit('/', 1)[0]}/metrics") as response:
+        text = await response.text()
+    assert 'symservice_blobs_total{result="stored"} 1.0' in text
+    assert 'symservice_blobs_total{result="deduplicated"} 1.0' in text
+    uploaded = re.search(r"^symservice_uploaded_bytes_total (\S+)$", text, re.MULTILINE)
+    assert uploaded is not None and float(uploaded.group(1)) >= len(stored)  # a duplicate may go unread
