@@ -96,3 +96,25 @@ async def test_the_flow_over_two_replicas_on_s3(replicas: list[Service]) -> None
             assert content == data
     _, listed, _ = await a.call("GET", path, role="reader", expect=200)
     assert listed["count"] == 2
+
+
+async def test_an_empty_file_can_be_published_and_read_back_on_s3(replicas: list[Service]) -> None:
+    a, b = replicas
+    _, request, _ = await a.call("POST", "/_apis/symbol/requests", json={"name": "empty"}, expect=201)
+    path = f"/_apis/symbol/requests/{request['id']}/debugentries"
+    _, first, _ = await a.call(
+        "POST", path, json={"debugEntries": [entry("empty.dll/0/empty.dll", b"")]}, expect=200
+    )
+    await b.call(
+        "PUT", first["value"][0]["blobUri"].replace(a.url, b.url), data=b"", absolute=True, expect=201
+    )
+    _, second, _ = await b.call(
+        "POST", path, json={"debugEntries": [entry("empty.dll/0/empty.dll", b"")]}, expect=200
+    )
+    assert (second["value"][0]["status"], second["value"][0]["size"]) == ("created", 0)
+    status, content, _ = await a.call(
+        "GET",
+        f"/_apis/symbol/requests/{request['id']}/contents/empty.dll/0/empty.dll/00000001",
+        role="reader",
+    )
+    assert (status, content) == (200, b"")
