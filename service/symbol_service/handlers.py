@@ -125,6 +125,8 @@ class Api:
     limits: Limits
     metrics: Metrics
     public_url: str | None = None
+    clock: Callable[[], datetime.datetime] = _now
+    """The time, for expiry; tests move it instead of sleeping."""
 
     async def handle(
         self, request: web.Request, operation: routes.Operation, principal: tokens.Principal | None
@@ -176,7 +178,9 @@ class Api:
                 "SerializationException", f"Invalid {model.__name__}: {problems}"
             ) from None
 
-    async def _record(self, operation: routes.Operation) -> RequestRecord:
+    async def _record(self, operation: routes.Operation, *, expired_ok: bool = False) -> RequestRecord:
+        """The request the operation names. An expired one is gone for every caller (spec §11)
+        even before the operator removes it, except for deleting it."""
         record = None
         if operation.request_id is not None:
             record = await self.requests.get(operation.request_id)
@@ -185,7 +189,17 @@ class Api:
         if record is None:
             which = operation.request_id or operation.request_name
             raise errors.ServiceError("RequestNotFoundException", f"Request '{which}' does not exist.")
+        if not expired_ok and self._expired(record):
+            raise errors.ServiceError("RequestNotFoundException", f"Request '{record.name}' has expired.")
         return record
+
+    def _expired(self, record: RequestRecord) -> bool:
+        return record.expiration_date <= self.clock()
+
+    def _future(self, date: datetime.datetime | None) -> datetime.datetime | None:
+        if date is not None and date <= self.clock():
+            raise errors.ServiceError("InvalidEndpointParameterException", "expirationDate is in the past.")
+        return date
 
     def _request_model(
         self, request: web.Request, operation: routes.Operation, record: RequestRecord
@@ -280,13 +294,14 @@ class Api:
                 "DebugEntryNotChunkedException",
                 "Chunk dedup (isChunked: true) is not supported; send isChunked: false.",
             )
-        now = _now()
+        now = self.clock()
+        expiration = self._future(body.expiration_date)
         record = await self.requests.create(
             RequestRecord(
                 id=new_request_id(),
                 name=name,
                 description=body.description,
-                expiration_date=body.expiration_date
+                expiration_date=expiration
                 or now + datetime.timedelta(days=self.limits.default_expiration_days),
                 status=wire.RequestStatus.CREATED,
                 created_by=who.name if who else "",
@@ -305,7 +320,11 @@ class Api:
     async def _list_requests(
         self, request: web.Request, op: routes.Operation, who: tokens.Principal | None
     ) -> web.StreamResponse:
-        records = [r for r in await self.requests.list() if r.status != wire.RequestStatus.UNAVAILABLE]
+        records = [
+            r
+            for r in await self.requests.list()
+            if r.status != wire.RequestStatus.UNAVAILABLE and not self._expired(r)
+        ]
         return _json(wire.collection(self._request_model(request, op, r) for r in records))
 
     async def _update_request(
@@ -325,7 +344,7 @@ class Api:
         status = body.status or wire.RequestStatus.NONE
         changes: dict[str, Any] = {}
         if body.expiration_date is not None:
-            changes["expiration_date"] = body.expiration_date
+            changes["expiration_date"] = self._future(body.expiration_date)
         if status == wire.RequestStatus.SEALED and record.status != wire.RequestStatus.SEALED:
             live = await self.manifest_store.entries(record.id)
             changes.update(
@@ -347,7 +366,7 @@ class Api:
     async def _delete_request(
         self, request: web.Request, op: routes.Operation, who: tokens.Principal | None
     ) -> web.StreamResponse:
-        record = await self._record(op)
+        record = await self._record(op, expired_ok=True)
         synchronous = request.query.get("synchronous", "").lower() == "true"
         if synchronous:
             await self.manifest_store.remove(record.id)
@@ -389,7 +408,7 @@ class Api:
 
         answers: list[dict[str, Any]] = []
         changed: list[dict[str, Any]] = []
-        now = wire.format_date(_now())
+        now = wire.format_date(self.clock())
         for entry in batch.debug_entries:
             stored = await self._entry(record, entry, existing, sizes, batch.create_behavior, who, now)
             if stored is None:

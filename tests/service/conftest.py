@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from symbol_proxy.backends.filesystem import FilesystemBackend
@@ -37,6 +38,7 @@ class Service:
     session: aiohttp.ClientSession
     tokens: dict[str, str]
     """Token of each role: reader, writer, manager."""
+    app: web.Application | None = None
 
     def headers(self, role: str | None = "writer", **extra: str) -> dict[str, str]:
         headers = {"Accept": "application/json; api-version=2.0-preview", "X-TFS-FedAuthRedirect": "Suppress"}
@@ -99,5 +101,5 @@ async def service(tmp_path: Path, limits: Limits) -> AsyncIterator[Service]:
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     async with aiohttp.ClientSession() as session:
-        yield Service(f"http://127.0.0.1:{server.port}/{ORG}", store, session, made)
+        yield Service(f"http://127.0.0.1:{server.port}/{ORG}", store, session, made, app)
     await server.close()

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from symbol_service import vsohash
+from symbol_service.app import API
 from tests.service.conftest import Service
 from tests.support import shared
 
@@ -442,3 +443,34 @@ async def test_blob_routes_references_and_dedup_metrics(service: Service) -> Non
     assert 'symservice_blobs_total{result="deduplicated"} 1.0' in text
     uploaded = re.search(r"^symservice_uploaded_bytes_total (\S+)$", text, re.MULTILINE)
     assert uploaded is not None and float(uploaded.group(1)) >= len(stored)  # a duplicate may go unread
+
+
+async def test_an_expired_request_is_gone_except_for_deleting_it(service: Service) -> None:
+    api = service.app[API]
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+    request = await create_request_expiring(service, "short", soon)
+    kept = await create_request(service, "long")
+    api.clock = lambda: soon + datetime.timedelta(seconds=1)
+    path = f"/_apis/symbol/requests/{request['id']}"
+    for method, suffix, body in (
+        ("GET", "", None),
+        ("PATCH", "", {"status": "sealed"}),
+        ("POST", "/debugentries", {"debugEntries": [entry("a.dll/1/a.dll", b"a")]}),
+    ):
+        status, error, _ = await service.call(method, path + suffix, json=body)
+        assert (status, error["typeKey"]) == (404, "RequestNotFoundException"), method
+    _, listed, _ = await service.call("GET", "/_apis/symbol/requests", expect=200)
+    assert [r["id"] for r in listed["value"]] == [kept["id"]]
+    await service.call("DELETE", path, params={"synchronous": "true"}, role="manager", expect=200)
+    status, error, _ = await service.call(
+        "POST", "/_apis/symbol/requests", json={"name": "late", "expirationDate": soon.isoformat()}
+    )
+    assert (status, error["typeKey"]) == (400, "InvalidEndpointParameterException")
+
+
+async def create_request_expiring(service: Service, name: str, when: datetime.datetime) -> dict[str, Any]:
+    _, body, _ = await service.call(
+        "POST", "/_apis/symbol/requests", json={"name": name, "expirationDate": when.isoformat()}, expect=201
+    )
+    assert datetime.datetime.fromisoformat(body["expirationDate"]) == when
+    return dict(body)
