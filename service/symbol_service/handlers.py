@@ -9,6 +9,7 @@ the blob is stored, which implies its VSO-Hash was verified (``blobs``).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import json
@@ -63,6 +64,9 @@ LOCATIONS = [
 
 
 UPLOAD_PIECE = 1024 * 1024
+SEAL_WAIT_STEP = 0.05
+SEAL_WAIT_STEPS = 200
+"""A batch that meets a seal under way waits up to 10 s for it to fix its count."""
 
 
 def _now() -> datetime.datetime:
@@ -345,23 +349,56 @@ class Api:
         changes: dict[str, Any] = {}
         if body.expiration_date is not None:
             changes["expiration_date"] = self._future(body.expiration_date)
-        if status == wire.RequestStatus.SEALED and record.status != wire.RequestStatus.SEALED:
-            live = await self.manifest_store.entries(record.id)
-            changes.update(
-                status=wire.RequestStatus.SEALED,
-                entry_count=len(live),
-                size=sum(int(e.get("size") or 0) for e in live.values()),
-            )
-        elif status not in (wire.RequestStatus.NONE, record.status):
+        sealing = status == wire.RequestStatus.SEALED and record.sealed_segments is None
+        if sealing and record.status != wire.RequestStatus.SEALED:
+            changes["status"] = wire.RequestStatus.SEALED
+        elif not sealing and status not in (wire.RequestStatus.NONE, record.status):
             raise errors.ServiceError(
                 "RequestUpdateInvalidException",
                 f"A request can be sealed or get a new expirationDate; not status {status.name.lower()}.",
             )
         if changes:
             record = await self.requests.replace(dataclasses.replace(record, **changes))
-            if changes.get("status") == wire.RequestStatus.SEALED:
-                self.metrics.seals.inc()
+        if sealing:
+            record = await self._finish_seal(record)
         return _json(wire.dump(self._request_model(request, op, record)))
+
+    async def _finish_seal(self, record: RequestRecord) -> RequestRecord:
+        """The seal's second step: fix which manifest segments are the request's.
+
+        The first step (status ``sealed``) stops new batches from starting; a batch that was
+        already past its check may still write a segment. Every segment written before this count
+        belongs to the request; a batch whose segment comes later sees the count and answers 403
+        (see ``_create_entries``). A seal interrupted between the steps is finished by sealing again.
+        """
+        count = await self.manifest_store.segment_count(record.id)
+        live = await self.manifest_store.entries(record.id, segments=count)
+        record = await self.requests.replace(
+            dataclasses.replace(
+                record,
+                sealed_segments=count,
+                entry_count=len(live),
+                size=sum(int(e.get("size") or 0) for e in live.values()),
+            )
+        )
+        self.metrics.seals.inc()
+        return record
+
+    async def _kept_by_the_request(self, record: RequestRecord, segment: int) -> bool:
+        """Whether a segment a batch has just written belongs to the request (not to a lost race
+        with a seal); waits for a seal under way to fix its count."""
+        for _ in range(SEAL_WAIT_STEPS):
+            current = await self.requests.get(record.id)
+            if current is None or current.status == wire.RequestStatus.UNAVAILABLE:
+                return False
+            if current.status == wire.RequestStatus.CREATED:
+                return True  # any later seal counts this segment: it was written before the seal began
+            if current.sealed_segments is not None:
+                return segment < current.sealed_segments
+            await asyncio.sleep(SEAL_WAIT_STEP)
+        raise errors.ServiceError(
+            "ServiceUnavailableException", "A seal of this request is under way; retry."
+        )
 
     async def _delete_request(
         self, request: web.Request, op: routes.Operation, who: tokens.Principal | None
@@ -420,7 +457,12 @@ class Api:
                 added[record_["id"].lower()] = record_
             answers.append(record_)
             self.metrics.entries.labels(wire.DebugEntryStatus(record_["status"]).name.lower()).inc()
-        await self.manifest_store.append(record.id, changed)
+        segment = await self.manifest_store.append(record.id, changed)
+        if segment is not None and not await self._kept_by_the_request(record, segment):
+            raise errors.ServiceError(
+                "RequestSealedException",
+                f"Request '{record.name}' was sealed while these entries were added.",
+            )
         return _json(wire.collection(self._entry_model(request, op, r) for r in answers))
 
     async def _entry(
@@ -486,13 +528,14 @@ class Api:
         self, request: web.Request, op: routes.Operation, who: tokens.Principal | None
     ) -> web.StreamResponse:
         record = await self._record(op)
-        live = await self.manifest_store.entries(record.id)
+        live = await self.manifest_store.entries(record.id, segments=record.sealed_segments)
         return _json(wire.collection(self._entry_model(request, op, r) for r in live.values()))
 
     async def _find_entry(self, op: routes.Operation) -> tuple[RequestRecord, dict[str, Any]]:
         record = await self._record(op)
         entries.parse_entry_id(op.entry_id or "")
-        found = (await self.manifest_store.entries(record.id)).get((op.entry_id or "").lower())
+        live = await self.manifest_store.entries(record.id, segments=record.sealed_segments)
+        found = live.get((op.entry_id or "").lower())
         if found is None:
             raise errors.ServiceError(
                 "DebugEntryNotFoundException", f"Debug entry '{op.entry_id}' does not exist."

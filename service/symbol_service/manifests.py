@@ -79,15 +79,29 @@ class ManifestStore:
             self._apply(state, records)
             state.next_segment += 1
 
-    async def entries(self, request_id: str) -> Mapping[str, dict[str, Any]]:
+    async def entries(self, request_id: str, *, segments: int | None = None) -> Mapping[str, dict[str, Any]]:
         """Every live entry of the request, by lower-cased entry id: a read-only view, not a copy
-        (a request may have 100,000 entries and a batch of 100 should not copy them all)."""
-        return types.MappingProxyType((await self._catch_up(request_id)).entries)
+        (a request may have 100,000 entries and a batch of 100 should not copy them all).
 
-    async def append(self, request_id: str, records: list[dict[str, Any]]) -> None:
-        """Write ``records`` as the request's next segment."""
+        ``segments`` limits the replay to the first ones (a sealed request's own); only when later
+        segments exist is the prefix replayed apart.
+        """
+        state = await self._catch_up(request_id)
+        if segments is None or state.next_segment <= segments:
+            return types.MappingProxyType(state.entries)
+        prefix = _State()
+        for number in range(segments):
+            self._apply(prefix, await self._read_segment(self.segment_location(request_id, number)))
+        return types.MappingProxyType(prefix.entries)
+
+    async def segment_count(self, request_id: str) -> int:
+        """How many segments the request's manifest has now."""
+        return (await self._catch_up(request_id)).next_segment
+
+    async def append(self, request_id: str, records: list[dict[str, Any]]) -> int | None:
+        """Write ``records`` as the request's next segment; its number (``None`` for no records)."""
         if not records:
-            return
+            return None
         data = json.dumps({"entries": records}, separators=(",", ":")).encode()
         state = await self._catch_up(request_id)
 
@@ -104,7 +118,7 @@ class ManifestStore:
                 continue
             self._apply(state, records)
             state.next_segment += 1
-            return
+            return state.next_segment - 1
 
     async def remove(self, request_id: str) -> None:
         """Delete every segment of the request (the blobs stay: other requests may name them)."""

@@ -47,6 +47,10 @@ class RequestRecord:
     size: int = 0
     entry_count: int = 0
     domain_id: str = "0"
+    sealed_segments: int | None = None
+    """How many manifest segments belong to the sealed request, fixed by the seal's second step;
+    a segment written after that lost a race with the seal and is ignored (its batch got 403).
+    ``None`` while the request is open, or while a seal is under way."""
 
 
 class RequestStore(Protocol):
