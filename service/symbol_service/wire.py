@@ -205,15 +205,20 @@ class JsonBlobIdentifier(_Wire):
 class JsonBlobBlockHash(_Wire):
     hash_bytes: str = pydantic.Field(validation_alias=pydantic.AliasChoices("hashBytes", "HashBytes"))
 
-    @property
-    def digest(self) -> bytes:
+    @pydantic.field_validator("hash_bytes")
+    @classmethod
+    def _is_block_hash(cls, value: str) -> str:
         try:
-            raw = base64.b64decode(self.hash_bytes, validate=True)
+            raw = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             raise ValueError("hashBytes is not base64") from None
         if len(raw) != 32:
             raise ValueError("a block hash is 32 bytes")
-        return raw
+        return value
+
+    @property
+    def digest(self) -> bytes:
+        return base64.b64decode(self.hash_bytes)
 
 
 class JsonBlobIdentifierWithBlocks(JsonBlobIdentifier):

@@ -287,6 +287,20 @@ async def test_limits_answer_413(service: Service) -> None:
         ),
         ({"createBehavior": "sometimes", "debugEntries": []}, "SerializationException"),
         ("not an object", "SerializationException"),
+        (
+            {
+                "debugEntries": [
+                    {
+                        "clientKey": "a/b/c",
+                        "blobDetails": {
+                            "identifierValue": vsohash.vso_hash(b"").base64,
+                            "blockHashes": [{"hashBytes": "!!"}],
+                        },
+                    }
+                ]
+            },
+            "SerializationException",
+        ),
     ],
 )
 async def test_bad_batches_are_clear_400s(service: Service, batch: Any, type_key: str) -> None:

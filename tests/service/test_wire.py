@@ -9,6 +9,7 @@ and the status of every typeKey of §12; api-version from the query or Accept; c
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -137,6 +138,12 @@ def test_block_hashes_are_read_in_either_case(field: str) -> None:
         {"identifierValue": blob.base64, "blockHashes": [{field: base64.b64encode(digest).decode()}]}
     )
     assert details.block_hashes[0].digest == digest
+
+
+@pytest.mark.parametrize("value", ["%%%", base64.b64encode(b"short").decode()])
+def test_block_hashes_that_are_not_32_bytes_of_base64_are_validation_errors(value: str) -> None:
+    with pytest.raises(pydantic.ValidationError):
+        wire.JsonBlobBlockHash.model_validate({"hashBytes": value})
 
 
 def test_a_blob_identifier_that_is_not_base64_is_a_validation_error() -> None:
