@@ -33,7 +33,7 @@ __all__ = ["API", "create_app"]
 log = logging.getLogger(__name__)
 
 API = web.AppKey("api", Api)
-TOKENS = web.AppKey("tokens", tokens.TokenTable)
+TOKENS = web.AppKey("tokens", tokens.Authenticator)
 BACKEND = web.AppKey("backend", base.WritableBackend)
 
 MARKER = f"{blobs.PREFIX}/store.json"
@@ -114,7 +114,7 @@ async def _metrics(request: web.Request) -> web.Response:
 def create_app(
     backend: base.WritableBackend,
     requests: RequestStore,
-    token_table: tokens.TokenTable,
+    token_table: tokens.Authenticator,
     *,
     limits: Limits | None = None,
     public_url: str | None = None,

@@ -11,7 +11,7 @@ from pathlib import Path
 from symbol_proxy.backends import base
 from symbol_proxy.config import ConfigError, FilesystemSource, UpstreamSettings
 from symbol_service import tokens
-from symbol_service.config import ServiceConfig, StoreSource, load_config, load_tokens
+from symbol_service.config import ServiceConfig, StoreSource, TokenFile, load_config
 
 log = logging.getLogger("symbol_service")
 
@@ -59,7 +59,7 @@ def _serve(args: argparse.Namespace) -> int:
         logging.getLogger(name).setLevel(logging.WARNING)  # they log signed headers at DEBUG
     try:
         config: ServiceConfig = load_config(Path(args.config))
-        table = tokens.TokenTable(load_tokens(Path(config.tokens_file)))
+        table = TokenFile(Path(config.tokens_file))
     except (ConfigError, ValueError) as exc:
         print(f"symbol-service: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,9 @@ in a deployment the mount of a Kubernetes Secret. Each default carries its reaso
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,8 +18,11 @@ import pydantic
 import yaml
 
 from symbol_proxy.config import ConfigError, FilesystemSource, S3Source, Size, UpstreamSettings
+from symbol_service import tokens
 
-__all__ = ["Limits", "ServiceConfig", "load_config", "load_tokens"]
+__all__ = ["Limits", "ServiceConfig", "TokenFile", "load_config", "load_tokens"]
+
+log = logging.getLogger(__name__)
 
 
 class _Model(pydantic.BaseModel):
@@ -77,3 +83,48 @@ def load_tokens(path: Path) -> list[dict[str, Any]]:
     if not isinstance(document, list):
         raise ConfigError(f"tokens file {path}: expected a list of {{name, hash, scopes}}")
     return document
+
+
+class TokenFile:
+    """The token table of a file that may change (a mounted Secret is updated in place).
+
+    The file is checked at most every ``interval`` seconds (one ``stat``); when it changed it is
+    read again, so a rotated or revoked token takes effect without a restart. A file that has
+    become unreadable or invalid keeps the last good table and is reported once per change.
+    """
+
+    def __init__(self, path: Path, *, interval: float = 5.0) -> None:
+        self.path = path
+        self.interval = interval
+        self._table = tokens.TokenTable(load_tokens(path))
+        self._stamp = self._stat()
+        self._checked = time.monotonic()
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < self.interval:
+            return
+        self._checked = now
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        try:
+            self._table = tokens.TokenTable(load_tokens(self.path))
+        except (ConfigError, ValueError) as exc:
+            log.warning(
+                "tokens file %s changed but cannot be used (keeping the previous tokens): %s", self.path, exc
+            )
+            return
+        log.info("tokens file %s reloaded: %d tokens", self.path, len(self._table))
+
+    def authenticate(self, token: str | None) -> tokens.Principal | None:
+        self._refresh()
+        return self._table.authenticate(token)

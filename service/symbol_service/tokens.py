@@ -16,9 +16,9 @@ import enum
 import hashlib
 import secrets
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["Principal", "Scope", "TokenTable", "credential", "hash_token", "new_token"]
+__all__ = ["Authenticator", "Principal", "Scope", "TokenTable", "credential", "hash_token", "new_token"]
 
 _PREFIX = "sha256:"
 
@@ -73,6 +73,12 @@ class Principal:
 
     def allows(self, scope: Scope) -> bool:
         return scope in self.scopes
+
+
+class Authenticator(Protocol):
+    """Anything that knows tokens: a ``TokenTable``, or a file of them that is reloaded."""
+
+    def authenticate(self, token: str | None) -> Principal | None: ...
 
 
 class TokenTable:
