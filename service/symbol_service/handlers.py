@@ -69,6 +69,9 @@ SEAL_WAIT_STEPS = 200
 """A batch that meets a seal under way waits up to 10 s for it to fix its count."""
 
 
+AREAS = [("af607f94-69ba-4821-8159-f04e37b66350", "Symbol"), ("5294ef93-12a1-4d13-8671-9d9d014072c8", "blob")]
+
+
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -261,6 +264,25 @@ class Api:
             for location_id, area, resource, template in LOCATIONS
         ]
         return _json({"count": len(value), "value": value})
+
+    async def _resource_areas(
+        self, request: web.Request, op: routes.Operation, who: tokens.Principal | None
+    ) -> web.StreamResponse:
+        """``GET _apis/ResourceAreas[/{areaId}]``: both areas are served from here (spec §3)."""
+        location = self._base(request, op) + "/"
+        areas = [{"id": area_id, "name": name, "locationUrl": location} for area_id, name in AREAS]
+        if op.client_key is None:
+            return _json(wire.collection(areas))
+        found = [
+            area
+            for area in areas
+            if area["id"] == op.client_key.lower() or area["name"].lower() == op.client_key.lower()
+        ]
+        if not found:
+            raise errors.ServiceError(
+                "ResourceNotFoundException", f"No resource area {op.client_key!r} here."
+            )
+        return _json(found[0])
 
     async def _availability(
         self, request: web.Request, op: routes.Operation, who: tokens.Principal | None

@@ -23,6 +23,7 @@ __all__ = ["Op", "Operation", "resolve"]
 
 class Op(enum.StrEnum):
     LOCATIONS = "locations"
+    RESOURCE_AREAS = "resource_areas"
     AVAILABILITY = "availability"
     CLIENT_VERSION = "client_version"
     CLIENT_DOWNLOAD = "client_download"
@@ -47,6 +48,7 @@ class Op(enum.StrEnum):
 
 SCOPES: dict[Op, Scope | None] = {
     Op.LOCATIONS: None,
+    Op.RESOURCE_AREAS: None,
     Op.AVAILABILITY: Scope.READ,
     Op.CLIENT_VERSION: Scope.READ,
     Op.CLIENT_DOWNLOAD: Scope.READ,
@@ -80,6 +82,7 @@ class Operation:
     request_name: str | None = None
     entry_id: str | None = None
     client_key: str | None = None
+    """The client key (symsrv, debugentries), or the area id of ``RESOURCE_AREAS``."""
     client_type: str | None = None
     blob_id: str | None = None
     block_hash: str | None = None
@@ -217,6 +220,10 @@ def resolve(method: str, path: str, query: Mapping[str, str]) -> Operation:
     if method == "OPTIONS" and len(parts) <= 1:
         return Operation(Op.LOCATIONS, org)
     area = parts[0].lower() if parts else ""
+    if area == "resourceareas" and len(parts) <= 2:
+        if method != "GET":
+            raise _not_allowed(method)
+        return Operation(Op.RESOURCE_AREAS, org, client_key=parts[1] if len(parts) == 2 else None)
     if area == "symbol":
         return _symbol(method, parts[1:], query, org, path)
     if area == "blob":

@@ -191,6 +191,28 @@ class _Wire(pydantic.BaseModel):
 class JsonBlobIdentifier(_Wire):
     identifier_value: str
 
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _from_legacy_shape(cls, data: Any) -> Any:
+        """Accept 4.1-preview's raw ``BlobIdentifier`` too: ``valueString`` (hex of all 33 bytes), or
+        ``algorithmResultBytes`` (base64) / ``algorithmResultString`` (hex) with ``algorithmId``."""
+        if not isinstance(data, dict) or "identifierValue" in data or "identifier_value" in data:
+            return data
+        try:
+            if isinstance(data.get("valueString"), str):
+                raw = bytes.fromhex(data["valueString"])
+            elif "algorithmId" in data and isinstance(data.get("algorithmResultBytes"), str):
+                raw = base64.b64decode(data["algorithmResultBytes"], validate=True) + bytes(
+                    [int(data["algorithmId"])]
+                )
+            elif "algorithmId" in data and isinstance(data.get("algorithmResultString"), str):
+                raw = bytes.fromhex(data["algorithmResultString"]) + bytes([int(data["algorithmId"])])
+            else:
+                return data
+        except (binascii.Error, ValueError, OverflowError):
+            raise ValueError("not a blob identifier") from None
+        return {**data, "identifierValue": base64.b64encode(raw).decode("ascii")}
+
     @pydantic.field_validator("identifier_value")
     @classmethod
     def _is_blob_id(cls, value: str) -> str:

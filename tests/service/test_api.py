@@ -379,6 +379,12 @@ async def test_discovery_health_and_unknown_routes(service: Service) -> None:
     status, locations, _ = await service.call("OPTIONS", "/_apis", role=None)
     assert status == 200 and locations["count"] == len(locations["value"])
     assert "9648e256-c9f9-4f16-8a27-630b06396942" in {loc["id"] for loc in locations["value"]}
+    _, area, _ = await service.call(
+        "GET", "/_apis/ResourceAreas/5294EF93-12A1-4D13-8671-9D9D014072C8", role=None
+    )
+    assert (area["name"], area["locationUrl"]) == ("blob", service.url + "/")
+    _, areas, _ = await service.call("GET", "/_apis/resourceareas", role=None)
+    assert {a["name"] for a in areas["value"]} == {"Symbol", "blob"}
     root = service.url.rsplit("/", 1)[0]
     for probe in ("/healthz", "/readyz"):
         async with service.session.get(root + probe) as response:

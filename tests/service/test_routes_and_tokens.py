@@ -21,6 +21,13 @@ KEY = "Symbol.pdb/3A56B500936248E6AE6577FBF609DC662/Symbol.pdb"
 
 CASES = [
     ("OPTIONS", "/org/_apis", {}, routes.Operation(Op.LOCATIONS, "org")),
+    ("GET", "/org/_apis/ResourceAreas", {}, routes.Operation(Op.RESOURCE_AREAS, "org")),
+    (
+        "GET",
+        "/_apis/resourceareas/AF607F94-69BA-4821-8159-F04E37B66350",
+        {},
+        routes.Operation(Op.RESOURCE_AREAS, client_key="AF607F94-69BA-4821-8159-F04E37B66350"),
+    ),
     ("GET", "/org/_apis/symbol/availability", {}, routes.Operation(Op.AVAILABILITY, "org")),
     ("HEAD", "/_apis/symbol/client", {}, routes.Operation(Op.CLIENT_VERSION)),
     (

@@ -128,6 +128,20 @@ def test_the_spec_example_debug_entry_batch_parses() -> None:
     assert batch.create_behavior is wire.CreateBehavior.THROW_IF_EXISTS
 
 
+def test_the_legacy_blob_identifier_shapes_are_accepted() -> None:
+    example = azure_example()
+    blob_id = vsohash.BlobId.from_hex(example["blob_id_hex"])
+    shapes = [
+        {"valueString": example["blob_id_hex"]},
+        {"algorithmId": 0, "algorithmResultBytes": base64.b64encode(blob_id.raw[:-1]).decode()},
+        {"algorithmId": 0, "algorithmResultString": example["blob_id_hex"][:-2]},
+    ]
+    for shape in shapes:
+        assert wire.JsonBlobIdentifier.model_validate(shape).blob_id == blob_id
+    with pytest.raises(pydantic.ValidationError):
+        wire.JsonBlobIdentifier.model_validate({"valueString": "XYZ"})
+
+
 @pytest.mark.parametrize("field", ["hashBytes", "HashBytes"])
 def test_block_hashes_are_read_in_either_case(field: str) -> None:
     digest = vsohash.block_hash(b"abc")
