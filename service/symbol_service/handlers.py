@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import datetime
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -393,6 +394,7 @@ class Api:
         belongs to the request; a batch whose segment comes later sees the count and answers 403
         (see ``_create_entries``). A seal interrupted between the steps is finished by sealing again.
         """
+        started = time.monotonic()
         count = await self.manifest_store.segment_count(record.id)
         live = await self.manifest_store.entries(record.id, segments=count)
         record = await self.requests.replace(
@@ -404,6 +406,7 @@ class Api:
             )
         )
         self.metrics.seals.inc()
+        self.metrics.seal_duration.observe(time.monotonic() - started)
         return record
 
     async def _kept_by_the_request(self, record: RequestRecord, segment: int) -> bool:

@@ -142,6 +142,12 @@ async def test_the_publish_flow_as_a_client_drives_it(service: Service) -> None:
     assert sealed["status"] == "sealed" and sealed["size"] == 2 * len(small) + len(big) + len(other)
     status, error, _ = await service.call("POST", path, json=batch)
     assert (status, error["typeKey"]) == (403, "RequestSealedException")
+    async with service.session.get(f"{service.url.rsplit('/', 1)[0]}/metrics") as response:
+        text = await response.text()
+    assert (
+        "symservice_requests_sealed_total 1.0" in text
+        and "symservice_seal_duration_seconds_count 1.0" in text
+    )
 
     for key, data, level in ((small_key, small, "00000001"), (big_key, big, "00000154")):
         status, content, _ = await service.call(
