@@ -3,5 +3,6 @@
 Pure modules (no I/O, checked by import-linter): ``vsohash``, ``wire`` (models), ``errors``,
 ``apiversion``, ``routes``, ``tokens``, ``entries``. The store side (``blobs``, ``manifests``) writes
 through the sidecar's backend interface; ``requeststore`` declares where SymbolRequests are kept;
-``app``/``handlers``/``cli`` are the aiohttp service. See ``docs/publishing.md``.
+``handlers`` (shared), ``requesthandlers``, ``entryhandlers``, ``blobhandlers`` (the operations),
+``api``, ``app`` and ``cli`` are the aiohttp service. See ``docs/publishing.md``.
 """

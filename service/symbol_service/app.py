@@ -23,8 +23,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from symbol_proxy.backends import base
 from symbol_service import apiversion, blobs, errors, manifests, routes, tokens
+from symbol_service.api import Api
 from symbol_service.config import Limits
-from symbol_service.handlers import Api, _json
+from symbol_service.handlers import json_response
 from symbol_service.metrics import Metrics
 from symbol_service.requeststore import RequestStore
 
@@ -42,7 +43,7 @@ CHALLENGE = f'Basic realm="{REALM}", Bearer realm="{REALM}"'
 
 
 def _error_response(error: errors.ServiceError) -> web.Response:
-    response = _json(errors.wrapped_exception(error), status=error.status)
+    response = json_response(errors.wrapped_exception(error), status=error.status)
     response.headers["X-TFS-ServiceError"] = error.header()
     if error.status == 401:
         response.headers["WWW-Authenticate"] = CHALLENGE
