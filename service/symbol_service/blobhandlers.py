@@ -71,6 +71,23 @@ class BlobHandlers(handlers.ApiBase):
             {"id": blob_id.hex, "size": upload.size}, status=200 if upload.deduplicated else 201
         )
 
+    async def _upload_blob(
+        self, request: web.Request, op: routes.Operation, who: tokens.Principal | None
+    ) -> web.StreamResponse:
+        """``PUT _apis/blob/blobs``: a whole file whose id the server computes (not an Azure route)."""
+        size = self._declared_size(request, self.limits.max_blob_size)
+        try:
+            upload = await self.blob_store.upload(
+                self._request_body(request), size=size, limit=self.limits.max_blob_size
+            )
+        except base.Malformed:
+            raise errors.ServiceError(
+                "ContentMissingException", "The body is shorter than its Content-Length."
+            ) from None
+        self.metrics.blobs.labels("deduplicated" if upload.deduplicated else "stored").inc()
+        body = {"id": upload.blob_id.hex, "identifierValue": upload.blob_id.base64, "size": upload.size}
+        return handlers.json_response(body, status=200 if upload.deduplicated else 201)
+
     async def _put_block(
         self, request: web.Request, op: routes.Operation, who: tokens.Principal | None
     ) -> web.StreamResponse:

@@ -3,6 +3,7 @@
 Layout below the store's root (``docs/publishing.md``)::
 
     _publish/blobs/<BLOBID-HEX>.blob               one object per distinct content
+    _publish/uploads/<random>                      an upload without a named id, while it is hashed
     _publish/blocks/<BLOBID-HEX>/<BLOCK-HEX>.block staged blocks of a multi-block upload
 
 A whole-blob upload streams through ``VsoHasher`` into a conditional create at the blob's name; the
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import secrets
 from collections.abc import AsyncIterator, Sequence
 
 from symbol_proxy.backends import base
@@ -133,6 +135,33 @@ class BlobStore:
         except _HashMismatch:
             raise _mismatch(f"the blob id {blob_id.hex}") from None
         return Upload(blob_id, counter[0], deduplicated=False)
+
+    async def upload(self, chunks: AsyncIterator[bytes], *, size: int | None, limit: int) -> Upload:
+        """Store a whole blob whose id is not known in advance (our own publisher's convenience, and
+        ``curl``'s): the bytes go to a staging object while they are hashed, which is then copied to
+        the blob's name (the same bytes, so a copy over an existing blob changes nothing) and
+        removed. Costs a server-side copy more than ``put``; Azure clients always name the blob."""
+        staging = f"{PREFIX}/uploads/{secrets.token_hex(16)}"
+        hasher = vsohash.VsoHasher()
+
+        async def hashed() -> AsyncIterator[bytes]:
+            async for chunk in chunks:
+                if hasher.size + len(chunk) > limit:
+                    raise errors.ServiceError(
+                        "RequestEntityTooLargeException", f"A blob may have at most {limit} bytes."
+                    )
+                await asyncio.get_running_loop().run_in_executor(None, hasher.update, chunk)
+                yield chunk
+
+        try:
+            await self.backend.put(staging, hashed(), size=size)
+            blob_id = hasher.finish()
+            if await self.size(blob_id) is not None:
+                return Upload(blob_id, hasher.size, deduplicated=True)
+            await self.backend.copy(staging, self.blob_location(blob_id))
+            return Upload(blob_id, hasher.size, deduplicated=False)
+        finally:
+            await asyncio.shield(self.backend.delete(staging))
 
     async def put_block(self, blob_id: vsohash.BlobId, block_hash: bytes, data: bytes) -> bool:
         """Stage one block; ``False`` when it was already staged."""

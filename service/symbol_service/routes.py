@@ -40,6 +40,7 @@ class Op(enum.StrEnum):
     QUERY_ENTRIES = "query_entries"
     SYMSRV = "symsrv"
     PUT_BLOB = "put_blob"
+    UPLOAD_BLOB = "upload_blob"
     PUT_BLOCK = "put_block"
     GET_BLOB = "get_blob"
     BLOB_URL = "blob_url"
@@ -65,6 +66,7 @@ SCOPES: dict[Op, Scope | None] = {
     Op.QUERY_ENTRIES: Scope.READ,
     Op.SYMSRV: Scope.READ,
     Op.PUT_BLOB: Scope.WRITE,
+    Op.UPLOAD_BLOB: Scope.WRITE,
     Op.PUT_BLOCK: Scope.WRITE,
     Op.GET_BLOB: Scope.READ,
     Op.BLOB_URL: Scope.READ,
@@ -182,7 +184,10 @@ def _symbol(method: str, parts: list[str], query: Mapping[str, str], org: str | 
 def _blob(method: str, parts: list[str], query: Mapping[str, str], org: str | None, path: str) -> Operation:
     head = parts[0].lower() if parts else ""
     rest = parts[1:]
-    if head == "blobs" and len(rest) == 1:
+    if head == "blobs" and not rest:
+        if method == "PUT":
+            return Operation(Op.UPLOAD_BLOB, org)
+    elif head == "blobs" and len(rest) == 1:
         if method == "PUT":
             return Operation(Op.PUT_BLOB, org, blob_id=rest[0])
         if method == "POST" and query.get("blockhash"):

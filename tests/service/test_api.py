@@ -500,3 +500,29 @@ async def create_request_expiring(service: Service, name: str, when: datetime.da
     )
     assert datetime.datetime.fromisoformat(body["expirationDate"]) == when
     return dict(body)
+
+
+async def test_a_whole_file_upload_without_an_id_gets_its_vso_hash(service: Service) -> None:
+    assert service.store is not None
+    data, key = keyed_fixture(3)
+    blob_id = vsohash.vso_hash(data)
+    _, stored, _ = await service.call("PUT", "/_apis/blob/blobs", data=data, expect=201)
+    assert stored == {"id": blob_id.hex, "identifierValue": blob_id.base64, "size": len(data)}
+    _, again, _ = await service.call("PUT", "/_apis/blob/blobs", data=data, expect=200)
+    assert again["id"] == blob_id.hex
+    request = await create_request(service)
+    _, created, _ = await service.call(
+        "POST",
+        f"/_apis/symbol/requests/{request['id']}/debugentries",
+        json={
+            "debugEntries": [
+                {"clientKey": key, "blobIdentifier": {"identifierValue": stored["identifierValue"]}}
+            ]
+        },
+        expect=200,
+    )
+    assert created["value"][0]["status"] == "created"
+    status, error, _ = await service.call("PUT", "/_apis/blob/blobs", data=b"\0" * (16 * MiB + 1))
+    assert (status, error["typeKey"]) == (413, "RequestEntityTooLargeException")
+    assert not [p for p in (service.store / "_publish").rglob("*") if p.is_file() and "uploads" in p.parts]
+    assert [p.name for p in service.store.rglob("*.blob")] == [f"{blob_id.hex}.blob"]

@@ -122,6 +122,7 @@ CASES = [
         routes.Operation(Op.PUT_BLOCK, "org", blob_id="ABC00", block_hash="DD"),
     ),
     ("GET", "/_apis/blob/blobs/ABC00", {}, routes.Operation(Op.GET_BLOB, blob_id="ABC00")),
+    ("PUT", "/org/_apis/blob/blobs", {}, routes.Operation(Op.UPLOAD_BLOB, "org")),
     ("GET", "/_apis/blob/blobs/ABC00/url", {}, routes.Operation(Op.BLOB_URL, blob_id="ABC00")),
     ("POST", "/org/_apis/blob/referencesbatch", {}, routes.Operation(Op.REFERENCES_ADD, "org")),
 ]

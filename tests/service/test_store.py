@@ -96,3 +96,17 @@ async def test_concurrent_batches_from_two_replicas_lose_nothing(backend: Filesy
     assert await two.entries("r1") == entries  # the other replica catches up on the segments it missed
     await reader.remove("r1")
     assert await manifests.ManifestStore(backend).entries("r1") == {}
+
+
+async def test_an_upload_without_an_id_is_hashed_staged_and_cleaned_up(
+    backend: FilesystemBackend, tmp_path: Path
+) -> None:
+    store = blobs.BlobStore(backend)
+    data = random.Random(7).randbytes(3 * 1024 * 1024)
+    upload = await store.upload(pieces(data), size=None, limit=1 << 30)
+    assert (upload.blob_id, upload.size, upload.deduplicated) == (vsohash.vso_hash(data), len(data), False)
+    assert (await store.upload(pieces(data), size=None, limit=1 << 30)).deduplicated
+    with pytest.raises(errors.ServiceError) as caught:
+        await store.upload(pieces(data + b"more"), size=None, limit=len(data))
+    assert caught.value.type_key == "RequestEntityTooLargeException"
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == [f"{upload.blob_id.hex}.blob"]
