@@ -118,3 +118,14 @@ async def test_an_empty_file_can_be_published_and_read_back_on_s3(replicas: list
         role="reader",
     )
     assert (status, content) == (200, b"")
+
+
+async def test_an_upload_without_an_id_on_s3(replicas: list[Service]) -> None:
+    a, b = replicas
+    data = random.Random(8).randbytes(9 * MiB)  # a multipart staging upload, then a server-side copy
+    _, stored, _ = await a.call("PUT", "/_apis/blob/blobs", data=data, expect=201)
+    assert stored["id"] == vsohash.vso_hash(data).hex
+    _, again, _ = await b.call("PUT", "/_apis/blob/blobs", data=data, expect=200)
+    assert again["id"] == stored["id"]
+    _, content, _ = await b.call("GET", f"/_apis/blob/blobs/{stored['id']}", role="reader", expect=200)
+    assert content == data
