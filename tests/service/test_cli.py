@@ -57,16 +57,8 @@ def write_config(tmp_path: Path, port: int, token: str) -> Path:
     return config
 
 
-def test_serve_needs_a_request_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = write_config(tmp_path, free_port(), "t")
-    assert cli.main(["serve", "--config", str(config)]) == 2
-    assert "not built yet" in capsys.readouterr().err
-
-
-def test_serve_in_development_mode(tmp_path: Path) -> None:
-    port = free_port()
-    token = tokens.new_token()
-    config = write_config(tmp_path, port, token)
+def start_service(config: Path, port: int, *, output: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+    """``symbol-service serve`` (development mode) in a child process, once it is ready."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -78,20 +70,34 @@ def test_serve_in_development_mode(tmp_path: Path) -> None:
             "--requests",
             "memory",
         ],
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
     )
+    for _ in range(200):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
+                if response.status == 200:
+                    return process
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.1)
+    process.kill()
+    process.wait()
+    pytest.fail("the service did not become ready")
+
+
+def test_serve_needs_a_request_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, free_port(), "t")
+    assert cli.main(["serve", "--config", str(config)]) == 2
+    assert "not built yet" in capsys.readouterr().err
+
+
+def test_serve_in_development_mode(tmp_path: Path) -> None:
+    port = free_port()
+    token = tokens.new_token()
+    config = write_config(tmp_path, port, token)
+    process = start_service(config, port, output=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
-            try:
-                with urllib.request.urlopen(f"{base}/readyz", timeout=5) as response:
-                    assert response.status == 200
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.1)
-        else:
-            pytest.fail("the service did not become ready")
         request = urllib.request.Request(
             f"{base}/org/_apis/symbol/requests",
             data=json.dumps({"name": "from-cli"}).encode(),

@@ -16,33 +16,33 @@ import os
 import random
 import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from symbol_service import tokens, vsohash
 from tests.service.conftest import Service
 from tests.service.test_api import create_request, entry
-from tests.service.test_cli import write_config
+from tests.service.test_cli import start_service, write_config
 from tests.support.net import free_port
 
 MiB = 1024 * 1024
 
 
-def partial_put(port: int, path: str, token: str, total: int, sent: bytes) -> None:
-    """Send a PUT that announces ``total`` bytes, send ``sent``, and hang up."""
+def put_head(port: int, path: str, token: str, total: int) -> bytes:
+    """The request head of a PUT announcing ``total`` bytes of body."""
     auth = base64.b64encode(f":{token}".encode()).decode()
-    head = (
+    return (
         f"PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Basic {auth}\r\n"
         f"Content-Type: application/octet-stream\r\nContent-Length: {total}\r\n\r\n"
     ).encode()
+
+
+def partial_put(port: int, path: str, token: str, total: int, sent: bytes) -> None:
+    """Send a PUT that announces ``total`` bytes, send ``sent``, and hang up."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(head + sent)
+        sock.sendall(put_head(port, path, token, total) + sent)
 
 
 def no_blob_files(store: Path) -> bool:
@@ -78,44 +78,16 @@ def test_a_service_killed_mid_upload_leaves_no_blob(tmp_path: Path) -> None:
     blob_id = vsohash.vso_hash(data)
     path = f"/org/_apis/blob/blobs/{blob_id.hex}"
 
-    def start() -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "symbol_service.cli",
-                "serve",
-                "--config",
-                str(config),
-                "--requests",
-                "memory",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(200):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5):
-                    return process
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.1)
-        process.kill()
-        pytest.fail("the service did not start")
-
-    process = start()
+    process = start_service(config, port)
     try:
-        auth = base64.b64encode(f":{token}".encode()).decode()
-        head = (
-            f"PUT {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\n"
-            f"Content-Length: {len(data)}\r\n\r\n"
-        ).encode()
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-            sock.sendall(head + data[: 5 * MiB])
+            sock.sendall(put_head(port, path, token, len(data)) + data[: 5 * MiB])
             time.sleep(0.5)  # let the service write part of it
             os.kill(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
         assert not list((tmp_path / "store").rglob("*.blob"))
-        process = start()
+        process = start_service(config, port)
+        auth = base64.b64encode(f":{token}".encode()).decode()
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}{path}",
             data=data,
