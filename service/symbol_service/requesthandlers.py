@@ -7,12 +7,31 @@ import datetime
 import time
 from typing import Any
 
+import pydantic
 from aiohttp import web
 
 from symbol_service import errors, handlers, routes, tokens, wire
 from symbol_service.requeststore import RequestRecord, new_request_id
 
 __all__ = ["RequestHandlers"]
+
+
+def _query_number(query: dict[str, str], name: str, low: int, high: int) -> int | None:
+    """A numeric query parameter in ``low..high``, with the typeKeys of spec §4.2 when it is not."""
+    text = query.get(name)
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise errors.ServiceError("QueryParameterIsNotNumericException", f"{name} is not a number.") from None
+    if value < 0:
+        raise errors.ServiceError("QueryParameterMustNotBeNegativeException", f"{name} must not be negative.")
+    if not low <= value <= high:
+        raise errors.ServiceError(
+            "RequestListInvalidQueryParameterValuesException", f"{name} must be between {low} and {high}."
+        )
+    return value
 
 
 class RequestHandlers(handlers.ApiBase):
@@ -61,11 +80,35 @@ class RequestHandlers(handlers.ApiBase):
     async def _list_requests(
         self, request: web.Request, op: routes.Operation, who: tokens.Principal | None
     ) -> web.StreamResponse:
-        records = [
-            r
-            for r in await self.requests.list()
-            if r.status != wire.RequestStatus.UNAVAILABLE and not self._expired(r)
-        ]
+        """The live requests (§4.2), ordered by id, with ``requestStatus`` as a filter and paging by
+        ``pageSize`` (1..10000) and ``continueFromRequestId`` (the requests after that id; whether Azure
+        includes the id itself is not documented, so a client never sees one request twice)."""
+        query = {name.lower(): value for name, value in request.query.items()}
+        page_size = _query_number(query, "pagesize", 1, 10_000)
+        status = query.get("requeststatus")
+        wanted = None
+        if status is not None:
+            try:
+                wanted = wire.Request.model_validate({"status": status}).status
+            except pydantic.ValidationError:
+                raise errors.ServiceError(
+                    "RequestListInvalidQueryParameterValuesException",
+                    f"requestStatus {status!r} is not a status.",
+                ) from None
+        after = (query.get("continuefromrequestid") or "").lower()
+        records = sorted(
+            (
+                r
+                for r in await self.requests.list()
+                if r.status != wire.RequestStatus.UNAVAILABLE
+                and not self._expired(r)
+                and (wanted in (None, wire.RequestStatus.NONE) or r.status == wanted)
+                and r.id > after
+            ),
+            key=lambda r: r.id,
+        )
+        if page_size is not None:
+            records = records[:page_size]
         return handlers.json_response(wire.collection(self._request_model(request, op, r) for r in records))
 
     async def _update_request(

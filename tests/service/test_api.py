@@ -526,3 +526,39 @@ async def test_a_whole_file_upload_without_an_id_gets_its_vso_hash(service: Serv
     assert (status, error["typeKey"]) == (413, "RequestEntityTooLargeException")
     assert not [p for p in (service.store / "_publish").rglob("*") if p.is_file() and "uploads" in p.parts]
     assert [p.name for p in service.store.rglob("*.blob")] == [f"{blob_id.hex}.blob"]
+
+
+async def test_listing_pages_and_filters(service: Service) -> None:
+    made = [await create_request(service, f"page/{n}") for n in range(5)]
+    await service.call(
+        "PATCH", f"/_apis/symbol/requests/{made[2]['id']}", json={"status": "sealed"}, expect=200
+    )
+    seen: list[str] = []
+    after = ""
+    while True:
+        _, page, _ = await service.call(
+            "GET",
+            "/_apis/symbol/requests",
+            params={"pageSize": "2", "continueFromRequestId": after},
+            expect=200,
+        )
+        if not page["value"]:
+            break
+        assert page["count"] <= 2
+        seen += [r["id"] for r in page["value"]]
+        after = page["value"][-1]["id"]
+    assert seen == sorted(r["id"] for r in made)
+    _, sealed, _ = await service.call(
+        "GET", "/_apis/symbol/requests", params={"requestStatus": "Sealed"}, expect=200
+    )
+    assert [r["id"] for r in sealed["value"]] == [made[2]["id"]]
+    for value, type_key in (
+        ("abc", "QueryParameterIsNotNumericException"),
+        ("-1", "QueryParameterMustNotBeNegativeException"),
+        ("0", "RequestListInvalidQueryParameterValuesException"),
+        ("10001", "RequestListInvalidQueryParameterValuesException"),
+    ):
+        status, error, _ = await service.call("GET", "/_apis/symbol/requests", params={"pageSize": value})
+        assert (status, error["typeKey"]) == (400, type_key), value
+    status, error, _ = await service.call("GET", "/_apis/symbol/requests", params={"requestStatus": "bogus"})
+    assert (status, error["typeKey"]) == (400, "RequestListInvalidQueryParameterValuesException")
