@@ -78,6 +78,11 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         return _error_response(
             errors.ServiceError("ServiceUnavailableException", "The symbol store failed; retry.")
         )
+    except Exception:
+        log.exception("unexpected failure in %s", label)
+        return _error_response(
+            errors.ServiceError("InternalServerErrorException", "The server failed unexpectedly; retry.")
+        )
     finally:
         api.metrics.requests.labels(label, str(status)).inc()
 

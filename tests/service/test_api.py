@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from symbol_proxy.backends.base import UpstreamError
 from symbol_service import vsohash
 from symbol_service.app import API
 from tests.service.conftest import Service
@@ -562,3 +563,29 @@ async def test_listing_pages_and_filters(service: Service) -> None:
         assert (status, error["typeKey"]) == (400, type_key), value
     status, error, _ = await service.call("GET", "/_apis/symbol/requests", params={"requestStatus": "bogus"})
     assert (status, error["typeKey"]) == (400, "RequestListInvalidQueryParameterValuesException")
+
+
+async def test_store_failures_and_bugs_are_json_errors_without_detail(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert service.app is not None
+    blob_store = service.app[API].blob_store
+
+    async def store_down(blob_id: vsohash.BlobId) -> int | None:
+        raise UpstreamError("s3://bucket/secret-path: connection refused")
+
+    async def bug(blob_id: vsohash.BlobId) -> int | None:
+        raise RuntimeError("internal detail")
+
+    request = await create_request(service)
+    path = f"/_apis/symbol/requests/{request['id']}/debugentries"
+    for fault, status, type_key in (
+        (store_down, 503, "ServiceUnavailableException"),
+        (bug, 500, "InternalServerErrorException"),
+    ):
+        monkeypatch.setattr(blob_store, "size", fault)
+        got, error, _ = await service.call(
+            "POST", path, json={"debugEntries": [entry("a.dll/1/a.dll", b"a")]}
+        )
+        assert (got, error["typeKey"]) == (status, type_key)
+        assert "secret-path" not in error["message"] and "internal detail" not in error["message"]
