@@ -5,6 +5,7 @@
     symbol-operator run --namespace team-a --namespace team-b   # only these namespaces (Role per ns)
     symbol-operator run --all-namespaces                        # cluster-wide (ClusterRoleBinding)
     symbol-operator crds --write crds                           # same as python -m symbol_operator.crds
+    symbol-operator webhook --tls-cert tls.crt --tls-key tls.key --proxy-image IMAGE   # the injector
 
 ``run`` is always standalone (one replica, no kopf peering): deploy it with ``replicas: 1`` and
 ``strategy: Recreate``. Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 2 for bad flags or a bad
@@ -24,6 +25,7 @@ import kopf
 
 from symbol_operator import __version__, crds
 from symbol_operator.options import OperatorOptions, load_base_config
+from symbol_operator.webhook import serving
 
 __all__ = ["build_parser", "main", "options_from_args", "run"]
 
@@ -94,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     target = definitions.add_mutually_exclusive_group()
     target.add_argument("--write", metavar="DIR", help="write one file per CRD into DIR")
     target.add_argument("--check", metavar="DIR", help="exit 1 if DIR differs from the generated files")
+
+    injector = commands.add_parser("webhook", help="serve the sidecar injection webhook over HTTPS")
+    injector.add_argument("--log-format", choices=["text", "json"], default="text", help="log line format")
+    serving.add_arguments(injector)
     return parser
 
 
@@ -144,6 +150,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return crds.main(
             ["--write", args.write] if args.write else ["--check", args.check] if args.check else []
         )
+    if args.command == "webhook":
+        logging.basicConfig(
+            level=logging.INFO,
+            format='{"level": "%(levelname)s", "logger": "%(name)s", "message": "%(message)s"}'
+            if args.log_format == "json"
+            else "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        try:
+            return serving.serve(args)
+        except (OSError, ValueError) as exc:
+            parser.error(str(exc))
     try:
         options = options_from_args(args)
     except (OSError, ValueError) as exc:

@@ -9,7 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
-from symbol_proxy.config import ConfigError, ProxyConfig, load_text
+from symbol_proxy.config import ConfigError, ProxyConfig, load_text, parse_size
 
 __all__ = ["main"]
 
@@ -56,6 +56,13 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+def _size(value: str) -> int:
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _load(path: str | None) -> tuple[ProxyConfig, Path | None]:
     from symbol_proxy import loading
 
@@ -68,17 +75,27 @@ def _load(path: str | None) -> tuple[ProxyConfig, Path | None]:
     return loading.read_config(Path(path)), Path(path)
 
 
+def with_overrides(config: ProxyConfig, args: argparse.Namespace) -> ProxyConfig:
+    """The configuration with ``--host``/``--port``/``--cache-dir``/``--cache-max-size`` applied. Both
+    groups are restart-only settings, so a reload of the file keeps what the flags said."""
+    for key, flags in (("listen", ("host", "port")), ("cache", ("cache_dir", "cache_max_size"))):
+        update = {
+            flag.removeprefix("cache_"): getattr(args, flag)
+            for flag in flags
+            if getattr(args, flag) is not None
+        }
+        if update:
+            config = config.model_copy(update={key: getattr(config, key).model_copy(update=update)})
+    return config
+
+
 def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from symbol_proxy.server.app import create_app
 
     config, path = _load(args.config)
-    if args.host or args.port is not None:
-        listen = config.listen.model_copy(
-            update={k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-        )
-        config = config.model_copy(update={"listen": listen})
+    config = with_overrides(config, args)
     if args.loop == "uvloop":
         import uvloop
 
@@ -114,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--config", help="YAML/JSON configuration file (default: an embedded local store)")
     serve.add_argument("--host", help="override listen.host")
     serve.add_argument("--port", type=int, help="override listen.port")
+    serve.add_argument("--cache-dir", help="override cache.dir")
+    serve.add_argument("--cache-max-size", type=_size, help="override cache.max_size (e.g. 5GiB)")
     serve.add_argument(
         "--loop",
         choices=["asyncio", "uvloop"],

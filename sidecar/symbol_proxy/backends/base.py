@@ -4,8 +4,11 @@ A backend knows how to reach *locations* (relative paths produced by a layout) i
 source. It translates its library's errors into the classes below, inside its own module, so
 everything around it (retries, the failure breaker, metrics, caching) is written once.
 
-Reads are all the proxy needs today. Publishing (the Symbol Service API) will add ``put``, ``copy``
-and ``delete``; they are declared in ``WritableBackend`` so backends can grow into it.
+Reads are all the proxy needs. Publishing (the Symbol Service API, ``symbol_service``) writes through
+``WritableBackend``: ``put`` (replace), ``create`` (only if absent, ``AlreadyExists`` otherwise),
+``copy``, ``delete`` and ``head``. Every write is all-or-nothing: a reader sees the old object or the
+whole new one, never a part (the filesystem writes a temporary file and renames it; S3 publishes an
+object when its PUT or multipart upload completes).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ if TYPE_CHECKING:
     from symbol_proxy.objects import FileType, ObjectQuery
 
 __all__ = [
+    "AlreadyExists",
     "Backend",
     "BackendError",
     "DeferrableMd5",
@@ -62,6 +66,10 @@ class UpstreamError(BackendError):
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+
+
+class AlreadyExists(BackendError):
+    """A conditional create found the location taken; the object there was left alone."""
 
 
 class Malformed(BackendError):
@@ -126,9 +134,25 @@ class Backend(Protocol):
 class WritableBackend(Backend, Protocol):
     """Write access, for publishing (SymbolRequest uploads)."""
 
-    async def put(self, location: str, chunks: AsyncIterator[bytes], *, size: int | None = None) -> None: ...
+    async def put(self, location: str, chunks: AsyncIterator[bytes], *, size: int | None = None) -> None:
+        """Store the bytes of ``chunks`` at ``location``, replacing what was there, all or nothing.
 
-    async def copy(self, source: str, destination: str) -> None: ...
+        With ``size``, a body of another length is refused (``Malformed``) and nothing is stored.
+        """
+        ...
+
+    async def create(self, location: str, chunks: AsyncIterator[bytes], *, size: int | None = None) -> None:
+        """Like ``put``, but only if nothing is at ``location``; else ``AlreadyExists``. Two writers
+        racing for one location: exactly one succeeds."""
+        ...
+
+    async def head(self, location: str) -> ObjectInfo:
+        """What is stored at ``location`` (its size), or ``NotFound``; reads no body."""
+        ...
+
+    async def copy(self, source: str, destination: str) -> None:
+        """Copy ``source`` to ``destination`` inside the store (replacing it), all or nothing."""
+        ...
 
     async def delete(self, location: str) -> None:
         """Remove ``location``; deleting something absent is not an error."""

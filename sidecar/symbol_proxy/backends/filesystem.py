@@ -2,6 +2,11 @@
 
 File access runs in the default executor so a slow share never blocks the event loop. Locations come
 from layouts and are relative; anything that would escape the root is refused as "not found".
+
+Writes (publishing) go to a temporary file beside the target (``.<name>.tmp-<random>``), are flushed to
+disk, and then appear at once: ``put`` and ``copy`` rename over the target, ``create`` hard-links the
+temporary file to the target, which fails if the name is taken, so of two racing creators exactly
+one wins. A crash leaves at most a temporary file, never a partial object under its real name.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import secrets
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -93,3 +99,118 @@ class FilesystemBackend:
 
     async def aclose(self) -> None:
         return None
+
+    # ---------------------------------------------------------------------------------------------
+    # Writing (publishing)
+
+    def _target(self, location: str) -> Path:
+        return _safe_join(self._root, location)
+
+    async def _write_temporary(self, path: Path, chunks: AsyncIterator[bytes], size: int | None) -> Path:
+        """Write ``chunks`` to a new temporary file beside ``path``; the caller renames or links it."""
+        loop = asyncio.get_running_loop()
+        temporary = path.with_name(f".{path.name}.tmp-{secrets.token_hex(8)}")
+        fd = await loop.run_in_executor(None, _create_file, temporary)
+        written = 0
+        try:
+            async for chunk in chunks:
+                written += len(chunk)
+                if size is not None and written > size:
+                    raise base.Malformed(f"{path.name}: more than the declared {size} bytes")
+                await loop.run_in_executor(None, _write_all, fd, chunk)
+            if size is not None and written != size:
+                raise base.Malformed(f"{path.name}: {written} bytes, not the declared {size}")
+            await loop.run_in_executor(None, os.fsync, fd)
+        except BaseException:
+            os.close(fd)
+            fd = -1
+            _remove(temporary)
+            raise
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        return temporary
+
+    async def put(self, location: str, chunks: AsyncIterator[bytes], *, size: int | None = None) -> None:
+        path = self._target(location)
+        temporary = await self._write_temporary(path, chunks, size)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, os.replace, temporary, path)
+        except OSError as exc:
+            _remove(temporary)
+            raise _write_error(path, exc) from None
+
+    async def create(self, location: str, chunks: AsyncIterator[bytes], *, size: int | None = None) -> None:
+        path = self._target(location)
+        if path.exists():
+            raise base.AlreadyExists(path.name)  # cheap early answer; the link below decides
+        temporary = await self._write_temporary(path, chunks, size)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, os.link, temporary, path)
+        except FileExistsError:
+            raise base.AlreadyExists(path.name) from None
+        except OSError as exc:
+            raise _write_error(path, exc) from None
+        finally:
+            _remove(temporary)
+
+    async def head(self, location: str) -> base.ObjectInfo:
+        path = self._target(location)
+        loop = asyncio.get_running_loop()
+        try:
+            st = await loop.run_in_executor(None, os.stat, path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise base.NotFound(path.name) from None
+        except OSError as exc:
+            raise _write_error(path, exc) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise base.NotFound(path.name)
+        return base.ObjectInfo(size=st.st_size)
+
+    async def copy(self, source: str, destination: str) -> None:
+        stream = await self.open(source)
+
+        async def body() -> AsyncIterator[bytes]:
+            async for chunk in stream.chunks():
+                yield chunk
+
+        try:
+            await self.put(destination, body(), size=stream.info.size)
+        finally:
+            await stream.aclose()
+
+    async def delete(self, location: str) -> None:
+        path = self._target(location)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, _remove, path)
+        except OSError as exc:
+            raise _write_error(path, exc) from None
+
+
+def _create_file(path: Path) -> int:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, flags, 0o644)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _write_error(path: Path, exc: OSError) -> base.BackendError:
+    if isinstance(exc, PermissionError):
+        return base.PermissionDenied(f"cannot write {path.name}")
+    return base.UpstreamError(f"cannot write {path.name}: {exc.strerror}", retryable=False)

@@ -25,6 +25,13 @@ throttling and 5xx only, never 403/404) with ``retries + 1`` attempts. Errors th
 that are raised with ``retryable = False``: the SDK has already retried them, and the resolver's own
 retry loop would otherwise multiply the attempts.
 
+Writes (publishing) buffer up to ``WRITE_PART_SIZE`` bytes: a smaller body is one PutObject, a larger
+one a multipart upload of parts of that size (uploaded one after another, so memory holds one part),
+aborted when anything fails, so no part ever becomes an object. ``create`` sends ``If-None-Match: *``
+with the PutObject or the CompleteMultipartUpload, S3's conditional write: of two racing creators
+exactly one succeeds, the other gets ``AlreadyExists``. ``copy`` is one server-side CopyObject (objects
+up to 5 GiB, S3's limit for it).
+
 Error codes follow Symbolicator (``shared/specs/layouts.md`` §10.5): ``NoSuchKey``/``NoSuchBucket``/
 ``NotFound`` and empty objects are ``NotFound``; 401/403 and the signature/credential codes are
 ``PermissionDenied``. S3 answers ``AccessDenied`` also for a *missing* key when the credentials lack
@@ -305,6 +312,118 @@ class S3Backend:
             md5=_md5_etag(first),
             deadline=deadline,
         )
+
+    # ---------------------------------------------------------------------------------------------
+    # Writing (publishing)
+
+    async def _call(self, operation: str, key: str, **params: Any) -> dict[str, Any]:
+        """One S3 call on the bucket, bounded by the total timeout, with its errors translated."""
+        client = await self._get_client()
+        method = getattr(client, _SNAKE[operation])
+        try:
+            async with asyncio.timeout(self._settings.total_timeout):
+                response: dict[str, Any] = await method(Bucket=self._source.bucket, Key=key, **params)
+        except Exception as exc:
+            if params.get("IfNoneMatch") == "*" and _error_code(exc) in ("PreconditionFailed", "412"):
+                raise base.AlreadyExists(f"s3://{self._source.bucket}/{key}") from None
+            raise self._translate(exc, operation, key) from None
+        return response
+
+    async def _upload(
+        self, location: str, chunks: AsyncIterator[bytes], size: int | None, *, only_if_absent: bool
+    ) -> None:
+        key = locations.join_key(self._source.prefix, location)
+        condition = {"IfNoneMatch": "*"} if only_if_absent else {}
+        buffer = bytearray()
+        parts: list[dict[str, Any]] = []
+        upload_id: str | None = None
+        written = 0
+
+        async def send_part(data: bytes) -> None:
+            assert upload_id is not None
+            number = len(parts) + 1
+            response = await self._call("UploadPart", key, UploadId=upload_id, PartNumber=number, Body=data)
+            parts.append({"ETag": response["ETag"], "PartNumber": number})
+
+        try:
+            async for chunk in chunks:
+                written += len(chunk)
+                if size is not None and written > size:
+                    raise base.Malformed(
+                        f"s3://{self._source.bucket}/{key}: more than the declared {size} bytes"
+                    )
+                buffer += chunk
+                while len(buffer) >= WRITE_PART_SIZE:
+                    if upload_id is None:
+                        upload_id = (await self._call("CreateMultipartUpload", key))["UploadId"]
+                    part = bytes(buffer[:WRITE_PART_SIZE])
+                    del buffer[:WRITE_PART_SIZE]
+                    await send_part(part)
+            if size is not None and written != size:
+                raise base.Malformed(
+                    f"s3://{self._source.bucket}/{key}: {written} bytes, not the declared {size}"
+                )
+            if upload_id is None:
+                await self._call("PutObject", key, Body=bytes(buffer), **condition)
+                return
+            if buffer:
+                await send_part(bytes(buffer))
+            await self._call(
+                "CompleteMultipartUpload",
+                key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                **condition,
+            )
+            upload_id = None
+        finally:
+            if upload_id is not None:
+                with contextlib.suppress(base.BackendError):
+                    await asyncio.shield(self._call("AbortMultipartUpload", key, UploadId=upload_id))
+
+    async def put(self, location: str, chunks: AsyncIterator[bytes], *, size: int | None = None) -> None:
+        await self._upload(location, chunks, size, only_if_absent=False)
+
+    async def create(self, location: str, chunks: AsyncIterator[bytes], *, size: int | None = None) -> None:
+        await self._upload(location, chunks, size, only_if_absent=True)
+
+    async def head(self, location: str) -> base.ObjectInfo:
+        key = locations.join_key(self._source.prefix, location)
+        response = await self._call("HeadObject", key)
+        return base.ObjectInfo(size=int(response.get("ContentLength") or 0), etag=response.get("ETag"))
+
+    async def copy(self, source: str, destination: str) -> None:
+        source_key = locations.join_key(self._source.prefix, source)
+        key = locations.join_key(self._source.prefix, destination)
+        await self._call("CopyObject", key, CopySource={"Bucket": self._source.bucket, "Key": source_key})
+
+    async def delete(self, location: str) -> None:
+        key = locations.join_key(self._source.prefix, location)
+        try:
+            await self._call("DeleteObject", key)
+        except base.NotFound:
+            pass
+
+
+WRITE_PART_SIZE = 8 * 1024**2
+"""Bytes per part of a multipart upload (S3 wants at least 5 MiB for every part but the last)."""
+
+_SNAKE = {
+    "PutObject": "put_object",
+    "HeadObject": "head_object",
+    "CopyObject": "copy_object",
+    "DeleteObject": "delete_object",
+    "CreateMultipartUpload": "create_multipart_upload",
+    "UploadPart": "upload_part",
+    "CompleteMultipartUpload": "complete_multipart_upload",
+    "AbortMultipartUpload": "abort_multipart_upload",
+}
+
+
+def _error_code(exc: BaseException) -> str:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return str(exc.response.get("Error", {}).get("Code") or "")
+    return ""
 
 
 _END = object()

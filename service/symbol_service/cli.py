@@ -1,0 +1,115 @@
+"""``symbol-service``: the publishing service (``serve``) and its small tools (``hash-token``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from symbol_proxy.backends import base
+from symbol_proxy.config import ConfigError, FilesystemSource, UpstreamSettings
+from symbol_service import tokens
+from symbol_service.config import ServiceConfig, StoreSource, TokenFile, load_config
+
+log = logging.getLogger("symbol_service")
+
+__all__ = ["main"]
+
+
+def _hash_token(args: argparse.Namespace) -> int:
+    """Read a token from stdin (never from the command line, which ``ps`` shows) and print its hash."""
+    if args.new:
+        token = tokens.new_token()
+        print(token)
+    else:
+        token = sys.stdin.readline().strip()
+    if not token:
+        print("symbol-service: no token on stdin (or use --new)", file=sys.stderr)
+        return 2
+    print(tokens.hash_token(token))
+    return 0
+
+
+def store_backend(source: StoreSource, settings: UpstreamSettings) -> base.WritableBackend:
+    """The writable backend of the publish store."""
+    if isinstance(source, FilesystemSource):
+        from symbol_proxy.backends.filesystem import FilesystemBackend
+
+        Path(source.path).mkdir(parents=True, exist_ok=True)
+        return FilesystemBackend(source)
+    try:
+        from symbol_proxy.backends.s3 import S3Backend
+    except ImportError as exc:
+        raise ConfigError(f"store: the s3 store needs {exc.name}; install symbol-operator[cloud]") from None
+    return S3Backend(source, settings)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from symbol_service.app import create_app
+    from symbol_service.requeststore import MemoryRequestStore
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for name in ("botocore", "aiobotocore", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # they log signed headers at DEBUG
+    try:
+        config: ServiceConfig = load_config(Path(args.config))
+        table = TokenFile(Path(config.tokens_file))
+    except (ConfigError, ValueError) as exc:
+        print(f"symbol-service: {exc}", file=sys.stderr)
+        return 2
+    if args.requests != "memory":
+        print(
+            "symbol-service: the Kubernetes request store (SymbolRequest resources) is not built yet; "
+            "--requests memory runs a development server that forgets every request when it stops",
+            file=sys.stderr,
+        )
+        return 2
+    log.warning("DEVELOPMENT MODE: symbol requests are kept in this process's memory only")
+    app = create_app(
+        store_backend(config.store, config.upstream),
+        MemoryRequestStore(),
+        table,
+        limits=config.limits,
+        public_url=config.public_url,
+    )
+    host = args.host or config.listen.host
+    port = config.listen.port if args.port is None else args.port
+    web.run_app(app, host=host, port=port, print=None, access_log=None)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="symbol-service", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    hashing = commands.add_parser("hash-token", help="print the stored form of a token read from stdin")
+    hashing.add_argument("--new", action="store_true", help="make a new random token, print it and its hash")
+    hashing.set_defaults(run=_hash_token)
+    serve = commands.add_parser("serve", help="run the Symbol Service API")
+    serve.add_argument("--config", required=True, help="YAML configuration (docs/publishing.md)")
+    serve.add_argument("--host", help="listen address (overrides listen.host)")
+    serve.add_argument("--port", type=int, help="listen port (overrides listen.port)")
+    serve.add_argument(
+        "--requests",
+        choices=["kubernetes", "memory"],
+        default="kubernetes",
+        help="where SymbolRequests live; 'memory' is for development only",
+    )
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(run=_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

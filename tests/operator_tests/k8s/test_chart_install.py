@@ -1,0 +1,149 @@
+"""The chart against the real API server: every rendered manifest accepted by a server-side dry-run
+apply, then ``helm install`` into the test control plane, ``helm upgrade`` with changed values (the
+generated webhook certificate is kept), ``helm test``'s pod created, and ``helm uninstall`` (CRDs kept,
+as Helm does). Finally the operator, running with the token of exactly the ServiceAccount the chart
+created and the RBAC it bound, reconciles a SymbolSource."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from symbol_operator.models import API_VERSION
+from tests.operator_tests.chart import CHART, helm, helm_binary, values_args
+from tests.operator_tests.k8s.conftest import running_operator
+from tests.operator_tests.k8s.kube import Kube, wait_for
+
+pytestmark = [pytest.mark.k8s, pytest.mark.timeout(300)]
+
+# Values sets without third-party kinds (no cert-manager or Prometheus Operator CRDs here).
+DRY_RUN_MATRIX: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "namespaced": {"operator": {"watchNamespaces": ["default", "kube-public"]}},
+    "locked-down": {
+        "networkPolicy": {"enabled": True},
+        "webhook": {"failurePolicy": "Fail", "replicas": 3, "podOptIn": False},
+        "metrics": {"dashboard": {"enabled": True}},
+        "sidecar": {"cpuLimit": "1", "memoryLimit": ""},
+        "clusterCache": {"enabled": True},
+    },
+    "no-webhook": {"webhook": {"enabled": False}},
+}
+
+
+def new_namespace(kube: Kube, stem: str) -> str:
+    name = f"{stem}-{secrets.token_hex(3)}"
+    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    return name
+
+
+@pytest.mark.parametrize("name", list(DRY_RUN_MATRIX))
+def test_every_rendered_manifest_is_accepted_by_the_api_server(
+    name: str, kube: Kube, control_plane: Any, tmp_path: Path
+) -> None:
+    release_namespace = new_namespace(kube, "dry-run")
+    values = DRY_RUN_MATRIX[name]
+    args = [
+        "template",
+        "symbols",
+        str(CHART),
+        "--namespace",
+        release_namespace,
+        *values_args(values, tmp_path),
+    ]
+    manifests = helm(*args).stdout
+    documents = [d for d in yaml.safe_load_all(manifests) if d]
+    assert documents
+    output = control_plane.kubectl(
+        "apply", "--server-side", "--dry-run=server", "--field-manager=helm-test", "-f", "-", input=manifests
+    )
+    assert output.count("serverside-applied (server dry run)") == len(documents), output
+
+
+def test_install_upgrade_test_hook_and_uninstall(
+    kube: Kube, control_plane: Any, admin_kubeconfig: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    release_namespace = new_namespace(kube, "release")
+    watched = new_namespace(kube, "watched")
+    release = f"sym-{secrets.token_hex(2)}"
+    base = ["--namespace", release_namespace]
+    first = {"operator": {"watchNamespaces": [watched]}}
+    helm("install", release, str(CHART), *base, *values_args(first, tmp_path), kubeconfig=admin_kubeconfig)
+    fullname = f"{release}-symbol-operator"
+    webhook_name = f"{fullname}-webhook"
+    tls = kube.get("Secret", f"{webhook_name}-tls", release_namespace)
+    assert tls is not None
+    prefix = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+    configuration = kube.request("GET", f"{prefix}/{fullname}")
+    assert {w["clientConfig"]["caBundle"] for w in configuration["webhooks"]} == {tls["data"]["ca.crt"]}
+    deployment = kube.request(
+        "GET", f"/apis/apps/v1/namespaces/{release_namespace}/deployments/{webhook_name}"
+    )
+    assert "--cache-size=5Gi" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+    second = {**first, "sidecar": {"cacheSize": "2Gi"}, "webhook": {"replicas": 3}}
+    helm("upgrade", release, str(CHART), *base, *values_args(second, tmp_path), kubeconfig=admin_kubeconfig)
+    deployment = kube.request(
+        "GET", f"/apis/apps/v1/namespaces/{release_namespace}/deployments/{webhook_name}"
+    )
+    assert deployment["spec"]["replicas"] == 3
+    assert "--cache-size=2Gi" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    kept = kube.get("Secret", f"{webhook_name}-tls", release_namespace)
+    assert kept is not None and kept["data"] == tls["data"], "the upgrade replaced the webhook certificate"
+    configuration = kube.request("GET", f"{prefix}/{fullname}")
+    assert {w["clientConfig"]["caBundle"] for w in configuration["webhooks"]} == {tls["data"]["ca.crt"]}
+
+    # The operator with the token of exactly the chart's ServiceAccount and bindings.
+    token = kube.token(fullname, release_namespace)
+    operator_kubeconfig = control_plane.token_kubeconfig(token, tmp_path / "operator.kubeconfig")
+    kube.create(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "SymbolSource",
+            "metadata": {"name": "msdl"},
+            "spec": {"type": "http", "http": {"url": "https://msdl.microsoft.com/download/symbols/"}},
+        },
+        watched,
+    )
+    with running_operator(monkeypatch, [watched], kubeconfig=operator_kubeconfig):
+        secret = wait_for(
+            lambda: kube.get("Secret", "symbol-proxy-config", watched), what="the rendered Secret"
+        )
+        wait_for(lambda: _ready(kube, watched, "msdl"), what="msdl Ready")
+    document = yaml.safe_load(base64.b64decode(secret["data"]["proxy.yaml"]))
+    assert [s["id"] for s in document["sources"]] == ["msdl"]
+
+    # `helm test` creates its hook pod; without a kubelet it never runs, so only its creation is checked.
+    hook = subprocess.run(
+        [*_helm_command("test", release, *base, "--timeout=5s", kubeconfig=admin_kubeconfig)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "timed out" in (hook.stderr + hook.stdout) or hook.returncode == 0, hook.stderr
+    assert kube.request("GET", f"/api/v1/namespaces/{release_namespace}/pods/{fullname}-test")
+
+    helm("uninstall", release, *base, kubeconfig=admin_kubeconfig)
+    assert kube.get("Secret", f"{webhook_name}-tls", release_namespace) is None
+    assert kube.get("ClusterRole", fullname) is None
+    missing = subprocess.run(
+        _helm_command("status", release, *base, kubeconfig=admin_kubeconfig), capture_output=True, text=True
+    )
+    assert missing.returncode != 0
+    for crd in ("symbolsources.symbols.symbol-operator.dev", "symbolrequests.symbols.symbol-operator.dev"):
+        assert kube.get("CustomResourceDefinition", crd) is not None, f"uninstall removed the CRD {crd}"
+
+
+def _ready(kube: Kube, namespace: str, name: str) -> bool:
+    status = (kube.get("SymbolSource", name, namespace) or {}).get("status") or {}
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or [])
+
+
+def _helm_command(*args: str, kubeconfig: Path) -> list[str]:
+    return [str(helm_binary()), *args, f"--kubeconfig={kubeconfig}"]

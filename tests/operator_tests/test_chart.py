@@ -1,0 +1,371 @@
+"""The Helm chart without a cluster: ``helm lint --strict`` and ``helm template`` over a matrix of
+values, the schema rejecting bad values, CRDs and RBAC kept equal to their sources, restricted pod
+security and standard labels on everything, the generated webhook certificate, the alert rules checked
+by promtool, and the commands the chart runs accepted by the real entry points."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+
+from symbol_operator.cli import build_parser
+from symbol_operator.webhook import serving
+from tests.operator_tests.chart import CHART, NAMESPACE, RELEASE, find, helm, kinds, render, values_args
+from tests.operator_tests.manifests import CRDS, EXAMPLES, REPO, example_documents
+
+MONITORING = "monitoring.coreos.com/v1"
+CERT_MANAGER = "cert-manager.io/v1"
+BIN = Path(sys.executable).parent
+
+MATRIX: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "defaults": ({}, []),
+    "namespaced": ({"operator": {"watchNamespaces": ["team-a", "team-b"]}}, []),
+    "no-webhook": ({"webhook": {"enabled": False}}, []),
+    "namespace-opt-in-only": ({"webhook": {"podOptIn": False, "failurePolicy": "Fail", "replicas": 3}}, []),
+    "cert-manager": ({}, [CERT_MANAGER]),
+    "cert-manager-issuer": (
+        {
+            "webhook": {
+                "tls": {"source": "certManager", "issuerRef": {"name": "corp", "kind": "ClusterIssuer"}}
+            }
+        },
+        [CERT_MANAGER],
+    ),
+    "monitoring": (
+        {
+            "metrics": {
+                "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
+                "podMonitor": {"enabled": True},
+                "prometheusRule": {"enabled": True},
+                "dashboard": {"enabled": True},
+            }
+        },
+        [MONITORING],
+    ),
+    "locked-down": (
+        {
+            "networkPolicy": {
+                "enabled": True,
+                "metricsNamespaceSelector": {"kubernetes.io/metadata.name": "mon"},
+            },
+            "image": {"digest": "sha256:" + "a" * 64},
+            "imagePullSecrets": [{"name": "regcred"}],
+            "priorityClassName": "system-cluster-critical",
+            "nodeSelector": {"kubernetes.io/os": "linux"},
+            "commonLabels": {"team": "debugging"},
+            "serviceAccount": {
+                "annotations": {"iam.gke.io/gcp-service-account": "sym@p.iam.gserviceaccount.com"}
+            },
+        },
+        [],
+    ),
+    "cluster-cache": ({"clusterCache": {"enabled": True, "storageClassName": "fast", "size": "10Gi"}}, []),
+    "tuned-sidecar": (
+        {
+            "sidecar": {
+                "cacheSize": "20Gi",
+                "port": 18080,
+                "cpuLimit": "1",
+                "memoryLimit": "",
+                "image": "m/p:1",
+            }
+        },
+        [],
+    ),
+}
+
+
+def rendered(name: str, tmp: Path) -> list[dict[str, Any]]:
+    values, apis = MATRIX[name]
+    return render(values, tmp, api_versions=apis)
+
+
+def pods(documents: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, pod spec) of every workload and test pod."""
+    found = []
+    for doc in documents:
+        if doc["kind"] == "Deployment":
+            found.append((doc["metadata"]["name"], doc["spec"]["template"]["spec"]))
+        elif doc["kind"] == "Pod":
+            found.append((doc["metadata"]["name"], doc["spec"]))
+    return found
+
+
+def test_lint_strict_passes_for_every_values_set(tmp_path: Path) -> None:
+    # helm lint has no --api-versions: the values sets that need an API render it unconditionally.
+    for name, (values, _) in MATRIX.items():
+        args = ["lint", "--strict", str(CHART), "--namespace", NAMESPACE, *values_args(values, tmp_path)]
+        result = helm(*args, check=False)
+        assert result.returncode == 0, f"{name}: {result.stdout}{result.stderr}"
+
+
+def test_defaults_render_the_operator_webhook_and_rbac(tmp_path: Path) -> None:
+    documents = rendered("defaults", tmp_path)
+    assert kinds(documents) == sorted(
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ConfigMap",
+            "Deployment",
+            "Deployment",
+            "MutatingWebhookConfiguration",
+            "Pod",
+            "PodDisruptionBudget",
+            "Secret",
+            "Service",
+            "Service",
+            "ServiceAccount",
+        ]
+    )
+    operator = find(documents, "Deployment", f"{RELEASE}-symbol-operator")
+    assert operator["spec"]["replicas"] == 1
+    assert operator["spec"]["strategy"] == {"type": "Recreate"}
+    args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--all-namespaces" in args
+    webhook = find(documents, "Deployment", f"{RELEASE}-symbol-operator-webhook")
+    assert webhook["spec"]["replicas"] == 2
+    assert find(documents, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    test_pod = find(documents, "Pod")
+    assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+
+
+@pytest.mark.parametrize("name", list(MATRIX))
+def test_every_pod_runs_restricted_with_probes_and_resources(name: str, tmp_path: Path) -> None:
+    for pod_name, spec in pods(rendered(name, tmp_path)):
+        security = spec["securityContext"]
+        assert security["runAsNonRoot"] is True, pod_name
+        assert security["seccompProfile"] == {"type": "RuntimeDefault"}, pod_name
+        for container in spec["containers"] + spec.get("initContainers", []):
+            where = f"{pod_name}/{container['name']}"
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False, where
+            assert context["readOnlyRootFilesystem"] is True, where
+            assert context["capabilities"] == {"drop": ["ALL"]}, where
+            assert container["resources"]["requests"], where
+            if pod_name.endswith("-test"):
+                continue
+            assert "livenessProbe" in container, where
+
+
+@pytest.mark.parametrize("name", list(MATRIX))
+def test_every_resource_has_the_standard_labels(name: str, tmp_path: Path) -> None:
+    for doc in rendered(name, tmp_path):
+        labels = doc["metadata"].get("labels") or {}
+        where = f"{doc['kind']}/{doc['metadata']['name']}"
+        for key in (
+            "helm.sh/chart",
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/version",
+            "app.kubernetes.io/managed-by",
+            "app.kubernetes.io/component",
+            "app.kubernetes.io/part-of",
+        ):
+            assert key in labels, f"{where} lacks {key}"
+        if doc["kind"] == "Deployment":
+            selector = doc["spec"]["selector"]["matchLabels"]
+            assert selector.items() <= doc["spec"]["template"]["metadata"]["labels"].items(), where
+            assert "app.kubernetes.io/version" not in selector, where
+
+
+def test_namespaced_mode_binds_the_cluster_role_in_each_namespace_only(tmp_path: Path) -> None:
+    documents = rendered("namespaced", tmp_path)
+    assert "ClusterRoleBinding" not in kinds(documents)
+    bindings = [d for d in documents if d["kind"] == "RoleBinding"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    args = find(documents, "Deployment", f"{RELEASE}-symbol-operator")["spec"]["template"]["spec"][
+        "containers"
+    ][0]["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args and "--all-namespaces" not in args
+
+
+def test_webhook_off_renders_no_webhook(tmp_path: Path) -> None:
+    documents = rendered("no-webhook", tmp_path)
+    assert "MutatingWebhookConfiguration" not in kinds(documents)
+    assert [d["metadata"]["name"] for d in documents if d["kind"] == "Deployment"] == [
+        f"{RELEASE}-symbol-operator"
+    ]
+
+
+def test_the_webhook_never_sees_the_control_planes_namespaces_or_its_own(tmp_path: Path) -> None:
+    configuration = find(rendered("defaults", tmp_path), "MutatingWebhookConfiguration")
+    assert [w["name"] for w in configuration["webhooks"]] == [
+        "pod.inject.symbols.symbol-operator.dev",
+        "namespace.inject.symbols.symbol-operator.dev",
+    ]
+    for webhook in configuration["webhooks"]:
+        assert webhook["failurePolicy"] == "Ignore"
+        assert webhook["sideEffects"] == "None"
+        assert webhook["rules"] == [
+            {
+                "operations": ["CREATE"],
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "resources": ["pods"],
+                "scope": "Namespaced",
+            }
+        ]
+        excluded = next(
+            e
+            for e in webhook["namespaceSelector"]["matchExpressions"]
+            if e["key"] == "kubernetes.io/metadata.name"
+        )
+        assert excluded["operator"] == "NotIn"
+        assert {"kube-system", "kube-public", "kube-node-lease", NAMESPACE} <= set(excluded["values"])
+    only_namespaces = find(rendered("namespace-opt-in-only", tmp_path), "MutatingWebhookConfiguration")
+    assert [w["clientConfig"]["service"]["path"] for w in only_namespaces["webhooks"]] == [
+        "/inject/namespace"
+    ]
+    assert only_namespaces["webhooks"][0]["failurePolicy"] == "Fail"
+
+
+def test_the_generated_certificate_is_trusted_by_the_ca_bundle_for_the_service_name(tmp_path: Path) -> None:
+    documents = rendered("defaults", tmp_path)
+    secret = find(documents, "Secret", f"{RELEASE}-symbol-operator-webhook-tls")
+    bundle = find(documents, "MutatingWebhookConfiguration")["webhooks"][0]["clientConfig"]["caBundle"]
+    assert secret["data"]["ca.crt"] == bundle
+    ca = x509.load_pem_x509_certificate(base64.b64decode(bundle))
+    serving_cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    serving_cert.verify_directly_issued_by(ca)
+    names = serving_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    service = f"{RELEASE}-symbol-operator-webhook"
+    assert f"{service}.{NAMESPACE}.svc" in names.get_values_for_type(x509.DNSName)
+
+
+@pytest.mark.parametrize("name", ["cert-manager", "cert-manager-issuer"])
+def test_with_cert_manager_the_certificate_and_ca_come_from_it(name: str, tmp_path: Path) -> None:
+    documents = rendered(name, tmp_path)
+    assert "Secret" not in kinds(documents)
+    certificate = find(documents, "Certificate")
+    configuration = find(documents, "MutatingWebhookConfiguration")
+    assert configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == (
+        f"{NAMESPACE}/{certificate['metadata']['name']}"
+    )
+    assert all("caBundle" not in w["clientConfig"] for w in configuration["webhooks"])
+    assert ("Issuer" in kinds(documents)) is (name == "cert-manager")
+
+
+def test_monitoring_objects_and_alert_rules_that_promtool_accepts(tmp_path: Path) -> None:
+    documents = rendered("monitoring", tmp_path)
+    assert {"ServiceMonitor", "PodMonitor", "PrometheusRule"} <= set(kinds(documents))
+    assert find(documents, "ServiceMonitor")["metadata"]["labels"]["release"] == "prom"
+    dashboard = next(
+        d for d in documents if d["kind"] == "ConfigMap" and "grafana_dashboard" in d["metadata"]["labels"]
+    )
+    assert '"panels"' in dashboard["data"]["symbol-operator.json"]
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        yaml.safe_dump({"groups": find(documents, "PrometheusRule")["spec"]["groups"]}), encoding="utf-8"
+    )
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool (Debian package prometheus) is needed; run scripts/setup --test"
+    check = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    alerts = {r["alert"] for g in find(documents, "PrometheusRule")["spec"]["groups"] for r in g["rules"]}
+    assert len(alerts) == 5
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"webhook": {"failurePolicy": "Sometimes"}}, "failurePolicy"),
+        ({"webhook": {"port": "https"}}, "port"),
+        ({"sidecar": {"cacheSize": "lots"}}, "cacheSize"),
+        ({"operator": {"watchNamespaces": ["Not_A_Namespace"]}}, "watchNamespaces"),
+        ({"operator": {"baseConfig": {"sources": []}}}, "baseConfig"),
+        ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
+        ({"webhook": {"tls": {"source": "letsencrypt"}}}, "source"),
+        ({"webhok": {"enabled": False}}, "webhok"),
+    ],
+)
+def test_values_violating_the_schema_fail(values: dict[str, Any], message: str, tmp_path: Path) -> None:
+    args = ["template", RELEASE, str(CHART), *values_args(values, tmp_path)]
+    result = helm(*args, check=False)
+    assert result.returncode != 0
+    assert "schema" in result.stderr and message in result.stderr, result.stderr
+
+
+def test_the_cluster_cache_serves_the_release_namespaces_config_from_a_kept_claim(tmp_path: Path) -> None:
+    documents = rendered("cluster-cache", tmp_path)
+    claim = find(documents, "PersistentVolumeClaim")
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert claim["spec"]["storageClassName"] == "fast"
+    cache = find(documents, "Deployment", f"{RELEASE}-symbol-operator-cache")
+    assert cache["spec"]["strategy"] == {"type": "Recreate"}
+    spec = cache["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["config"]["secret"]["secretName"] == "symbol-proxy-config"
+    assert volumes["cache"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    service = find(documents, "Service", f"{RELEASE}-symbol-operator-cache")
+    assert service["spec"]["selector"].items() <= cache["spec"]["template"]["metadata"]["labels"].items()
+    assert "PersistentVolumeClaim" not in kinds(rendered("defaults", tmp_path))
+
+
+def test_the_charts_crds_are_the_repositorys_crds() -> None:
+    chart_crds = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
+    source = {p.name: p.read_bytes() for p in CRDS.glob("*.yaml")}
+    assert chart_crds == source
+
+
+def test_the_charts_rbac_is_the_examples_rbac(tmp_path: Path) -> None:
+    example = next(
+        d for path, d in example_documents() if path == EXAMPLES / "rbac.yaml" and d["kind"] == "ClusterRole"
+    )
+    for values in ({}, {"operator": {"configSecret": "other-name"}}):
+        role = find(render(values, tmp_path), "ClusterRole")
+        expected = yaml.safe_load(
+            yaml.safe_dump(example["rules"]).replace(
+                "symbol-proxy-config", values.get("operator", {}).get("configSecret", "symbol-proxy-config")
+            )
+        )
+        assert role["rules"] == expected
+
+
+def test_the_commands_the_chart_runs_are_accepted_by_the_entry_points(tmp_path: Path) -> None:
+    pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    for name in ("defaults", "namespaced", "tuned-sidecar"):
+        documents = rendered(name, tmp_path)
+        for deployment in (d for d in documents if d["kind"] == "Deployment"):
+            container = deployment["spec"]["template"]["spec"]["containers"][0]
+            assert container["command"][0] in pyproject
+            args = build_parser().parse_args(container["args"])
+            if args.command == "webhook":
+                settings = serving.settings_from_args(args)
+                assert settings.image.startswith(("registry.example.com/symbol-operator", "m/p:1"))
+
+
+def test_the_dockerfile_names_entry_points_that_exist_and_start() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    assert "USER 10001" in dockerfile
+    for command in ("symbol-proxy", "symbol-operator"):
+        assert command in dockerfile and f'{command} = "' in pyproject
+        executable = BIN / command
+        result = subprocess.run([str(executable), "--help"], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+    cmd = yaml.safe_load(next(line for line in dockerfile.splitlines() if line.startswith("CMD"))[4:])
+    result = subprocess.run(
+        [str(BIN / cmd[0]), *cmd[1:], "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_key_of_values_yaml_has_a_comment_above_it() -> None:
+    lines = (CHART / "values.yaml").read_text(encoding="utf-8").splitlines()
+    undocumented = []
+    for number, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or stripped.startswith("- ") or ":" not in stripped:
+            continue
+        above = lines[number - 1].strip() if number else ""
+        if not above.startswith("#"):
+            undocumented.append(f"{number + 1}: {stripped}")
+    assert undocumented == []

@@ -1,0 +1,105 @@
+"""A running publishing service on 127.0.0.1 over a filesystem store, and clients that speak to it
+as Azure DevOps clients do (Basic with an empty user and the PAT as password, ``api-version`` in the
+Accept header, ``X-TFS-FedAuthRedirect: Suppress``)."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from symbol_proxy.backends.filesystem import FilesystemBackend
+from symbol_proxy.config import FilesystemSource
+from symbol_service import tokens
+from symbol_service.app import create_app
+from symbol_service.config import Limits
+from symbol_service.requeststore import MemoryRequestStore
+
+# The S3 world (moto's server) and the guard against real cloud endpoints, shared with the backends' tests.
+from tests.sidecar.backends.conftest import _no_real_aws, s3_world, settings  # noqa: F401
+
+ORG = "fabrikam"
+
+
+@dataclasses.dataclass
+class Service:
+    url: str
+    """``http://127.0.0.1:<port>/<organization>``"""
+    store: Path | None
+    """The filesystem store's root (``None`` for other stores)."""
+    session: aiohttp.ClientSession
+    tokens: dict[str, str]
+    """Token of each role: reader, writer, manager."""
+    app: web.Application | None = None
+
+    def headers(self, role: str | None = "writer", **extra: str) -> dict[str, str]:
+        headers = {"Accept": "application/json; api-version=2.0-preview", "X-TFS-FedAuthRedirect": "Suppress"}
+        if role is not None:
+            credential = base64.b64encode(f":{self.tokens[role]}".encode()).decode()
+            headers["Authorization"] = f"Basic {credential}"
+        headers.update(extra)
+        return headers
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        role: str | None = "writer",
+        json: Any = None,
+        data: bytes | None = None,
+        params: dict[str, str] | None = None,
+        expect: int | None = None,
+        absolute: bool = False,
+    ) -> tuple[int, Any, aiohttp.typedefs.LooseHeaders]:
+        url = path if absolute else f"{self.url}{path}"
+        headers = self.headers(role)
+        if data is not None:
+            headers["Content-Type"] = "application/octet-stream"
+        payload = io.BytesIO(data) if data is not None else None
+        async with self.session.request(
+            method, url, headers=headers, json=json, data=payload, params=params
+        ) as response:
+            raw = await response.read()
+            body: Any = raw
+            if response.content_type == "application/json":
+                body = await response.json()
+            if expect is not None:
+                assert response.status == expect, (method, path, response.status, body)
+            return response.status, body, response.headers
+
+
+@pytest.fixture
+def limits() -> Limits:
+    return Limits(max_json_body=64 * 1024, max_blob_size=16 * 1024**2, max_entries_per_batch=50)
+
+
+@pytest.fixture
+async def service(tmp_path: Path, limits: Limits) -> AsyncIterator[Service]:
+    made = {role: tokens.new_token() for role in ("reader", "writer", "manager")}
+    scopes = {"reader": "vso.symbols", "writer": "vso.symbols_write", "manager": "vso.symbols_manage"}
+    table = tokens.TokenTable(
+        [
+            {"name": role, "hash": tokens.hash_token(token), "scopes": [scopes[role]]}
+            for role, token in made.items()
+        ]
+    )
+    store = tmp_path / "store"
+    store.mkdir()
+    backend = FilesystemBackend(
+        FilesystemSource.model_validate({"id": "publish", "type": "filesystem", "path": str(store)})
+    )
+    app = create_app(backend, MemoryRequestStore(), table, limits=limits)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    async with aiohttp.ClientSession() as session:
+        yield Service(f"http://127.0.0.1:{server.port}/{ORG}", store, session, made, app)
+    await server.close()
