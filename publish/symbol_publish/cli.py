@@ -255,7 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.concurrency < 1:
         parser.error("--concurrency is at least 1")
 
-    results = list(scanning.scan(args.directory, args.include, args.exclude))
+    # Path order decides which of two files claiming one key keeps it, whatever the directory walk does.
+    results = sorted(scanning.scan(args.directory, args.include, args.exclude), key=lambda r: r.relative)
     keys_of: Callable[[Identity], list[str]]
     if args.store is not None:
         layout = Layout(type=LayoutType(args.layout))
