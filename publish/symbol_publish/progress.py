@@ -78,7 +78,8 @@ class TerminalProgress:
         self._bar.update(self._task, description=self._describe())
 
     def close(self) -> None:
-        self._bar.stop()
+        if self._files:
+            self._bar.stop()
 
 
 def make(mode: str, verb: str, is_terminal: bool) -> Progress:

@@ -136,7 +136,8 @@ async def publish(service: SymbolService, plan: Plan, options: Options, progress
 
     limit = asyncio.Semaphore(options.concurrency)
     uploads = list(missing.values())
-    progress.start(len(uploads), sum(file.size for _, file in uploads))
+    if uploads:  # no bar for a publish that has nothing left to send
+        progress.start(len(uploads), sum(file.size for _, file in uploads))
 
     async def upload(uri: str, file: Scanned) -> None:
         async with limit:
