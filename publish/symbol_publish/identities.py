@@ -124,6 +124,8 @@ class Identity:
             return "no debug identifier"
         if self.format == Format.BREAKPAD and (self.debug_id is None or not self.module_name):
             return "no MODULE line"
+        if self.format == Format.SOURCEBUNDLE and not (self.module_name or "").lower().endswith(".pdb"):
+            return "only source bundles of PDBs have a SymSrv key (beside the PDB)"
         if self.format == Format.WASM:
             return "no symbol-server key convention covers WebAssembly (use --layout unified)"
         return None
@@ -177,7 +179,7 @@ def keys(identity: Identity) -> dict[str, list[str]]:
     elif fmt == Format.BREAKPAD:
         found = {"breakpad": layouts.native_paths(F.BREAKPAD, query)}
     elif fmt == Format.SOURCEBUNDLE:
-        found = {"symsrv": layouts.symstore_paths(F.SOURCEBUNDLE, query)}
+        found = {"symsrv": [_upper_id(p) for p in layouts.symstore_paths(F.SOURCEBUNDLE, query)]}
     return {kind: paths for kind, paths in found.items() if paths}
 
 

@@ -17,7 +17,9 @@ bundle's metadata and are ignored without a report: the DWARF file inside is wha
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
+import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -56,6 +58,21 @@ def _module_name(path: Path) -> str | None:
     return None
 
 
+def _bundle_object_name(path: Path) -> str | None:
+    """The ``debug_file`` (or ``object_name``) a source bundle's ``manifest.json`` names.
+
+    symbolic has read the bundle already (its header and manifest are valid), but does not expose
+    that name; zipfile skips the bundle's 8-byte ``SYSB`` header as it would a self-extractor's stub.
+    """
+    with zipfile.ZipFile(path) as bundle, bundle.open("manifest.json") as handle:
+        manifest = json.load(handle)
+    for field in ("debug_file", "object_name"):
+        value = manifest.get(field)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
 def _read(path: Path, relative: str) -> Scanned | Skipped:
     from symbolic import debuginfo
     from symbolic.exceptions import IoError, ObjectErrorUnknown, ObjectErrorUnsupportedObject, SymbolicError
@@ -72,6 +89,8 @@ def _read(path: Path, relative: str) -> Scanned | Skipped:
         module = None
         if objects and objects[0].file_format == Format.BREAKPAD:
             module = _module_name(path)
+        elif objects and objects[0].file_format == Format.SOURCEBUNDLE:
+            module = _bundle_object_name(path)
     except (ObjectErrorUnknown, ObjectErrorUnsupportedObject) as exc:
         message = str(exc).splitlines()[0]
         if message == "unsupported object file format":
@@ -80,6 +99,8 @@ def _read(path: Path, relative: str) -> Scanned | Skipped:
     except SymbolicError as exc:
         category = "unreadable" if isinstance(exc, IoError) else "broken"
         return Skipped(relative, category, str(exc).splitlines()[0])
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        return Skipped(relative, "broken", f"source bundle: {exc}")
     except OSError as exc:
         return Skipped(relative, "unreadable", exc.strerror or str(exc))
     identities = []

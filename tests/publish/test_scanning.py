@@ -9,7 +9,10 @@ reported and skipped, and the exit code says so; nothing publishable is its own 
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +148,29 @@ def test_include_and_exclude_globs(run_cli: Any, args: tuple[str, ...], publishe
         *args,
     ).json()
     assert {e["path"] for e in document["entries"]} == published
+
+
+def _source_bundle(path: Path, debug_id: str, debug_file: str) -> None:
+    """A Symbolicator source bundle: the ``SYSB`` header, version 2, then a zip with a manifest."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        manifest = {
+            "files": {"files/src/main.c": {"type": "source", "path": "/src/main.c"}},
+            "debug_id": debug_id,
+            "debug_file": debug_file,
+            "arch": "x86",
+        }
+        bundle.writestr("manifest.json", json.dumps(manifest))
+        bundle.writestr("files/src/main.c", "int main(void) { return 0; }\n")
+    path.write_bytes(b"SYSB" + (2).to_bytes(4, "little") + buffer.getvalue())
+
+
+def test_a_source_bundle_is_published_beside_its_pdb(run_cli: Any, tmp_path: Path) -> None:
+    pdb = next(f for f in shared.manifest()["files"] if f["path"] == "pdb/crash.pdb")
+    pdb_key = pdb["objects"][0]["keys"]["symsrv"][0]
+    _source_bundle(tmp_path / "crash.src.zip", pdb["debug_id"], "crash.pdb")
+    _source_bundle(tmp_path / "libfoo.src.zip", pdb["debug_id"], "libfoo.so")
+    document = run_cli(tmp_path, "--dry-run", "--format", "json").json()
+    name, ident, _ = pdb_key.split("/")
+    assert [e["key"] for e in document["entries"]] == [f"{name}/{ident}/crash.src.zip"]
+    assert [(s["path"], s["category"]) for s in document["skipped"]] == [("libfoo.src.zip", "no-identifier")]
