@@ -196,15 +196,13 @@ async def test_killed_in_the_middle_of_uploads_the_rerun_finishes_the_same_reque
     url = str(server.make_url(f"/{ORG}"))
     args = [str(shared.FIXTURES), "--server", url, "--request", "nightly/7", "--concurrency", "1", *EXCLUDES]
 
-    first = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "symbol_publish.cli",
-        *args,
-        env=service.env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    async def publisher() -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "symbol_publish.cli", *args, env=service.env(),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+
+    first = await publisher()
     stalled = asyncio.ensure_future(forwarder.stalled.wait())
     exited = asyncio.ensure_future(first.communicate())
     await asyncio.wait([stalled, exited], timeout=120, return_when=asyncio.FIRST_COMPLETED)
@@ -221,15 +219,7 @@ async def test_killed_in_the_middle_of_uploads_the_rerun_finishes_the_same_reque
     request = service.get("requests?requestName=nightly/7")
     assert request["status"] == "created"
 
-    second = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "symbol_publish.cli",
-        *args,
-        env=service.env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    second = await publisher()
     out, err = await asyncio.wait_for(second.communicate(), timeout=120)
     assert second.returncode == ExitCode.SKIPPED, err.decode()
     assert "(resumed)" in out.decode()
