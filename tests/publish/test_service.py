@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import itertools
 import json
 import os
@@ -280,3 +281,13 @@ def test_a_directory_of_broken_files_publishes_nothing(service: Service, tmp_pat
     assert "skipped truncated.pdb: broken" in result.err and "skipped readme.txt: not-debug" in result.err
     with pytest.raises(urllib.error.HTTPError):
         service.get("requests?requestName=broken")
+
+
+def test_expiration_days_set_the_request_expiry(service: Service) -> None:
+    result = service.publish(shared.FIXTURES / "pdb", "short-lived", "--expiration-days", "3")
+    assert result.code == ExitCode.OK, result.err
+    expires = datetime.datetime.fromisoformat(
+        service.get("requests?requestName=short-lived")["expirationDate"]
+    )
+    left = expires - datetime.datetime.now(datetime.UTC)
+    assert datetime.timedelta(days=2, hours=23) < left <= datetime.timedelta(days=3)
