@@ -25,7 +25,7 @@ from typing import Any
 from symbol_publish import files
 from symbol_publish.plans import Entry, Plan, Scanned
 from symbol_publish.progress import Progress
-from symbol_publish.service import RequestExists, ServiceError, SymbolService
+from symbol_publish.service import RETRIES, RequestExists, ServerError, ServiceError, SymbolService
 
 __all__ = ["Options", "Outcome", "publish"]
 
@@ -141,7 +141,22 @@ async def publish(service: SymbolService, plan: Plan, options: Options, progress
 
     async def upload(uri: str, file: Scanned) -> None:
         async with limit:
-            await service.upload(uri, files.chunks(file.path, progress.advance), file.size)
+            for attempt in range(RETRIES):
+                sent = 0
+
+                def count(size: int) -> None:
+                    nonlocal sent
+                    sent += size
+                    progress.advance(size)
+
+                try:
+                    await service.upload(uri, files.chunks(file.path, count), file.size)
+                    break
+                except ServerError:
+                    progress.advance(-sent)  # the attempt's bytes are sent again
+                    if attempt + 1 == RETRIES:
+                        raise
+                    await asyncio.sleep(0.5 * 2**attempt)
             progress.file_done()
             outcome.uploaded_blobs += 1
             outcome.uploaded_bytes += file.size

@@ -128,11 +128,9 @@ class SymbolService:
         body: dict[str, Any] = {"name": name, "description": description, "isChunked": False}
         if expiration is not None:
             body["expirationDate"] = expiration.strftime("%Y-%m-%dT%H:%M:%SZ")
-        # Not retried blindly: a create that reached the service before the network failed answers
-        # 409 on the retry, which the caller resolves by looking the request up.
-        result: dict[str, Any] = await self._json(
-            "POST", "requests", json=body, expect=(200, 201), retry=False
-        )
+        # Retried like the rest: when a create reached the service before the answer was lost, the
+        # retry answers 409, and the caller finds its own request by name and description.
+        result: dict[str, Any] = await self._json("POST", "requests", json=body, expect=(200, 201))
         return result
 
     async def find_request(self, name: str) -> dict[str, Any] | None:
@@ -150,6 +148,7 @@ class SymbolService:
             "POST",
             f"requests/{request_id}/debugentries",
             json={"createBehavior": "throwIfExists", "debugEntries": entries},
+            expect=(200, 201),  # the spec's example answers 201; clients accept both
         )
         value: list[dict[str, Any]] = body["value"]
         return value

@@ -144,18 +144,37 @@ class _Forwarder:
     64 KiB from the N-th on) until ``release`` is set, then breaks it off: the service sees an upload
     that never completes."""
 
-    def __init__(self, target: str, stall_at: int) -> None:
+    def __init__(
+        self, target: str, stall_at: int = 0, failures: dict[str, int] | None = None, uploads: bool = True
+    ) -> None:
         self.target = target
+        self.through = uploads
+        """Whether blob uploads come through here too (the service builds blobUri from the Host)."""
         self.stall_at = stall_at
+        self.failures = dict(failures or {})
+        """Method → how many of its first calls get a 503 instead of reaching the service."""
         self.uploads = itertools.count(1)
         self.stalled = asyncio.Event()
         self.release = asyncio.Event()
         self.puts = 0
 
+    async def start(self, aiohttp_server: Any) -> TestServer:
+        app = web.Application(client_max_size=64 * 1024 * 1024)  # a refused upload is read whole
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        server: TestServer = await aiohttp_server(app)
+        return server
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "transfer-encoding")}
-        headers["Host"] = request.host  # the service builds blobUri from it: uploads come back here
+        if self.through:
+            headers["Host"] = request.host  # the service builds blobUri from it: uploads come back here
         data: Any
+        if self.failures.get(request.method, 0) > 0:
+            self.failures[request.method] -= 1
+            await request.read()
+            return web.json_response(
+                {"message": "try again", "typeKey": "ServiceUnavailableException"}, status=503
+            )
         if request.method == "PUT":
             self.puts += 1
             number = next(self.uploads)
@@ -191,9 +210,7 @@ async def test_killed_in_the_middle_of_uploads_the_rerun_finishes_the_same_reque
     service: Service, aiohttp_server: Any
 ) -> None:
     forwarder = _Forwarder(service.base, stall_at=5)
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", forwarder.handle)
-    server: TestServer = await aiohttp_server(app)
+    server = await forwarder.start(aiohttp_server)
     url = str(server.make_url(f"/{ORG}"))
     args = [str(shared.FIXTURES), "--server", url, "--request", "nightly/7", "--concurrency", "1", *EXCLUDES]
 
@@ -291,3 +308,18 @@ def test_expiration_days_set_the_request_expiry(service: Service) -> None:
     )
     left = expires - datetime.datetime.now(datetime.UTC)
     assert datetime.timedelta(days=2, hours=23) < left <= datetime.timedelta(days=3)
+
+
+async def test_5xx_answers_are_retried_and_the_publish_completes(
+    service: Service, aiohttp_server: Any
+) -> None:
+    forwarder = _Forwarder(service.base, failures={"POST": 2, "PATCH": 1}, uploads=False)
+    server = await forwarder.start(aiohttp_server)
+    args = [shared.FIXTURES / "pdb", "--server", str(server.make_url(f"/{ORG}")), "--request", "flaky"]
+    result = await asyncio.get_running_loop().run_in_executor(
+        None, lambda: run_process(*args, env=service.env())
+    )
+    assert result.code == ExitCode.OK, result.err
+    assert forwarder.failures == {"POST": 0, "PATCH": 0}  # every failure was met, and retried
+    assert service.get("requests?requestName=flaky")["status"] == "sealed"
+    assert service.blob_counts().get("deduplicated", 0) == 0
