@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import io
 import itertools
 import json
 import os
@@ -144,12 +145,10 @@ class _Forwarder:
     64 KiB from the N-th on) until ``release`` is set, then breaks it off: the service sees an upload
     that never completes."""
 
-    def __init__(
-        self, target: str, stall_at: int = 0, failures: dict[str, int] | None = None, uploads: bool = True
-    ) -> None:
+    def __init__(self, target: str, stall_at: int = 0, failures: dict[str, int] | None = None) -> None:
         self.target = target
-        self.through = uploads
-        """Whether blob uploads come through here too (the service builds blobUri from the Host)."""
+        self.stream = stall_at > 0
+        """Stream uploads through (to hold one half-sent), or read each whole, then send it on."""
         self.stall_at = stall_at
         self.failures = dict(failures or {})
         """Method → how many of its first calls get a 503 instead of reaching the service."""
@@ -166,8 +165,7 @@ class _Forwarder:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "transfer-encoding")}
-        if self.through:
-            headers["Host"] = request.host  # the service builds blobUri from it: uploads come back here
+        headers["Host"] = request.host  # the service builds blobUri from it: uploads come back here
         data: Any
         if self.failures.get(request.method, 0) > 0:
             self.failures[request.method] -= 1
@@ -179,11 +177,11 @@ class _Forwarder:
             self.puts += 1
             number = next(self.uploads)
             stall = (
-                number >= self.stall_at
+                0 < self.stall_at <= number
                 and not self.stalled.is_set()
                 and (request.content_length or 0) > 65536
             )
-            data = self._body(request, stall)
+            data = self._body(request, stall) if self.stream else io.BytesIO(await request.read())
         else:
             data = await request.read()
         async with (
@@ -313,13 +311,14 @@ def test_expiration_days_set_the_request_expiry(service: Service) -> None:
 async def test_5xx_answers_are_retried_and_the_publish_completes(
     service: Service, aiohttp_server: Any
 ) -> None:
-    forwarder = _Forwarder(service.base, failures={"POST": 2, "PATCH": 1}, uploads=False)
+    forwarder = _Forwarder(service.base, failures={"POST": 2, "PATCH": 1, "PUT": 2})
     server = await forwarder.start(aiohttp_server)
     args = [shared.FIXTURES / "pdb", "--server", str(server.make_url(f"/{ORG}")), "--request", "flaky"]
     result = await asyncio.get_running_loop().run_in_executor(
         None, lambda: run_process(*args, env=service.env())
     )
     assert result.code == ExitCode.OK, result.err
-    assert forwarder.failures == {"POST": 0, "PATCH": 0}  # every failure was met, and retried
+    assert forwarder.failures == {"POST": 0, "PATCH": 0, "PUT": 0}  # every failure was met, and retried
+    assert forwarder.puts == len(list((shared.FIXTURES / "pdb").iterdir()))  # each blob arrived once
     assert service.get("requests?requestName=flaky")["status"] == "sealed"
     assert service.blob_counts().get("deduplicated", 0) == 0
