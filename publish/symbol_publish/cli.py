@@ -239,6 +239,15 @@ def _run_service(args: argparse.Namespace, plan: plans.Plan) -> ExitCode:
     return _final_code(plan.skipped)
 
 
+def _same_content(first: plans.Scanned, second: plans.Scanned) -> bool:
+    from symbol_publish import files
+
+    try:
+        return files.same_content(first.path, second.path)
+    except OSError:
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -265,10 +274,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         def keys_of(identity: Identity) -> list[str]:
             return identities.store_paths(identity, layout)
 
-        plan = plans.plan(results, keys_of, case_insensitive=False)
+        plan = plans.plan(results, keys_of, case_insensitive=False, same_content=_same_content)
     else:
         target = f"request {args.request} on {args.server}" if args.server else "client keys"
-        plan = plans.plan(results, identities.client_keys)
+        plan = plans.plan(results, identities.client_keys, same_content=_same_content)
 
     if args.dry_run:
         _dry_run(plan, results, target, args.format)

@@ -64,11 +64,14 @@ def plan(
     keys_of: Callable[[Identity], list[str]],
     *,
     case_insensitive: bool = True,
+    same_content: Callable[[Scanned, Scanned], bool] = lambda a, b: False,
 ) -> Plan:
     """Entries under ``keys_of(identity)`` for every scanned file; ``Skipped`` results pass through.
 
     Keys are compared ignoring case when the target matches keys that way (the Symbol Service, SSQP);
-    a local store on a case-sensitive disk compares them exactly.
+    a local store on a case-sensitive disk compares them exactly. A second file with the *same bytes*
+    under a key (a .NET build's ``obj/`` and ``bin/`` copies of one PDB) is no conflict: it is simply
+    not needed. ``same_content`` is asked only for files of equal size that claim one key.
     """
     entries: list[Entry] = []
     files: list[Scanned] = []
@@ -91,7 +94,7 @@ def plan(
                     owners[folded] = result
                     entries.append(Entry(key, result, identity))
                     mine += 1
-                elif owner is not result:
+                elif owner is not result and not (owner.size == result.size and same_content(owner, result)):
                     skipped.append(
                         Skipped(
                             result.relative, "conflict", f"{key} is already published from {owner.relative}"

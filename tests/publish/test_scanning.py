@@ -174,3 +174,15 @@ def test_a_source_bundle_is_published_beside_its_pdb(run_cli: Any, tmp_path: Pat
     name, ident, _ = pdb_key.split("/")
     assert [e["key"] for e in document["entries"]] == [f"{name}/{ident}/crash.src.zip"]
     assert [(s["path"], s["category"]) for s in document["skipped"]] == [("libfoo.src.zip", "no-identifier")]
+
+
+def test_the_same_file_twice_is_published_once_without_a_conflict(run_cli: Any, tmp_path: Path) -> None:
+    pdb = (shared.FIXTURES / "pdb" / "crash.pdb").read_bytes()
+    for folder in ("obj/Release", "bin/Release"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "crash.pdb").write_bytes(pdb)
+    result = run_cli(tmp_path, "--dry-run", "--format", "json")
+    assert result.code == ExitCode.OK, result.err
+    document = result.json()
+    assert [e["path"] for e in document["entries"]] == ["bin/Release/crash.pdb"]
+    assert document["skipped"] == []
