@@ -209,11 +209,12 @@ def _run_service(args: argparse.Namespace, plan: plans.Plan) -> ExitCode:
         concurrency=args.concurrency,
     )
     bar = progress.make(args.progress, "uploading", sys.stderr.isatty())
+    hashing = progress.make(args.progress, "hashing", sys.stderr.isatty())
 
     async def run() -> publishing.Outcome:
         async with aiohttp.ClientSession() as session:
             client = service.SymbolService(args.server, token, session)
-            return await publishing.publish(client, plan, options, bar)
+            return await publishing.publish(client, plan, options, bar, hashing)
 
     try:
         outcome = asyncio.run(run())

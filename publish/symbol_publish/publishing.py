@@ -63,11 +63,22 @@ def _level(entry: Entry) -> str:
     return "private" if entry.identity.has_debug_info or entry.identity.kind == "dbg" else "binary"
 
 
-async def _hash_all(plan: Plan) -> dict[str, str]:
+async def _hash_all(plan: Plan, progress: Progress) -> dict[str, str]:
     """Blob id (base64) of every file, hashed in threads."""
     loop = asyncio.get_running_loop()
-    ids = await asyncio.gather(*(loop.run_in_executor(None, files.vso_hash_file, f.path) for f in plan.files))
-    return {f.relative: blob.base64 for f, blob in zip(plan.files, ids, strict=True)}
+
+    async def one(file: Scanned) -> str:
+        blob = await loop.run_in_executor(None, files.vso_hash_file, file.path)
+        progress.advance(file.size)
+        progress.file_done()
+        return blob.base64
+
+    progress.start(len(plan.files), plan.total_bytes)
+    try:
+        ids = await asyncio.gather(*(one(f) for f in plan.files))
+    finally:
+        progress.close()
+    return {f.relative: blob for f, blob in zip(plan.files, ids, strict=True)}
 
 
 def fingerprint(plan: Plan, blob_ids: dict[str, str]) -> str:
@@ -104,8 +115,11 @@ async def _open_request(
     return existing, False
 
 
-async def publish(service: SymbolService, plan: Plan, options: Options, progress: Progress) -> Outcome:
-    blob_ids = await _hash_all(plan)
+async def publish(
+    service: SymbolService, plan: Plan, options: Options, progress: Progress, hashing: Progress
+) -> Outcome:
+    """Publish ``plan``; ``hashing`` shows the hashing of every file, ``progress`` the uploads."""
+    blob_ids = await _hash_all(plan, hashing)
     description = _FINGERPRINT + fingerprint(plan, blob_ids)
     request, resumed = await _open_request(service, options, description)
     outcome = Outcome(request=request, entries=len(plan.entries), resumed=resumed)

@@ -322,3 +322,13 @@ async def test_5xx_answers_are_retried_and_the_publish_completes(
     assert forwarder.puts == len(list((shared.FIXTURES / "pdb").iterdir()))  # each blob arrived once
     assert service.get("requests?requestName=flaky")["status"] == "sealed"
     assert service.blob_counts().get("deduplicated", 0) == 0
+
+
+def test_progress_shows_hashing_then_uploading(service: Service) -> None:
+    result = service.publish(shared.FIXTURES / "pdb", "with-bar", "--progress", "always")
+    assert result.code == ExitCode.OK, result.err
+    pdbs = len(list((shared.FIXTURES / "pdb").iterdir()))
+    assert f"hashing {pdbs}/{pdbs} files" in result.err
+    assert f"uploading {pdbs}/{pdbs} files" in result.err
+    quiet = service.publish(shared.FIXTURES / "pe", "without-bar")
+    assert quiet.code == ExitCode.OK and "hashing" not in quiet.err and "uploading" not in quiet.err
