@@ -275,7 +275,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         def keys_of(identity: Identity) -> list[str]:
             return identities.store_paths(identity, layout)
 
-        plan = plans.plan(results, keys_of, case_insensitive=False, same_content=_same_content)
+        plan = plans.plan(
+            results,
+            keys_of,
+            case_insensitive=False,
+            same_content=_same_content,
+            unplaced=f"the {args.layout} layout has no place for {{format}} files (try --layout native)",
+        )
     else:
         target = f"request {args.request} on {args.server}" if args.server else "client keys"
         plan = plans.plan(results, identities.client_keys, same_content=_same_content)

@@ -65,6 +65,7 @@ def plan(
     *,
     case_insensitive: bool = True,
     same_content: Callable[[Scanned, Scanned], bool] = lambda a, b: False,
+    unplaced: str = "no key in this target",
 ) -> Plan:
     """Entries under ``keys_of(identity)`` for every scanned file; ``Skipped`` results pass through.
 
@@ -72,6 +73,7 @@ def plan(
     a local store on a case-sensitive disk compares them exactly. A second file with the *same bytes*
     under a key (a .NET build's ``obj/`` and ``bin/`` copies of one PDB) is no conflict: it is simply
     not needed. ``same_content`` is asked only for files of equal size that claim one key.
+    ``unplaced`` says why an object with identifiers got no key (``{format}`` is its format).
     """
     entries: list[Entry] = []
     files: list[Scanned] = []
@@ -86,7 +88,7 @@ def plan(
         for identity in result.identities:
             keys = keys_of(identity)
             if not keys:
-                reasons.append(identity.keyable() or "no key in this layout")
+                reasons.append(identity.keyable() or unplaced.format(format=identity.format.value))
             for key in keys:
                 folded = key.lower() if case_insensitive else key
                 owner = owners.get(folded)

@@ -70,3 +70,13 @@ def test_a_path_taken_by_other_bytes_is_a_conflict_and_keeps_its_bytes(run_cli: 
     assert result.code == ExitCode.SKIPPED
     assert f"conflict: {key} holds other bytes" in result.err
     assert (store / key).read_bytes() == b"someone else's file"
+
+
+def test_a_layout_without_a_place_for_a_format_says_so(run_cli: Any, tmp_path: Path) -> None:
+    result = run_cli(shared.FIXTURES / "breakpad" / "linux", "--store", tmp_path / "store")
+    assert result.code == ExitCode.NOTHING_TO_PUBLISH
+    assert "the symstore layout has no place for breakpad files (try --layout native)" in result.err
+    native = run_cli(
+        shared.FIXTURES / "breakpad" / "linux", "--store", tmp_path / "store", "--layout", "native"
+    )
+    assert native.code == ExitCode.OK, native.err
