@@ -7,13 +7,13 @@ run:  ## set up, then serve the embedded default (a local filesystem store) on 1
 
 test:  ## set up everything the tests need, then run the whole suite (lint, types, tests)
 	scripts/setup --test
-	.venv/bin/ruff check sidecar operator service tests bench
+	.venv/bin/ruff check sidecar operator service publish tests bench
 	.venv/bin/mypy
 	.venv/bin/lint-imports
 	.venv/bin/python -m pytest -q $(PYTEST_ARGS)
 
 lint:
-	.venv/bin/ruff check sidecar operator service tests bench
+	.venv/bin/ruff check sidecar operator service publish tests bench
 	.venv/bin/mypy
 
 bench:  ## the side-by-side benchmark against nginx and elfutils debuginfod
