@@ -8,7 +8,8 @@ endpoints it talks to. One aiohttp application, run on 127.0.0.1 by the tests.
 - ``POST /token``: the OAuth2 JWT-bearer grant. The assertion's RS256 signature is checked with the
   public key of the one service account the server knows; every assertion is kept for the test.
 - ``GET /computeMetadata/v1/instance/service-accounts/default/token``: the metadata server's token,
-  only with ``Metadata-Flavor: Google``.
+  only with ``Metadata-Flavor: Google``; ``.../default/?recursive=true`` describes the account, and
+  ``GET /`` answers with ``Metadata-Flavor: Google``, which is how google-auth detects the server.
 
 The object name is taken from the raw path, so a test can see that ``/`` travelled as ``%2F``.
 """
@@ -73,6 +74,8 @@ class GcsServer:
         self.app.router.add_post("/upload/storage/v1/b/{bucket}/o", self.upload)
         self.app.router.add_post("/token", self.token)
         self.app.router.add_get("/computeMetadata/v1/instance/service-accounts/default/token", self.metadata)
+        self.app.router.add_get("/computeMetadata/v1/instance/service-accounts/default/", self.account)
+        self.app.router.add_get("/", self.ping)
 
     def grant(self, buckets: set[str] | None = None, token: str | None = None) -> str:
         token = token or f"ya29.test-token-{next(self._counter)}"
@@ -170,3 +173,13 @@ class GcsServer:
         return web.json_response(
             {"access_token": token, "expires_in": self.token_lifetime, "token_type": "Bearer"}
         )
+
+    async def account(self, request: web.Request) -> web.Response:
+        if request.headers.get("Metadata-Flavor") != "Google":
+            return web.Response(status=403, text="Missing Metadata-Flavor header")
+        return web.json_response(
+            {"email": "default@example-project.iam.gserviceaccount.com", "aliases": ["default"], "scopes": []}
+        )
+
+    async def ping(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok", headers={"Metadata-Flavor": "Google"})

@@ -22,6 +22,7 @@ import pytest
 
 from symbol_proxy.config import S3Source, UpstreamSettings
 from tests.support import shared
+from tests.support.net import free_port
 from tests.support.s3server import S3Server, start_s3_server
 
 REGION = "us-east-1"
@@ -115,6 +116,9 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))  # no well-known ADC file
+    # google-auth probes the metadata server's address before using it: a closed loopback port
+    # answers at once, and no probe leaves the machine.
+    monkeypatch.setenv("GCE_METADATA_IP", f"127.0.0.1:{free_port()}")
 
 
 @pytest.fixture

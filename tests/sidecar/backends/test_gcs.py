@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import google.auth.compute_engine._metadata
 import jwt
 import pytest
 from aiohttp.test_utils import TestServer
@@ -135,17 +136,19 @@ async def test_object_names_travel_fully_quoted_in_the_path(
 async def test_the_service_account_jwt_is_signed_with_rs256_and_carries_the_expected_claims(
     gcs: tuple[GcsServer, TestServer], make: Callable[[GcsSource], GcsBackend], service_key: rsa.RSAPrivateKey
 ) -> None:
-    store, server = gcs
+    store, _ = gcs
     store.objects[("symbols", "a")] = b"x"
     before = int(time.time())
     await read_all(await make(service_account(service_key)).open("a"))
     (assertion,) = store.assertions
-    token_url = str(server.make_url("/token"))
-    claims = jwt.decode(assertion, service_key.public_key(), algorithms=["RS256"], audience=token_url)
+    # Posted to the configured token URL; the audience is Google's endpoint whatever that URL is, as
+    # google-auth writes it (Google checks that audience only).
+    claims = jwt.decode(
+        assertion, service_key.public_key(), algorithms=["RS256"], audience=gcp_auth.DEFAULT_TOKEN_URL
+    )
     assert jwt.get_unverified_header(assertion)["alg"] == "RS256"
     assert claims["iss"] == EMAIL
     assert claims["scope"] == "https://www.googleapis.com/auth/devstorage.read_only"
-    assert claims["aud"] == token_url
     assert before <= claims["iat"] <= int(time.time())
     assert claims["exp"] - claims["iat"] == 3600
 
@@ -303,12 +306,16 @@ async def test_the_metadata_server_supplies_tokens_when_no_credentials_are_confi
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store, server = gcs
-    monkeypatch.setenv("GCE_METADATA_HOST", f"{server.host}:{server.port}")
+    address = f"{server.host}:{server.port}"
+    monkeypatch.setenv("GCE_METADATA_IP", address)  # where google-auth looks for the server
+    # google-auth reads GCE_METADATA_HOST once, when it is imported; the test sets what it read.
+    monkeypatch.setattr(google.auth.compute_engine._metadata, "_GCE_METADATA_HOST", address)
     store.objects[("symbols", "a")] = b"x"
     backend = make(source())
     assert await read_all(await backend.open("a")) == b"x"
     assert await read_all(await backend.open("a")) == b"x"
     assert store.metadata_requests == 1
+    assert store.assertions == []
 
 
 async def test_application_default_credentials_read_a_service_account_key_file(
@@ -339,9 +346,10 @@ async def test_application_default_credentials_read_a_service_account_key_file(
 async def test_no_credentials_anywhere_is_denied(
     make: Callable[[GcsSource], GcsBackend], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("GCE_METADATA_HOST", "metadata.invalid")
-    with pytest.raises(base.PermissionDenied, match="cannot be resolved"):
+    # The autouse fixture points GCE_METADATA_IP at a closed port: no metadata server either.
+    with pytest.raises(base.PermissionDenied, match="none found") as caught:
         await make(source()).open("a")
+    assert isinstance(caught.value, gcp_auth.TokenRefused) and caught.value.code == "no_credentials"
 
 
 async def test_storage_emulator_host_redirects_downloads_and_drops_authentication(
