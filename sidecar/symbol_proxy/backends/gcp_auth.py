@@ -302,8 +302,11 @@ def _well_known_file() -> Path:
 
 
 def _application_default(scope: str) -> ga_credentials.Credentials:
+    """ADC as ``google.auth.default`` finds them, scoped afterwards: asked with scopes, ``default``
+    would look up an ``external_account``'s project id at Cloud Resource Manager, a request we
+    neither need nor may be allowed to make."""
     try:
-        credentials, _project = google.auth.default(scopes=[scope])
+        found: ga_credentials.Credentials = google.auth.default()[0]
     except google.auth.exceptions.DefaultCredentialsError:
         named = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
         path = Path(named) if named else _well_known_file()
@@ -316,8 +319,10 @@ def _application_default(scope: str) -> ga_credentials.Credentials:
             "credentials file, no metadata server)",
             code="no_credentials",
         ) from None
-    log.debug("application default credentials: using %s", type(credentials).__name__)
-    return credentials
+    if isinstance(found, ga_credentials.Scoped):
+        found = found.with_scopes([scope])  # type: ignore[no-untyped-call]
+    log.debug("application default credentials: using %s", type(found).__name__)
+    return found
 
 
 class ApplicationDefaultTokens(GoogleTokens):

@@ -343,6 +343,39 @@ async def test_application_default_credentials_read_a_service_account_key_file(
     assert len(store.assertions) == 1 and store.metadata_requests == 0
 
 
+async def test_workload_identity_federation_with_impersonation_from_an_adc_file(
+    gcs: tuple[GcsServer, TestServer],
+    make: Callable[[GcsSource], GcsBackend],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """An ``external_account`` file, as ``gcloud iam workload-identity-pools create-cred-config``
+    writes it: the pod's OIDC token is exchanged at the STS endpoint, and the federated token
+    impersonates a service account, whose token reads the bucket."""
+    store, server = gcs
+    store.subject_token = "eyJ.oidc-token-of-the-pod.sig"
+    subject = tmp_path / "oidc-token"
+    subject.write_text(store.subject_token)
+    config = {
+        "type": "external_account",
+        "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k8s",
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": str(server.make_url("/sts")),
+        "credential_source": {"file": str(subject)},
+        "service_account_impersonation_url": str(
+            server.make_url(f"/v1/projects/-/serviceAccounts/{EMAIL}:generateAccessToken")
+        ),
+    }
+    (tmp_path / "adc.json").write_text(json.dumps(config))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "adc.json"))
+    store.objects[("symbols", "a")] = b"federated"
+    assert await read_all(await make(source()).open("a")) == b"federated"
+    (exchange,) = store.exchanges
+    assert exchange["subject_token"] == store.subject_token
+    assert store.impersonated == [EMAIL]
+    assert store.metadata_requests == 0 and store.assertions == []
+
+
 async def test_no_credentials_anywhere_is_denied(
     make: Callable[[GcsSource], GcsBackend], monkeypatch: pytest.MonkeyPatch
 ) -> None:
