@@ -42,7 +42,9 @@ def make_input(path: Path, mib: int) -> None:
             if index % 2:
                 out.write(hashlib.sha256(index.to_bytes(4, "big")).digest() * (MiB // 32))
             else:
-                out.write(b"".join(hashlib.sha256(f"{index}-{n}".encode()).digest() for n in range(MiB // 32)))
+                out.write(
+                    b"".join(hashlib.sha256(f"{index}-{n}".encode()).digest() for n in range(MiB // 32))
+                )
 
 
 def measure(fn: Callable[[], None]) -> tuple[float, int]:
@@ -56,7 +58,9 @@ def measure(fn: Callable[[], None]) -> tuple[float, int]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--mib", type=int, default=64)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
@@ -109,7 +113,10 @@ def main() -> int:
                 checks.append((f"cabextract -t {cab.name}", result.returncode == 0))
 
     print(f"CAB of a {args.mib} MiB file, one run each:\n")
-    print("| implementation | pack (s) | pack peak heap (MiB) | .pd_ size (MiB) | unpack (s) | unpack peak heap (MiB) |")
+    print(
+        "| implementation | pack (s) | pack peak heap (MiB) | .pd_ size (MiB) | unpack (s) "
+        "| unpack peak heap (MiB) |"
+    )
     print("|---|---|---|---|---|---|")
     for label, wt, wp, size, rt, rp in rows:
         print(f"| {label} | {wt:.2f} | {wp / MiB:.1f} | {size / MiB:.1f} | {rt:.2f} | {rp / MiB:.1f} |")
