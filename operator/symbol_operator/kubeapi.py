@@ -172,7 +172,10 @@ def load_configuration(service_account: Path = SERVICE_ACCOUNT) -> client.Config
             raise LoginError(0, "BadServiceAccount", f"the ServiceAccount mount is unusable: {exc}") from None
         return configuration
     try:
-        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        # $KUBECONFIG is read now: the client reads it once, when it is imported.
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=os.environ.get("KUBECONFIG") or None, client_configuration=configuration
+        )
     except (config.ConfigException, OSError) as exc:
         raise LoginError(
             0, "NoCredentials", f"no ServiceAccount token and no usable kubeconfig: {exc}"

@@ -14,7 +14,7 @@ import pytest
 
 from symbol_operator import kubeapi
 from symbol_operator.models import API_VERSION
-from tests.operator_tests.k8s.kube import Kube
+from tests.operator_tests.k8s.kube import Kube, KubeError, wait_for
 from tests.operator_tests.manifests import secret
 from tests.support.controlplane import ControlPlane, kubeconfig_document
 from tests.support.net import free_port
@@ -113,6 +113,15 @@ def service_account(kube: Kube, namespace: str) -> None:
     )
 
 
+def refused(client: Kube, namespace: str) -> bool:
+    """Whether the API server now answers 401 (it caches accepted tokens for a few seconds)."""
+    try:
+        client.get("Secret", "creds", namespace)
+    except KubeError as exc:
+        return exc.status == 401
+    return False
+
+
 async def test_in_cluster_a_replaced_service_account_token_is_read_again_after_a_401(
     kube: Kube,
     control_plane: ControlPlane,
@@ -129,7 +138,8 @@ async def test_in_cluster_a_replaced_service_account_token_is_read_again_after_a
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))  # the mount must be what is used
     service_account(kube, namespace)
     kube.create(secret("creds", {"token": "t"}), namespace)
-    (mount / "token").write_text(kube.token("reader", namespace))
+    old_token = kube.token("reader", namespace)
+    (mount / "token").write_text(old_token)
     api = kubeapi.KubeApi(functools.partial(kubeapi.load_configuration, service_account=mount))
     try:
         assert (await api.get_secret(namespace, "creds") or {})["metadata"]["name"] == "creds"
@@ -140,6 +150,8 @@ async def test_in_cluster_a_replaced_service_account_token_is_read_again_after_a
         kube.delete("ServiceAccount", "reader", namespace)
         service_account(kube, namespace)
         (mount / "token").write_text(kube.token("reader", namespace))
+        old = Kube(control_plane.token_kubeconfig(old_token, tmp_path / "old.kubeconfig"))
+        wait_for(lambda: refused(old, namespace), timeout=60, what="the old token to be refused")
         assert (await api.get_secret(namespace, "creds") or {})["metadata"]["name"] == "creds"
     finally:
         await api.close()
