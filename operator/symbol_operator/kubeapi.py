@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import datetime
 import functools
 import json
@@ -52,6 +53,7 @@ from symbol_operator.models import API_VERSION, GROUP, VERSION
 __all__ = [
     "ApiError",
     "Conflict",
+    "Connection",
     "Forbidden",
     "Gone",
     "Invalid",
@@ -60,6 +62,7 @@ __all__ = [
     "NotFound",
     "Unauthorized",
     "Unavailable",
+    "connection",
     "load_configuration",
 ]
 
@@ -181,6 +184,39 @@ def load_configuration(service_account: Path = SERVICE_ACCOUNT) -> client.Config
             0, "NoCredentials", f"no ServiceAccount token and no usable kubeconfig: {exc}"
         ) from None
     return configuration
+
+
+@dataclasses.dataclass(frozen=True)
+class Connection:
+    """Where and how to reach the API server, for clients other than ours (kopf's watches)."""
+
+    server: str
+    ca_path: str | None
+    insecure: bool
+    scheme: str | None
+    token: str | None = dataclasses.field(repr=False)
+    certificate_path: str | None
+    private_key_path: str | None
+
+
+def connection(service_account: Path = SERVICE_ACCOUNT) -> Connection:
+    """The configuration of :func:`load_configuration`, spelled out (kopf's login handler uses it, so
+    kopf and this module find the same credentials; kopf's own use of the client would read
+    ``$KUBECONFIG`` only as it was when the client was first imported)."""
+    configuration = load_configuration(service_account)
+    header = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
+        "authorization"
+    )
+    scheme, _, token = (header or "").rpartition(" ")
+    return Connection(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )
 
 
 class KubeApi:

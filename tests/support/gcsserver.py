@@ -1,10 +1,11 @@
-"""A small Google Cloud Storage for tests: the JSON API subset the GCS backend uses, plus the token
-endpoints it talks to. One aiohttp application, run on 127.0.0.1 by the tests.
+"""A small Google Cloud Storage for the tests that a real emulator cannot serve: the JSON API's media
+download with authorization and faults, plus the token endpoints google-auth talks to. One aiohttp
+application, run on 127.0.0.1 by the tests. Plain downloads are tested against fake-gcs-server
+(``tests/support/objectstores.py``), which accepts any token and has no token endpoints.
 
 - ``GET /storage/v1/b/{bucket}/o/{object}?alt=media``: the object's bytes, with ``ETag`` and
   ``x-goog-hash`` (md5); 401 without a known bearer token, 403 when the token may not read the
   bucket, 404 for a missing object; error bodies in the JSON API's shape.
-- ``POST /upload/storage/v1/b/{bucket}/o?uploadType=media&name=…``: store an object (test setup).
 - ``POST /token``: the OAuth2 JWT-bearer grant. The assertion's RS256 signature is checked with the
   public key of the one service account the server knows; every assertion is kept for the test.
 - ``POST /sts``: Security Token Service token exchange (RFC 8693) of ``subject_token`` for a federated
@@ -68,8 +69,6 @@ class GcsServer:
         """The external identity's token that ``/sts`` accepts (workload identity federation)."""
         self.exchanges: list[dict[str, str]] = []
         self.impersonated: list[str] = []
-        self.anonymous = False
-        """Serve objects without a token, as emulators do."""
         self.wrong_md5 = False
         """Announce an MD5 that does not match the body."""
         self.hang = False
@@ -79,7 +78,6 @@ class GcsServer:
         self._counter = itertools.count(1)
         self.app = web.Application()
         self.app.router.add_get("/storage/v1/b/{bucket}/o/{name:.+}", self.get_object)
-        self.app.router.add_post("/upload/storage/v1/b/{bucket}/o", self.upload)
         self.app.router.add_post("/token", self.token)
         self.app.router.add_get("/computeMetadata/v1/instance/service-accounts/default/token", self.metadata)
         self.app.router.add_get("/computeMetadata/v1/instance/service-accounts/default/", self.account)
@@ -97,8 +95,6 @@ class GcsServer:
         return header[7:] if header.startswith("Bearer ") else None
 
     def _authorize(self, request: web.Request, bucket: str) -> web.Response | None:
-        if self.anonymous:
-            return None
         token = self._bearer(request)
         if token is None or token not in self.tokens:
             return _error(401, "required", "Anonymous caller does not have storage.objects.get access.")
@@ -133,15 +129,6 @@ class GcsServer:
         await response.write(data[: len(data) // 2])
         await asyncio.sleep(3600)
         return response
-
-    async def upload(self, request: web.Request) -> web.Response:
-        bucket = request.match_info["bucket"]
-        refused = self._authorize(request, bucket)
-        if refused is not None:
-            return refused
-        name = request.query["name"]
-        self.objects[(bucket, name)] = await request.read()
-        return web.json_response({"bucket": bucket, "name": name})
 
     async def token(self, request: web.Request) -> web.Response:
         if self.fail_token_endpoint is not None:
