@@ -15,9 +15,11 @@ sources, and every SymbolSource has a Ready condition for its current generation
 3. edit burst: every source of one namespace gets a new priority at once;
 4. restart: the operator is stopped and started again; nothing may be written.
 
-For each phase: wall time to stable, rendered-Secret writes (from the operator's metrics and checked
-against the Secrets' resourceVersions), status writes, and reconcile errors. Every namespace also
-holds one source whose Secret does not exist, so the failure path is part of the load.
+For each phase: wall time to stable, the CPU time the operator process used meanwhile (all its
+threads; on a shared machine a steadier figure than wall time), rendered-Secret writes (from the
+operator's metrics and checked against the Secrets' resourceVersions), status writes, and reconcile
+errors. Every namespace also holds one source whose Secret does not exist, so the failure path is
+part of the load.
 """
 
 from __future__ import annotations
@@ -198,6 +200,13 @@ class Bench:
                 return float(line.rsplit(" ", 1)[1])
         return 0.0
 
+    def cpu(self) -> tuple[int | None, float]:
+        """The operator process and the CPU seconds it has used (all threads, user + system)."""
+        if self.process is None:
+            return None, 0.0
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return self.process.pid, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def writes(self) -> float:
         return sum(
             self.sample("symbol_operator_secret_writes_total", operation=op)
@@ -252,6 +261,7 @@ class Bench:
         reconciles: after a restart the state is stable before the operator has looked at it)."""
         writes, errors = self.writes(), self.errors()
         secrets, sources = self.versions(), self.source_versions()
+        process_before, cpu_before = self.cpu()
         started = time.monotonic()
         action()
         if passes:
@@ -266,11 +276,14 @@ class Bench:
             )
         wait_for(lambda: self.stable(expect), timeout=600, interval=0.5, what=f"a stable state after {name}")
         elapsed = time.monotonic() - started
+        process_after, cpu_after = self.cpu()
+        cpu = cpu_after - (cpu_before if process_after == process_before else 0.0)
         time.sleep(2)  # a late write after the stable state would show up below
         after_secrets, after_sources = self.versions(), self.source_versions()
         return {
             "phase": name,
             "seconds_to_stable": round(elapsed, 2),
+            "operator_cpu_seconds": round(cpu, 2),
             "secret_writes": int(self.writes() - (0 if passes else writes)),
             "secrets_changed": sum(1 for ns in after_secrets if after_secrets[ns] != secrets.get(ns)),
             "status_writes": sum(1 for key in after_sources if after_sources[key] != sources.get(key)),
@@ -366,11 +379,15 @@ def main() -> int:
         f"Objects created in {created:.1f} s ({per_namespace - 1} usable + 1 broken source per namespace, "
         f"5 Secrets per namespace). Operator log errors: {len(log_errors)}.\n"
     )
-    print("| phase | time to stable | rendered-Secret writes | Secrets changed | status writes | errors |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| phase | time to stable | operator CPU | rendered-Secret writes | Secrets changed | status writes "
+        "| errors |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for row in results:
         print(
-            f"| {row['phase']} | {row['seconds_to_stable']:.2f} s | {row['secret_writes']} | "
+            f"| {row['phase']} | {row['seconds_to_stable']:.2f} s | {row['operator_cpu_seconds']:.2f} s | "
+            f"{row['secret_writes']} | "
             f"{row['secrets_changed']} | {row['status_writes']} | {row['reconcile_errors']} |"
         )
     out = REPO / "bench" / "results"

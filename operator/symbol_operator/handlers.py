@@ -21,7 +21,7 @@ from typing import Any
 import kopf
 from prometheus_client import CollectorRegistry
 
-from symbol_operator.kubeapi import KubeApi
+from symbol_operator import kubeapi
 from symbol_operator.metrics import Metrics, MetricsServer
 from symbol_operator.models import GROUP, VERSION
 from symbol_operator.options import OperatorOptions
@@ -49,6 +49,21 @@ def _reconciler(memo: Any) -> Reconciler:
     return reconciler
 
 
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf's watches log in with the credentials ``kubeapi`` uses (ServiceAccount, else kubeconfig)."""
+    found = kubeapi.connection()
+    return kopf.ConnectionInfo(
+        server=found.server,
+        ca_path=found.ca_path,
+        insecure=found.insecure,
+        scheme=found.scheme,
+        token=found.token,
+        certificate_path=found.certificate_path,
+        private_key_path=found.private_key_path,
+    )
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     configure(settings)
@@ -64,7 +79,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.options = options
     memo.metrics = metrics
     memo.metrics_server = server
-    memo.api = KubeApi()
+    memo.api = kubeapi.KubeApi()
     memo.reconciler = Reconciler(memo.api, metrics, options)
 
 
