@@ -1,13 +1,16 @@
-# One image for the three roles of the project, selected by the command the chart gives each:
+# One image for the roles of the project, selected by the command the chart gives each:
 #   symbol-proxy serve ...        the cache proxy (injected sidecar, cluster cache)
 #   symbol-operator run ...       the operator
 #   symbol-operator webhook ...   the sidecar injection webhook
+#   symbol-service serve ...      the publishing service (not deployed by the chart yet)
 # Build: docker build -t registry.example.com/symbol-operator:0.1.0 .
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY sidecar sidecar
 COPY operator operator
+COPY service service
+COPY publish publish
 RUN python -m venv /opt/symbol-operator \
  && /opt/symbol-operator/bin/pip install --no-cache-dir '.[operator,cloud]'
 
