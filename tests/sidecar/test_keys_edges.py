@@ -42,6 +42,13 @@ def test_a_16_digit_build_id_is_also_looked_up_zero_padded_to_40() -> None:
     assert code_ids(lookup) == [(short, ObjectType.ELF), (short.ljust(40, "0"), ObjectType.ELF)]
 
 
+def test_a_32_digit_build_id_is_also_looked_up_zero_padded_to_40() -> None:
+    short = BUILD_ID[:32]
+    lookup = keys.parse_unified_request(f"{short[:2]}/{short[2:]}/debuginfo")
+    elf = [code_id for code_id, object_type in code_ids(lookup) if object_type is ObjectType.ELF]
+    assert elf == [short, short.ljust(40, "0")]
+
+
 def test_a_40_digit_build_id_ending_in_24_zeros_is_also_looked_up_unpadded() -> None:
     padded = BUILD_ID[:16] + "0" * 24
     lookup = keys.parse_unified_request(f"{padded[:2]}/{padded[2:]}/debuginfo")
@@ -88,8 +95,9 @@ def test_lookups_name_their_protocol_and_the_requested_file() -> None:
 
 
 def test_a_breakpad_name_drops_only_a_pe_like_extension() -> None:
-    with pytest.raises(keys.NotALookup, match="a Breakpad file is"):
-        keys.parse_symsrv_request(f"libfoo.so/{GUID_AGE}/libfoo.sym")
+    for lead in ("libfoo.so", "libfoo.xyz"):  # the .sym of these is <lead>.sym
+        with pytest.raises(keys.NotALookup, match="a Breakpad file is"):
+            keys.parse_symsrv_request(f"{lead}/{GUID_AGE}/libfoo.sym")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -132,7 +140,11 @@ REFUSALS: list[tuple[str, Callable[[], object], str]] = [
     ),
     ("breakpad-id", symsrv("a.pdb/XYZ/a.sym"), "malformed Breakpad id 'XYZ'"),
     ("pe-id", symsrv("a.exe/XYZ/a.exe"), "expected an 8-digit hex timestamp and the image size"),
-    ("coreclr", symsrv(f"mscordaccore.dll/elf-buildid-coreclr-{BUILD_ID}/mscordaccore.dll"), "DAC/DBI/SOS"),
+    (
+        "coreclr",
+        symsrv(f"mscordaccore.dll/elf-buildid-coreclr-{BUILD_ID}/mscordaccore.dll"),
+        "runtime-keyed DAC/DBI/SOS keys",
+    ),
     ("sha1", symsrv(f"a.cs/sha1-{BUILD_ID}/a.cs"), "sha1- keys"),
     ("elf-sym-name", symsrv(f"crash/elf-buildid-sym-{BUILD_ID}/crash"), "name a debug file: <name>.debug"),
     ("mach-sym-name", symsrv(f"crash/mach-uuid-sym-{UUID}/crash"), "name a dSYM file: <name>.dwarf"),
