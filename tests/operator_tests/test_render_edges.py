@@ -4,6 +4,8 @@ that is not ready says so with the Kubernetes condition status ``False``."""
 
 from __future__ import annotations
 
+import json
+
 import yaml
 
 from symbol_operator.models import parse_source
@@ -43,3 +45,45 @@ def test_a_source_that_is_not_ready_has_a_false_ready_condition() -> None:
     status = desired_status(parsed, outcome, "cfg", "T1")
     assert status["conditions"][0]["status"] == "False"
     assert status["configSecret"] is None
+
+
+def gcs_token(secret: bytes) -> tuple[str, str | None]:
+    """(reason, rendered bearer token) for a gcs source whose token Secret holds ``secret``."""
+    ref = {"secretKeyRef": {"name": "creds", "key": "token"}}
+    spec = {"type": "gcs", "gcs": {"bucket": "g", "bearerToken": ref}}
+    rendering = render("team", [parse_source(source("s", spec))], {"creds": {"token": secret}})
+    outcome = rendering.outcomes["s"]
+    if not outcome.ready:
+        return outcome.message, None
+    return outcome.reason.value, yaml.safe_load(rendering.text)["sources"][0]["bearer_token"]
+
+
+def test_a_one_line_secret_loses_only_its_line_break() -> None:
+    assert gcs_token(b"abcX \r\n") == ("Rendered", "abcX ")
+    message, token = gcs_token(b"one\rtwo")
+    assert token is None and "must be a single line" in message
+
+
+def test_a_service_account_key_needs_both_the_private_key_and_the_client_email() -> None:
+    ref = {"secretKeyRef": {"name": "creds", "key": "key.json"}}
+    spec = {"type": "gcs", "gcs": {"bucket": "g", "serviceAccountKey": ref}}
+    for fields in ({"private_key": "k"}, {"client_email": "a@b.c"}):
+        secrets = {"creds": {"key.json": json.dumps(fields).encode()}}
+        outcome = render("team", [parse_source(source("s", spec))], secrets).outcomes["s"]
+        assert "is not a service-account JSON key" in outcome.message, fields
+
+
+def test_every_missing_key_is_named_in_one_readable_message() -> None:
+    headers = [
+        {"name": name, "valueFrom": {"secretKeyRef": {"name": "creds", "key": key}}}
+        for name, key in (("A", "a"), ("B", "b"))
+    ]
+    spec = {"type": "http", "http": {"url": "https://x/", "headers": headers}}
+    outcome = render("team", [parse_source(source("s", spec))], {"creds": {}}).outcomes["s"]
+    assert outcome.message == "Secret 'creds' has no key 'a', 'creds' has no key 'b'"
+
+
+def test_an_invalid_source_has_no_endpoint() -> None:
+    invalid = parse_source(source("s", {"type": "s3", "gcs": {"bucket": "g"}}))
+    outcome = render("team", [invalid], {}).outcomes["s"]
+    assert desired_status(invalid, outcome, "cfg", "T1")["endpoint"] is None
