@@ -60,6 +60,7 @@ def gcs_token(secret: bytes) -> tuple[str, str | None]:
 
 def test_a_one_line_secret_loses_only_its_line_break() -> None:
     assert gcs_token(b"abcX \r\n") == ("Rendered", "abcX ")
+    assert gcs_token(b"abcX\r\n") == ("Rendered", "abcX")
     message, token = gcs_token(b"one\rtwo")
     assert token is None and "must be a single line" in message
 
