@@ -22,6 +22,7 @@ GUID = uuid.UUID("3249d99d-0c40-4931-8610-f4e4fb0b6936")
         ("3249D99D0C4049318610F4E4FB0B6936", DebugId(GUID, 0)),
         ("3249D99D0C4049318610F4E4FB0B69361", DebugId(GUID, 1)),
         ("3249D99D0C4049318610F4E4FB0B6936FFFFFFFF", DebugId(GUID, 0xFFFFFFFF)),
+        ("3249D99D0C4049318610F4E4FB0B6936123456789", DebugId(GUID, 0x12345678)),  # age: 8 digits
         ("5AB380771", DebugId(uuid.UUID(bytes=bytes.fromhex("5ab38077") + bytes(12)), 1)),  # PDB 2.0
         ("5AB38077000000FF", DebugId(uuid.UUID(bytes=bytes.fromhex("5ab38077") + bytes(12)), 0xFF)),
     ],
@@ -62,6 +63,7 @@ def test_only_the_all_zero_id_is_nil() -> None:
         ("C:\\projects\\crash.pdb", "crash.pdb"),
         ("/usr/lib/libc.so.6", "libc.so.6"),
         ("build/out/", "out"),
+        ("build/outX/", "outX"),
         ("build\\out\\\\", "out"),
         ("my lib.so ", "my lib.so "),  # spaces are part of a name
         ("a b", "a b"),
