@@ -1,5 +1,5 @@
 # The two entry points of the README. Both work on a fresh Debian machine.
-.PHONY: run test lint bench dev-cluster
+.PHONY: run test lint bench dev-cluster mutation
 
 run:  ## set up, then serve the embedded default (a local filesystem store) on 127.0.0.1:8080
 	scripts/setup
@@ -19,6 +19,11 @@ lint:
 bench:  ## the side-by-side benchmark against nginx and elfutils debuginfod
 	scripts/setup --bench
 	.venv/bin/python bench/run.py
+
+mutation:  ## mutation testing of the core modules with mutmut (slow, not part of test); MODULES="keys ranges" for some
+	scripts/setup --test
+	[ -x .venv/bin/mutmut ] || .venv/bin/python -m pip install -q -e '.[dev,operator,cloud,mutation]'
+	.venv/bin/python scripts/mutation $(MODULES)
 
 dev-cluster:  ## a real kube-apiserver + etcd on loopback for kubectl experiments
 	scripts/setup --test
