@@ -25,12 +25,18 @@ def code_ids(lookup: keys.Lookup) -> list[tuple[str | None, ObjectType]]:
 # Ids
 
 
+def _elf_ids(lookup: keys.Lookup) -> list[str]:
+    """The ELF readings of a unified id, in probing order (even-length ids are also read as wasm
+    code ids, which ``test_keys`` covers)."""
+    return [code_id or "" for code_id, object_type in code_ids(lookup) if object_type is ObjectType.ELF]
+
+
 @pytest.mark.parametrize("length", [8, 128])
 def test_build_ids_of_8_and_128_digits_are_the_bounds(length: int) -> None:
     build_id = "1" * length
     assert keys.parse_debuginfod_request(build_id, "debuginfo").cache_key == f"buildid/{build_id}/debuginfo"
     path = f"{build_id[:2]}/{build_id[2:]}/executable"
-    assert code_ids(keys.parse_unified_request(path)) == [(build_id, ObjectType.ELF)]
+    assert _elf_ids(keys.parse_unified_request(path)) == [build_id]
     for wrong in ("1" * 6, "1" * 130):
         with pytest.raises(keys.NotALookup):
             keys.parse_debuginfod_request(wrong, "debuginfo")
@@ -39,24 +45,19 @@ def test_build_ids_of_8_and_128_digits_are_the_bounds(length: int) -> None:
 def test_a_16_digit_build_id_is_also_looked_up_zero_padded_to_40() -> None:
     short = BUILD_ID[:16]
     lookup = keys.parse_unified_request(f"{short[:2]}/{short[2:]}/debuginfo")
-    assert code_ids(lookup) == [(short, ObjectType.ELF), (short.ljust(40, "0"), ObjectType.ELF)]
+    assert _elf_ids(lookup) == [short, short.ljust(40, "0")]
 
 
 def test_a_32_digit_build_id_is_also_looked_up_zero_padded_to_40() -> None:
     short = BUILD_ID[:32]
     lookup = keys.parse_unified_request(f"{short[:2]}/{short[2:]}/debuginfo")
-    elf = [code_id for code_id, object_type in code_ids(lookup) if object_type is ObjectType.ELF]
-    assert elf == [short, short.ljust(40, "0")]
+    assert _elf_ids(lookup) == [short, short.ljust(40, "0")]
 
 
 def test_a_40_digit_build_id_ending_in_24_zeros_is_also_looked_up_unpadded() -> None:
     padded = BUILD_ID[:16] + "0" * 24
     lookup = keys.parse_unified_request(f"{padded[:2]}/{padded[2:]}/debuginfo")
-    assert code_ids(lookup) == [
-        (padded, ObjectType.ELF),
-        (padded[:32], ObjectType.ELF),
-        (padded[:16], ObjectType.ELF),
-    ]
+    assert _elf_ids(lookup) == [padded, padded[:32], padded[:16]]
 
 
 def test_pe_ids_have_9_to_16_digits() -> None:
