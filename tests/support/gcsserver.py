@@ -7,8 +7,12 @@ endpoints it talks to. One aiohttp application, run on 127.0.0.1 by the tests.
 - ``POST /upload/storage/v1/b/{bucket}/o?uploadType=media&name=…``: store an object (test setup).
 - ``POST /token``: the OAuth2 JWT-bearer grant. The assertion's RS256 signature is checked with the
   public key of the one service account the server knows; every assertion is kept for the test.
+- ``POST /sts``: Security Token Service token exchange (RFC 8693) of ``subject_token`` for a federated
+  token that may read no bucket; ``POST /v1/projects/-/serviceAccounts/{email}:generateAccessToken``
+  (IAM Credentials) turns a known token into a service account's token that may read every bucket.
 - ``GET /computeMetadata/v1/instance/service-accounts/default/token``: the metadata server's token,
-  only with ``Metadata-Flavor: Google``.
+  only with ``Metadata-Flavor: Google``; ``.../default/?recursive=true`` describes the account, and
+  ``GET /`` answers with ``Metadata-Flavor: Google``, which is how google-auth detects the server.
 
 The object name is taken from the raw path, so a test can see that ``/`` travelled as ``%2F``.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import hashlib
 import itertools
 import json
@@ -59,6 +64,10 @@ class GcsServer:
         self.media_paths: list[str] = []
         self.authorizations: list[str | None] = []
         self.fail_token_endpoint: int | None = None
+        self.subject_token: str | None = None
+        """The external identity's token that ``/sts`` accepts (workload identity federation)."""
+        self.exchanges: list[dict[str, str]] = []
+        self.impersonated: list[str] = []
         self.anonymous = False
         """Serve objects without a token, as emulators do."""
         self.wrong_md5 = False
@@ -73,6 +82,10 @@ class GcsServer:
         self.app.router.add_post("/upload/storage/v1/b/{bucket}/o", self.upload)
         self.app.router.add_post("/token", self.token)
         self.app.router.add_get("/computeMetadata/v1/instance/service-accounts/default/token", self.metadata)
+        self.app.router.add_get("/computeMetadata/v1/instance/service-accounts/default/", self.account)
+        self.app.router.add_get("/", self.ping)
+        self.app.router.add_post("/sts", self.exchange)
+        self.app.router.add_post("/v1/projects/-/serviceAccounts/{account}", self.impersonate)
 
     def grant(self, buckets: set[str] | None = None, token: str | None = None) -> str:
         token = token or f"ya29.test-token-{next(self._counter)}"
@@ -169,4 +182,43 @@ class GcsServer:
         token = self.grant()
         return web.json_response(
             {"access_token": token, "expires_in": self.token_lifetime, "token_type": "Bearer"}
+        )
+
+    async def account(self, request: web.Request) -> web.Response:
+        if request.headers.get("Metadata-Flavor") != "Google":
+            return web.Response(status=403, text="Missing Metadata-Flavor header")
+        return web.json_response(
+            {"email": "default@example-project.iam.gserviceaccount.com", "aliases": ["default"], "scopes": []}
+        )
+
+    async def ping(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok", headers={"Metadata-Flavor": "Google"})
+
+    async def exchange(self, request: web.Request) -> web.Response:
+        form = {key: str(value) for key, value in (await request.post()).items()}
+        self.exchanges.append(form)
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:token-exchange":
+            return web.json_response({"error": "unsupported_grant_type"}, status=400)
+        if self.subject_token is None or form.get("subject_token") != self.subject_token:
+            return web.json_response({"error": "invalid_grant"}, status=400)
+        token = self.grant(buckets=set())
+        return web.json_response(
+            {
+                "access_token": token,
+                "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+                "token_type": "Bearer",
+                "expires_in": self.token_lifetime,
+            }
+        )
+
+    async def impersonate(self, request: web.Request) -> web.Response:
+        account, _, method = request.match_info["account"].rpartition(":")
+        if method != "generateAccessToken":
+            return _error(404, "notFound", "no such method")
+        if self._bearer(request) not in self.tokens:
+            return _error(401, "required", "Request had invalid authentication credentials.")
+        self.impersonated.append(account)
+        expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=self.token_lifetime)
+        return web.json_response(
+            {"accessToken": self.grant(), "expireTime": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}
         )

@@ -1,50 +1,56 @@
-"""OAuth2 access tokens for Google Cloud Storage, fetched over the proxy's own aiohttp session.
+"""OAuth2 access tokens for Google Cloud Storage, from ``google-auth``, refreshed off the event loop.
 
 Three credential forms reach the GCS backend: a service account (``client_email`` + ``private_key``),
-a bearer token used verbatim, or nothing, meaning Application Default Credentials (ADC): the file in
-``GOOGLE_APPLICATION_CREDENTIALS`` or gcloud's well-known file, else the metadata server, which is
-how Workload Identity on GKE hands out tokens.
+a bearer token used verbatim, or nothing, meaning Application Default Credentials (ADC) as Google's
+libraries resolve them: ``GOOGLE_APPLICATION_CREDENTIALS`` (a service-account key, an authorized
+user, an ``external_account`` configuration for workload identity federation from AWS, Azure or an
+OIDC provider, an ``impersonated_service_account``), gcloud's well-known file, else the metadata
+server (GCE, Cloud Run, Workload Identity on GKE).
 
-Why not google-auth or gcloud-aio-auth: google-auth is synchronous (its refresh would block the
-event loop or need a thread per refresh) and brings requests; gcloud-aio-auth opens its own client
-session and reports failures as its own exceptions with the upstream's text. The flows are small and
-documented (RFC 7523 JWT bearer grant; the metadata server's token endpoint), so we sign the JWT
-with ``cryptography`` (maintained by the PyCA, already used by the project) and exchange it with the
-borrowed session. That keeps one connection pool, our timeouts, and errors translated into the backend
-vocabulary in this module, without a credential ever reaching a message. ``cryptography`` is imported
-only when a service account is configured, so bearer tokens, ADC via the metadata server and the
-Sentry backend do not need it.
+google-auth (Google's own library) owns the credential flows: JWT signing, token exchanges, STS,
+impersonation, the metadata server. It is synchronous, so every refresh runs in a small dedicated
+thread pool (``REFRESH_WORKERS`` threads) and the event loop never waits on it; the token endpoints
+are reached through one shared ``requests`` session. The data path does not change: downloads go
+through the proxy's aiohttp session with ``Authorization: Bearer <token>``. This module is the only
+one that imports google-auth and translates its exceptions into the backend vocabulary
+(:class:`TokenRefused`, :class:`BadCredentials`, ``base.UpstreamError``), with the OAuth error code
+and never the credential or the server's text.
 
-Tokens are cached until shortly before they expire (five minutes, or half the lifetime for short
-ones), refreshed by one request however many downloads wait for it, and never cached on failure.
+Our own caching policy stays on top of google-auth's: a token is kept until five minutes before it
+expires (half its lifetime for short ones), one refresh serves every download waiting for it, a
+failed refresh is not cached, and a 401 from the bucket drops the token once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
+import concurrent.futures
+import datetime
 import logging
 import os
+import threading
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-import aiohttp
+import google.auth
+import google.auth.exceptions
+import google.auth.transport
+import google.auth.transport.requests
+import requests
+from google.auth import credentials as ga_credentials
+from google.oauth2 import service_account
 
 from symbol_proxy.backends import base
 from symbol_proxy.config import UpstreamSettings
-
-if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric import rsa
 
 __all__ = [
     "DEFAULT_TOKEN_URL",
     "SCOPE_READ_ONLY",
     "ApplicationDefaultTokens",
-    "AuthorizedUserTokens",
     "BadCredentials",
-    "MetadataServerTokens",
+    "GoogleTokens",
     "ServiceAccountTokens",
     "StaticToken",
     "TokenRefused",
@@ -56,12 +62,13 @@ log = logging.getLogger(__name__)
 SCOPE_READ_ONLY = "https://www.googleapis.com/auth/devstorage.read_only"
 DEFAULT_TOKEN_URL = "https://oauth2.googleapis.com/token"
 """Google's token endpoint, as written into service-account key files (``token_uri``)."""
-JWT_LIFETIME = 3600
-"""Longest lifetime Google accepts for a JWT assertion."""
 REFRESH_MARGIN = 300.0
 """Refresh this long before a token expires, so no request goes out with a token about to lapse."""
-METADATA_HOST = "metadata.google.internal"
-"""The GCE/GKE metadata server; ``GCE_METADATA_HOST`` overrides it, as in Google's own libraries."""
+DEFAULT_LIFETIME = 3600.0
+"""Assumed when a credential reports no expiry (Google's tokens live an hour)."""
+REFRESH_WORKERS = 4
+"""Threads for refreshes. A refresh happens about once an hour per source, so four are plenty; the
+bound keeps a token endpoint that hangs from taking more threads than that."""
 
 
 class TokenRefused(base.PermissionDenied):
@@ -114,19 +121,86 @@ class StaticToken:
         return None
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+_executor = concurrent.futures.ThreadPoolExecutor(REFRESH_WORKERS, thread_name_prefix="gcp-auth")
+_session_lock = threading.Lock()
+_session: requests.Session | None = None
 
 
-class _CachedTokens:
-    """A token fetched over HTTP and kept until shortly before it expires."""
+def _shared_session() -> requests.Session:
+    global _session
+    with _session_lock:
+        if _session is None:
+            _session = requests.Session()
+        return _session
+
+
+class _Transport(google.auth.transport.Request):
+    """google-auth's ``requests`` transport with our timeouts, remembering the last status seen."""
+
+    def __init__(self, settings: UpstreamSettings) -> None:
+        self._request = google.auth.transport.requests.Request(_shared_session())
+        self._timeout = (settings.connect_timeout, settings.read_timeout)
+        self.last_status: int | None = None
+
+    def __call__(
+        self,
+        url: str,
+        method: str = "GET",
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: Any = None,
+        **kwargs: Any,
+    ) -> google.auth.transport.Response:
+        response: google.auth.transport.Response = self._request(
+            url, method=method, body=body, headers=headers, timeout=self._timeout, **kwargs
+        )
+        self.last_status = response.status
+        return response
+
+
+def _oauth_code(exc: google.auth.exceptions.RefreshError, status: int | None) -> str:
+    """The OAuth ``error`` field of a refused refresh, else the HTTP status (never the server's text)."""
+    for arg in exc.args[1:]:
+        if isinstance(arg, Mapping) and arg.get("error"):
+            return str(arg["error"])
+    return str(status) if status else "refused"
+
+
+def _translated(exc: Exception, what: str, status: int | None) -> Exception:
+    """Our error for one of google-auth's (or its transport's) exceptions."""
+    if isinstance(exc, google.auth.exceptions.RefreshError):
+        if isinstance(exc.__cause__, google.auth.exceptions.TransportError):
+            return _translated(exc.__cause__, what, status)
+        code = _oauth_code(exc, status)
+        if status in (400, 401, 403, 404):
+            return TokenRefused(f"{what}: the token endpoint refused the credentials ({code})", code=code)
+        if status is not None and (status == 429 or status >= 500):
+            return base.UpstreamError(f"{what}: the token endpoint answered {status}", status=status)
+        return base.UpstreamError(f"{what}: the token endpoint sent no token ({code})", retryable=False)
+    if isinstance(exc, google.auth.exceptions.TransportError):
+        if isinstance(exc.__cause__, requests.Timeout):
+            return base.UpstreamTimeout(f"{what}: the token endpoint did not answer in time")
+        cause = exc.__cause__ or exc
+        return base.UpstreamError(f"{what}: token request failed ({type(cause).__name__})")
+    return exc
+
+
+class GoogleTokens:
+    """Access tokens from google-auth credentials, loaded and refreshed in the refresh threads.
+
+    ``load`` builds the credentials (reads key files, resolves ADC); it runs once, in a thread, on
+    the first refresh, and raises :class:`BadCredentials` or :class:`TokenRefused` for unusable ones.
+    """
 
     refreshable = True
-    what = "token"
 
-    def __init__(self, session: aiohttp.ClientSession, settings: UpstreamSettings) -> None:
-        self._session = session
+    def __init__(
+        self, load: Callable[[], ga_credentials.Credentials], settings: UpstreamSettings, *, what: str
+    ) -> None:
+        self._load = load
         self._settings = settings
+        self.what = what
+        self.credentials: ga_credentials.Credentials | None = None
         self._lock = asyncio.Lock()
         self._token: str | None = None
         self._refresh_at = 0.0
@@ -142,7 +216,13 @@ class _CachedTokens:
         async with self._lock:
             if self._token is None or time.monotonic() >= self._refresh_at:
                 started = time.monotonic()
-                token, lifetime = await self._fetch()
+                loop = asyncio.get_running_loop()
+                budget = self._settings.head_timeout + self._settings.read_timeout
+                try:
+                    async with asyncio.timeout(budget):
+                        token, lifetime = await loop.run_in_executor(_executor, self._refresh)
+                except TimeoutError:
+                    raise base.UpstreamTimeout(f"{self.what}: no token within {budget:g} s") from None
                 self.fetches += 1
                 self._token = token
                 self._refresh_at = started + max(lifetime - REFRESH_MARGIN, lifetime / 2)
@@ -152,162 +232,67 @@ class _CachedTokens:
         if token == self._token:
             self._token = None
 
-    async def _fetch(self) -> tuple[str, float]:
-        raise NotImplementedError
-
-    async def _request(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
-        """One small JSON exchange with a token endpoint, translated into backend errors."""
-        settings = self._settings
-        timeout = aiohttp.ClientTimeout(
-            sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
-        )
+    def _refresh(self) -> tuple[str, float]:
+        """In a refresh thread: load the credentials if needed, refresh them, return token and lifetime."""
+        if self.credentials is None:
+            self.credentials = self._load()
+        transport = _Transport(self._settings)
         try:
-            async with asyncio.timeout(settings.head_timeout + settings.read_timeout):
-                async with self._session.request(method, url, timeout=timeout, **kwargs) as response:
-                    status = response.status
-                    text = await response.content.read(64 * 1024)
-        except aiohttp.ClientConnectorDNSError:
-            raise TokenRefused(
-                f"{self.what}: {url.split('/')[2]} cannot be resolved", code="no_credentials"
-            ) from None
-        except TimeoutError:
-            raise base.UpstreamTimeout(f"{self.what}: the token endpoint did not answer in time") from None
-        except aiohttp.ClientError as exc:
-            raise base.UpstreamError(f"{self.what}: token request failed ({type(exc).__name__})") from None
-        try:
-            payload = json.loads(text)
-        except ValueError:
-            payload = None
-        if status in (400, 401, 403, 404):
-            code = str(payload.get("error") or status) if isinstance(payload, dict) else str(status)
-            raise TokenRefused(f"{self.what}: the token endpoint refused the credentials ({code})", code=code)
-        if status != 200:
-            raise base.UpstreamError(f"{self.what}: the token endpoint answered {status}", status=status)
-        if not isinstance(payload, dict) or not isinstance(payload.get("access_token"), str):
+            self.credentials.refresh(transport)  # type: ignore[no-untyped-call]
+        except (google.auth.exceptions.RefreshError, google.auth.exceptions.TransportError) as exc:
+            raise _translated(exc, self.what, transport.last_status) from None
+        token = self.credentials.token
+        if not isinstance(token, str) or not token:
             raise base.UpstreamError(f"{self.what}: the token endpoint sent no access token", retryable=False)
-        return payload
-
-    @staticmethod
-    def _lifetime(payload: dict[str, Any]) -> float:
-        try:
-            return max(float(payload.get("expires_in", JWT_LIFETIME)), 1.0)
-        except (TypeError, ValueError):
-            return float(JWT_LIFETIME)
+        return token, _lifetime(self.credentials.expiry)
 
 
-class ServiceAccountTokens(_CachedTokens):
-    """A service account's key signs a JWT (RS256) that the token endpoint exchanges for a token."""
+def _lifetime(expiry: datetime.datetime | None) -> float:
+    """Seconds until ``expiry`` (google-auth keeps naive UTC datetimes), at least one."""
+    if expiry is None:
+        return DEFAULT_LIFETIME
+    if expiry.tzinfo is None:
+        expiry = expiry.replace(tzinfo=datetime.UTC)
+    return max((expiry - datetime.datetime.now(datetime.UTC)).total_seconds(), 1.0)
 
-    what = "service account token"
+
+class ServiceAccountTokens(GoogleTokens):
+    """A service account's key: google-auth signs the JWT and exchanges it at ``token_url``."""
 
     def __init__(
         self,
         client_email: str,
         private_key: str,
         token_url: str,
-        session: aiohttp.ClientSession,
         settings: UpstreamSettings,
         scope: str = SCOPE_READ_ONLY,
     ) -> None:
-        # ``cryptography`` is needed only here; importing it now makes a missing install fail when the
-        # configuration is loaded (as a missing optional dependency), not at the first download.
-        import cryptography  # noqa: F401
-
-        super().__init__(session, settings)
-        self.client_email = client_email
         # Keys pasted from a JSON key file often keep its literal "\n" escapes.
-        self._pem = private_key.replace("\\n", "\n")
-        self._key: rsa.RSAPrivateKey | None = None
-        self.token_url = token_url
-        self.scope = scope
+        info = {
+            "type": "service_account",
+            "client_email": client_email,
+            "private_key": private_key.replace("\\n", "\n"),
+            "token_uri": token_url,
+        }
 
-    def _private_key(self) -> rsa.RSAPrivateKey:
-        from cryptography.exceptions import UnsupportedAlgorithm
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import rsa
-
-        if self._key is None:
+        def load() -> ga_credentials.Credentials:
             try:
-                key = serialization.load_pem_private_key(self._pem.encode(), password=None)
-            except (ValueError, TypeError, UnsupportedAlgorithm):
-                key = None
-            if not isinstance(key, rsa.RSAPrivateKey):
+                credentials: ga_credentials.Credentials = (
+                    service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+                        info, scopes=[scope]
+                    )
+                )
+                return credentials
+            except (ValueError, TypeError, IndexError):
                 raise BadCredentials(
                     "failed encoding JWT: private_key is not an unencrypted RSA key in PEM form",
                     code="bad_private_key",
-                )
-            self._key = key
-        return self._key
+                ) from None
 
-    def assertion(self, now: int | None = None) -> str:
-        """The signed JWT for the token request (RFC 7523 §2.1)."""
-        now = int(time.time()) if now is None else now
-        header = {"alg": "RS256", "typ": "JWT"}
-        claims = {
-            "iss": self.client_email,
-            "scope": self.scope,
-            "aud": self.token_url,
-            "iat": now,
-            "exp": now + JWT_LIFETIME,
-        }
-        signing_input = ".".join(
-            _b64(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims)
-        )
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric import padding
-
-        signature = self._private_key().sign(
-            signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256()
-        )
-        return f"{signing_input}.{_b64(signature)}"
-
-    async def _fetch(self) -> tuple[str, float]:
-        form = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": self.assertion()}
-        payload = await self._request("POST", self.token_url, data=form)
-        return payload["access_token"], self._lifetime(payload)
-
-
-class AuthorizedUserTokens(_CachedTokens):
-    """A user's refresh token (``gcloud auth application-default login``) exchanged for access tokens."""
-
-    what = "user token"
-
-    def __init__(
-        self, info: dict[str, Any], session: aiohttp.ClientSession, settings: UpstreamSettings
-    ) -> None:
-        super().__init__(session, settings)
-        self._form = {
-            "grant_type": "refresh_token",
-            "client_id": str(info.get("client_id", "")),
-            "client_secret": str(info.get("client_secret", "")),
-            "refresh_token": str(info.get("refresh_token", "")),
-        }
-        self.token_url = str(info.get("token_uri") or DEFAULT_TOKEN_URL)
-
-    async def _fetch(self) -> tuple[str, float]:
-        payload = await self._request("POST", self.token_url, data=self._form)
-        return payload["access_token"], self._lifetime(payload)
-
-
-class MetadataServerTokens(_CachedTokens):
-    """The default service account's token from the metadata server (GCE, Cloud Run, GKE Workload
-    Identity)."""
-
-    what = "metadata server token"
-
-    def __init__(
-        self, session: aiohttp.ClientSession, settings: UpstreamSettings, scope: str = SCOPE_READ_ONLY
-    ) -> None:
-        super().__init__(session, settings)
-        host = os.environ.get("GCE_METADATA_HOST") or METADATA_HOST
-        self.url = f"http://{host}/computeMetadata/v1/instance/service-accounts/default/token"
+        super().__init__(load, settings, what="service account token")
+        self.client_email = client_email
+        self.token_url = token_url
         self.scope = scope
-
-    async def _fetch(self) -> tuple[str, float]:
-        payload = await self._request(
-            "GET", self.url, params={"scopes": self.scope}, headers={"Metadata-Flavor": "Google"}
-        )
-        return payload["access_token"], self._lifetime(payload)
 
 
 def _well_known_file() -> Path:
@@ -316,74 +301,32 @@ def _well_known_file() -> Path:
     return root / "application_default_credentials.json"
 
 
-class ApplicationDefaultTokens:
-    """Application Default Credentials, resolved on first use as Google's libraries do.
-
-    1. ``GOOGLE_APPLICATION_CREDENTIALS`` names a key file (service account or authorized user);
-    2. gcloud's well-known file, if present;
-    3. otherwise the metadata server.
-    """
-
-    refreshable = True
-
-    def __init__(self, session: aiohttp.ClientSession, settings: UpstreamSettings) -> None:
-        self._session = session
-        self._settings = settings
-        self._lock = asyncio.Lock()
-        self.resolved: _CachedTokens | None = None
-
-    def __repr__(self) -> str:
-        return "<ApplicationDefaultTokens ****>"
-
-    def _from_file(self, path: Path) -> _CachedTokens:
-        try:
-            info = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raise BadCredentials(
-                f"application default credentials: cannot read {path.name}", code="bad_adc_file"
-            ) from None
-        kind = info.get("type") if isinstance(info, dict) else None
-        if kind == "service_account":
-            try:
-                import cryptography  # noqa: F401
-            except ImportError:
-                raise BadCredentials(
-                    "application default credentials: a service-account key file needs the cryptography "
-                    "package",
-                    code="missing_cryptography",
-                ) from None
-            return ServiceAccountTokens(
-                str(info.get("client_email", "")),
-                str(info.get("private_key", "")),
-                str(info.get("token_uri") or DEFAULT_TOKEN_URL),
-                self._session,
-                self._settings,
-            )
-        if kind == "authorized_user":
-            return AuthorizedUserTokens(info, self._session, self._settings)
-        raise BadCredentials(
-            f"application default credentials: credential type {kind!r} is not supported",
-            code="unsupported_adc",
-        )
-
-    def _resolve(self) -> _CachedTokens:
+def _application_default(scope: str) -> ga_credentials.Credentials:
+    """ADC as ``google.auth.default`` finds them, scoped afterwards: asked with scopes, ``default``
+    would look up an ``external_account``'s project id at Cloud Resource Manager, a request we
+    neither need nor may be allowed to make."""
+    try:
+        found: ga_credentials.Credentials = google.auth.default()[0]
+    except google.auth.exceptions.DefaultCredentialsError:
         named = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
-        if named:
-            return self._from_file(Path(named))
-        well_known = _well_known_file()
-        if well_known.is_file():
-            return self._from_file(well_known)
-        return MetadataServerTokens(self._session, self._settings)
+        path = Path(named) if named else _well_known_file()
+        if named or path.is_file():
+            raise BadCredentials(
+                f"application default credentials: {path.name} cannot be used", code="bad_adc_file"
+            ) from None
+        raise TokenRefused(
+            "application default credentials: none found (no GOOGLE_APPLICATION_CREDENTIALS, no gcloud "
+            "credentials file, no metadata server)",
+            code="no_credentials",
+        ) from None
+    if isinstance(found, ga_credentials.Scoped):
+        found = found.with_scopes([scope])  # type: ignore[no-untyped-call]
+    log.debug("application default credentials: using %s", type(found).__name__)
+    return found
 
-    async def token(self) -> str:
-        if self.resolved is None:
-            async with self._lock:
-                if self.resolved is None:
-                    loop = asyncio.get_running_loop()
-                    self.resolved = await loop.run_in_executor(None, self._resolve)
-                    log.debug("application default credentials: using %s", type(self.resolved).__name__)
-        return await self.resolved.token()
 
-    def invalidate(self, token: str) -> None:
-        if self.resolved is not None:
-            self.resolved.invalidate(token)
+class ApplicationDefaultTokens(GoogleTokens):
+    """Application Default Credentials, resolved on first use by ``google.auth.default``."""
+
+    def __init__(self, settings: UpstreamSettings, scope: str = SCOPE_READ_ONLY) -> None:
+        super().__init__(lambda: _application_default(scope), settings, what="application default token")

@@ -4,9 +4,9 @@ One media download per object: ``GET {api_root}/storage/v1/b/{bucket}/o/{object}
 object name quoted completely (``/`` becomes ``%2F``), as the JSON API requires. We talk HTTP
 ourselves instead of using gcloud-aio-storage because a download is a single GET, and doing it here
 keeps the proxy's one session, its timeouts and the error mapping in one module (the style of
-Symbolicator's ``gcs.rs``). Tokens come from ``gcp_auth``: service-account JWT, a verbatim bearer
-token, or Application Default Credentials when the source names neither (Symbolicator has no ADC;
-users asked for it, symbolicator#561).
+Symbolicator's ``gcs.rs``). Tokens come from ``gcp_auth`` (google-auth, refreshed in threads): a
+service account, a verbatim bearer token, or Application Default Credentials when the source names
+neither (Symbolicator has no ADC; users asked for it, symbolicator#561).
 
 ``api_root`` points the backend at an emulator; ``STORAGE_EMULATOR_HOST`` does the same when no
 ``api_root`` is given, and then, as gcloud-aio does, no token is fetched or sent.
@@ -83,12 +83,12 @@ class GcsBackend:
             self.auth = None  # emulators take no credentials (gcloud-aio's behaviour)
         elif source.private_key is not None and source.client_email is not None:
             self.auth = gcp_auth.ServiceAccountTokens(
-                source.client_email, source.private_key.get_secret_value(), token_url, session, settings
+                source.client_email, source.private_key.get_secret_value(), token_url, settings
             )
         elif source.bearer_token is not None:
             self.auth = gcp_auth.StaticToken(source.bearer_token.get_secret_value())
         else:
-            self.auth = gcp_auth.ApplicationDefaultTokens(session, settings)
+            self.auth = gcp_auth.ApplicationDefaultTokens(settings)
         self.api_root = api_root.rstrip("/")
 
     def __repr__(self) -> str:

@@ -1,5 +1,8 @@
 """Fixtures for the cloud backends: real servers on 127.0.0.1 and the fixture files to put in them.
 
+fake-gcs-server (a real GCS JSON-API emulator, ``tests/support/objectstores.py``) is started once
+per session too, with an empty bucket ``symbols``; tests upload what they need under their own names.
+
 The S3 server (moto, in a child process) is started once per session and filled once: every keyed
 fixture file under its SymStore key in bucket ``symbols`` and under its lowercased SSQP key below the
 prefix ``team-a`` in bucket ``team-symbols``. Keys come from ``MANIFEST.json``, never from this code.
@@ -22,6 +25,8 @@ import pytest
 
 from symbol_proxy.config import S3Source, UpstreamSettings
 from tests.support import shared
+from tests.support.net import free_port
+from tests.support.objectstores import FakeGcs, Minio, start_fake_gcs, start_minio
 from tests.support.s3server import S3Server, start_s3_server
 
 REGION = "us-east-1"
@@ -45,7 +50,8 @@ class StoredFile:
 
 @dataclasses.dataclass(frozen=True)
 class S3World:
-    server: S3Server
+    server: S3Server | Minio
+    """moto (with a request log: ``requests()``) or MinIO; both have ``endpoint``."""
     admin: tuple[str, str]
     """Access key id and secret of an IAM user allowed everything."""
     powerless: tuple[str, str]
@@ -115,6 +121,9 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))  # no well-known ADC file
+    # google-auth probes the metadata server's address before using it: a closed loopback port
+    # answers at once, and no probe leaves the machine.
+    monkeypatch.setenv("GCE_METADATA_IP", f"127.0.0.1:{free_port()}")
 
 
 @pytest.fixture
@@ -141,16 +150,41 @@ def s3_world() -> Iterator[S3World]:
         iam = boto3.client("iam", endpoint_url=server.endpoint, **setup)
         admin = _iam_user(iam, "symbol-admin", ALLOW_ALL)
         powerless = _iam_user(iam, "symbol-nobody", None)
-        s3 = boto3.client("s3", endpoint_url=server.endpoint, **setup)
-        s3.create_bucket(Bucket="symbols")
-        s3.create_bucket(Bucket="team-symbols")
         files = keyed_files()
-        for stored in files:
-            data = stored.data
-            s3.put_object(Bucket="symbols", Key=stored.symstore_key, Body=data)
-            s3.put_object(Bucket="team-symbols", Key=f"team-a/{stored.ssqp_key}", Body=data)
-        s3.put_object(Bucket="symbols", Key="empty/object", Body=b"")
+        _fill(boto3.client("s3", endpoint_url=server.endpoint, **setup), files)
         server.enable_auth()
         yield S3World(server, admin, powerless, files)
     finally:
         server.stop()
+
+
+def _fill(s3: Any, files: list[StoredFile]) -> None:
+    """The buckets and objects every S3 world holds."""
+    s3.create_bucket(Bucket="symbols")
+    s3.create_bucket(Bucket="team-symbols")
+    for stored in files:
+        data = stored.data
+        s3.put_object(Bucket="symbols", Key=stored.symstore_key, Body=data)
+        s3.put_object(Bucket="team-symbols", Key=f"team-a/{stored.ssqp_key}", Body=data)
+    s3.put_object(Bucket="symbols", Key="empty/object", Body=b"")
+
+
+@pytest.fixture(scope="session")
+def minio_world() -> Iterator[S3World]:
+    """The same buckets and objects in MinIO, reached with the root user's keys. MinIO has no IAM
+    user without policies here (that needs its admin API), so ``powerless`` is empty: tests of
+    refusals by policy and of the request log run against moto only."""
+    if not (shared.FIXTURES / "MANIFEST.json").exists():
+        pytest.fail("the shared fixtures are not beside the repository (set SYMBOL_SHARED_DIR)")
+    with start_minio() as server:
+        keys = {"aws_access_key_id": server.access_key, "aws_secret_access_key": server.secret_key}
+        files = keyed_files()
+        _fill(boto3.client("s3", region_name=REGION, endpoint_url=server.endpoint, **keys), files)
+        yield S3World(server, (server.access_key, server.secret_key), ("", ""), files)
+
+
+@pytest.fixture(scope="session")
+def fake_gcs() -> Iterator[FakeGcs]:
+    with start_fake_gcs() as server:
+        server.create_bucket("symbols")
+        yield server

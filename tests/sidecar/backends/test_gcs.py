@@ -1,4 +1,11 @@
-"""The GCS backend against a small JSON-API server and token endpoints on 127.0.0.1.
+"""The GCS backend against fake-gcs-server (a real GCS emulator) and, for what an emulator cannot
+do, a small JSON-API server with token endpoints (``tests/support/gcsserver.py``), on 127.0.0.1.
+
+fake-gcs-server serves the downloads of fixture files, quoted names, missing objects, its MD5 hashes
+and ``STORAGE_EMULATOR_HOST``. The small server stays for the rest, because fake-gcs-server accepts
+any token or none: it has no OAuth token endpoint to verify a service account's JWT, no STS or IAM
+Credentials endpoint, no metadata server, never answers 401 or 403, and cannot lie about an MD5,
+hang, stall a body, or show the raw request path.
 
 Covered: fixture files byte-identical below a prefix; object names quoted completely; the
 service-account flow (the JWT verified with the public key by PyJWT, its claims, token caching,
@@ -19,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import google.auth.compute_engine._metadata
 import jwt
 import pytest
 from aiohttp.test_utils import TestServer
@@ -30,6 +38,7 @@ from symbol_proxy.backends.gcs import GcsBackend
 from symbol_proxy.config import GcsSource, UpstreamSettings
 from tests.support import shared
 from tests.support.gcsserver import GcsServer
+from tests.support.objectstores import FakeGcs
 
 EMAIL = "symbols-reader@example-project.iam.gserviceaccount.com"
 
@@ -90,30 +99,33 @@ async def read_all(stream: base.ObjectStream) -> bytes:
         await stream.aclose()
 
 
+def emulated(
+    fake_gcs: FakeGcs, session: aiohttp.ClientSession, settings: UpstreamSettings, **fields: Any
+) -> GcsBackend:
+    """A backend on fake-gcs-server (which takes any bearer token)."""
+    config = source(bearer_token="ya29.any-token", **fields)
+    return GcsBackend(config, settings, session=session, api_root=fake_gcs.endpoint)
+
+
 async def test_fixture_files_come_back_byte_identical_from_below_a_prefix(
-    gcs: tuple[GcsServer, TestServer],
-    session: aiohttp.ClientSession,
-    make: Callable[[GcsSource], GcsBackend],
-    service_key: rsa.RSAPrivateKey,
+    fake_gcs: FakeGcs, session: aiohttp.ClientSession, settings: UpstreamSettings
 ) -> None:
-    store, server = gcs
-    uploader = store.grant()
-    objects = [o for o in shared.keyed_objects() if o.keys.get("symsrv")][:8]
-    assert objects
+    objects = [o for o in shared.keyed_objects() if o.keys.get("symsrv")]
+    assert len(objects) > 8
     for item in objects:
-        url = server.make_url("/upload/storage/v1/b/symbols/o").with_query(
-            uploadType="media", name=f"team-a/{item.keys['symsrv'][0]}"
-        )
-        async with session.post(
-            url, data=item.data, headers={"Authorization": f"Bearer {uploader}"}
-        ) as reply:
-            assert reply.status == 200
-    backend = make(service_account(service_key, prefix="/team-a/"))
+        fake_gcs.upload("symbols", f"team-a/{item.keys['symsrv'][0]}", item.data)
+    backend = emulated(fake_gcs, session, settings, prefix="/team-a/")
     for item in objects:
         stream = await backend.open(item.keys["symsrv"][0])
         assert stream.info.size == len(item.data)
         assert await read_all(stream) == item.data
-    assert len(store.assertions) == 1  # one token for all downloads
+
+
+async def test_a_missing_object_in_the_emulator_is_not_found(
+    fake_gcs: FakeGcs, session: aiohttp.ClientSession, settings: UpstreamSettings
+) -> None:
+    with pytest.raises(base.NotFound):
+        await emulated(fake_gcs, session, settings).open("crash.pdb/0000/crash.pdb")
 
 
 async def test_object_names_travel_fully_quoted_in_the_path(
@@ -135,17 +147,19 @@ async def test_object_names_travel_fully_quoted_in_the_path(
 async def test_the_service_account_jwt_is_signed_with_rs256_and_carries_the_expected_claims(
     gcs: tuple[GcsServer, TestServer], make: Callable[[GcsSource], GcsBackend], service_key: rsa.RSAPrivateKey
 ) -> None:
-    store, server = gcs
+    store, _ = gcs
     store.objects[("symbols", "a")] = b"x"
     before = int(time.time())
     await read_all(await make(service_account(service_key)).open("a"))
     (assertion,) = store.assertions
-    token_url = str(server.make_url("/token"))
-    claims = jwt.decode(assertion, service_key.public_key(), algorithms=["RS256"], audience=token_url)
+    # Posted to the configured token URL; the audience is Google's endpoint whatever that URL is, as
+    # google-auth writes it (Google checks that audience only).
+    claims = jwt.decode(
+        assertion, service_key.public_key(), algorithms=["RS256"], audience=gcp_auth.DEFAULT_TOKEN_URL
+    )
     assert jwt.get_unverified_header(assertion)["alg"] == "RS256"
     assert claims["iss"] == EMAIL
     assert claims["scope"] == "https://www.googleapis.com/auth/devstorage.read_only"
-    assert claims["aud"] == token_url
     assert before <= claims["iat"] <= int(time.time())
     assert claims["exp"] - claims["iat"] == 3600
 
@@ -207,14 +221,6 @@ async def test_a_bearer_token_is_sent_verbatim_and_never_refreshed(
         await backend.open("a")
     assert store.authorizations == ["Bearer ya29.configured-token"] * 2
     assert store.assertions == []
-
-
-async def test_a_missing_object_is_not_found(
-    gcs: tuple[GcsServer, TestServer], make: Callable[[GcsSource], GcsBackend]
-) -> None:
-    store, _ = gcs
-    with pytest.raises(base.NotFound):
-        await make(source(bearer_token=store.grant())).open("crash.pdb/0000/crash.pdb")
 
 
 async def test_a_token_without_access_to_the_bucket_is_denied_and_reported_once(
@@ -303,12 +309,16 @@ async def test_the_metadata_server_supplies_tokens_when_no_credentials_are_confi
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store, server = gcs
-    monkeypatch.setenv("GCE_METADATA_HOST", f"{server.host}:{server.port}")
+    address = f"{server.host}:{server.port}"
+    monkeypatch.setenv("GCE_METADATA_IP", address)  # where google-auth looks for the server
+    # google-auth reads GCE_METADATA_HOST once, when it is imported; the test sets what it read.
+    monkeypatch.setattr(google.auth.compute_engine._metadata, "_GCE_METADATA_HOST", address)
     store.objects[("symbols", "a")] = b"x"
     backend = make(source())
     assert await read_all(await backend.open("a")) == b"x"
     assert await read_all(await backend.open("a")) == b"x"
     assert store.metadata_requests == 1
+    assert store.assertions == []
 
 
 async def test_application_default_credentials_read_a_service_account_key_file(
@@ -336,29 +346,61 @@ async def test_application_default_credentials_read_a_service_account_key_file(
     assert len(store.assertions) == 1 and store.metadata_requests == 0
 
 
+async def test_workload_identity_federation_with_impersonation_from_an_adc_file(
+    gcs: tuple[GcsServer, TestServer],
+    make: Callable[[GcsSource], GcsBackend],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """An ``external_account`` file, as ``gcloud iam workload-identity-pools create-cred-config``
+    writes it: the pod's OIDC token is exchanged at the STS endpoint, and the federated token
+    impersonates a service account, whose token reads the bucket."""
+    store, server = gcs
+    store.subject_token = "eyJ.oidc-token-of-the-pod.sig"
+    subject = tmp_path / "oidc-token"
+    subject.write_text(store.subject_token)
+    config = {
+        "type": "external_account",
+        "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k8s",
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": str(server.make_url("/sts")),
+        "credential_source": {"file": str(subject)},
+        "service_account_impersonation_url": str(
+            server.make_url(f"/v1/projects/-/serviceAccounts/{EMAIL}:generateAccessToken")
+        ),
+    }
+    (tmp_path / "adc.json").write_text(json.dumps(config))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "adc.json"))
+    store.objects[("symbols", "a")] = b"federated"
+    assert await read_all(await make(source()).open("a")) == b"federated"
+    (exchange,) = store.exchanges
+    assert exchange["subject_token"] == store.subject_token
+    assert store.impersonated == [EMAIL]
+    assert store.metadata_requests == 0 and store.assertions == []
+
+
 async def test_no_credentials_anywhere_is_denied(
     make: Callable[[GcsSource], GcsBackend], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("GCE_METADATA_HOST", "metadata.invalid")
-    with pytest.raises(base.PermissionDenied, match="cannot be resolved"):
+    # The autouse fixture points GCE_METADATA_IP at a closed port: no metadata server either.
+    with pytest.raises(base.PermissionDenied, match="none found") as caught:
         await make(source()).open("a")
+    assert isinstance(caught.value, gcp_auth.TokenRefused) and caught.value.code == "no_credentials"
 
 
 async def test_storage_emulator_host_redirects_downloads_and_drops_authentication(
-    gcs: tuple[GcsServer, TestServer],
+    fake_gcs: FakeGcs,
     session: aiohttp.ClientSession,
     settings: UpstreamSettings,
     service_key: rsa.RSAPrivateKey,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store, server = gcs
-    store.anonymous = True
-    store.objects[("symbols", "a")] = b"emulated"
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"{server.host}:{server.port}")
+    fake_gcs.upload("symbols", "emulated/a", b"emulated")
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"127.0.0.1:{fake_gcs.port}")
     backend = GcsBackend(service_account(service_key), settings, session=session)
-    assert backend.api_root == f"http://{server.host}:{server.port}"
-    assert await read_all(await backend.open("a")) == b"emulated"
-    assert store.authorizations == [None] and store.assertions == []
+    assert backend.api_root == fake_gcs.endpoint
+    assert backend.auth is None  # no token is fetched, none is sent
+    assert await read_all(await backend.open("emulated/a")) == b"emulated"
 
 
 def test_the_default_endpoints_are_googles() -> None:

@@ -5,6 +5,8 @@ keys were written lowercased, with ``casing: lowercase``."""
 
 from __future__ import annotations
 
+import contextlib
+import urllib.error
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from aiohttp.test_utils import TestServer
 from tests.conftest import StartProxy
 from tests.sidecar.backends.conftest import S3World
 from tests.support import shared
-from tests.support.gcsserver import GcsServer
+from tests.support.objectstores import FakeGcs
 from tests.support.sentryserver import SentryServer
 from tests.support.upstream import UpstreamStore
 
@@ -37,17 +39,18 @@ def s3_source(world: S3World, **extra: Any) -> dict[str, Any]:
     }
 
 
+GCS_COPY = PDB.data[:-16] + b"gcs-copy-padding"
+
+
 @pytest.fixture
-async def gcs(
-    aiohttp_server: Callable[..., Awaitable[TestServer]], monkeypatch: pytest.MonkeyPatch
-) -> GcsServer:
-    """A GCS emulator holding a *different* file under the PDB's key (anonymous, as emulators are)."""
-    store = GcsServer()
-    store.anonymous = True
-    store.objects[("symbols", KEY)] = PDB.data[:-16] + b"gcs-copy-padding"
-    server = await aiohttp_server(store.app)
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", str(server.make_url("")).rstrip("/"))
-    return store
+def gcs(fake_gcs: FakeGcs, monkeypatch: pytest.MonkeyPatch) -> FakeGcs:
+    """fake-gcs-server holding a *different* file under the PDB's key, reached through
+    ``STORAGE_EMULATOR_HOST`` (so no token is fetched)."""
+    with contextlib.suppress(urllib.error.HTTPError):  # 409: made by an earlier test of the session
+        fake_gcs.create_bucket("mixed")
+    fake_gcs.upload("mixed", KEY, GCS_COPY)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs.endpoint)
+    return fake_gcs
 
 
 @pytest.fixture
@@ -65,7 +68,7 @@ async def get(http: aiohttp.ClientSession, proxy: TestServer, path: str) -> tupl
 
 async def test_the_first_source_in_order_wins_and_failing_sources_hide_nothing(
     s3_world: S3World,
-    gcs: GcsServer,
+    gcs: FakeGcs,
     sentry: tuple[SentryServer, str],
     upstream: tuple[UpstreamStore, str],
     start_proxy: StartProxy,
@@ -80,7 +83,7 @@ async def test_the_first_source_in_order_wins_and_failing_sources_hide_nothing(
     sentry_store, sentry_url = sentry
     filesystem = {"id": "fs", "type": "filesystem", "path": str(empty), "layout": {"type": "symstore"}}
     http_dead = {"id": "dead", "type": "http", "url": dead_url, "layout": {"type": "symstore"}}
-    gcs_source = {"id": "gcs", "type": "gcs", "bucket": "symbols", "layout": {"type": "symstore"}}
+    gcs_source = {"id": "gcs", "type": "gcs", "bucket": "mixed", "layout": {"type": "symstore"}}
     sentry_source = {"id": "sentry", "type": "sentry", "url": sentry_url, "token": "sntrys_mixed"}
     retries = {"retries": 0}
 
@@ -93,7 +96,7 @@ async def test_the_first_source_in_order_wins_and_failing_sources_hide_nothing(
     proxy = await start_proxy(
         [filesystem, http_dead, gcs_source, s3_source(s3_world), sentry_source], upstream=retries
     )
-    assert await get(http, proxy, f"/symbols/{KEY}") == (200, gcs.objects[("symbols", KEY)])
+    assert await get(http, proxy, f"/symbols/{KEY}") == (200, GCS_COPY)
 
     proxy = await start_proxy(
         [http_dead, s3_source(s3_world, prefix="nothing-here"), sentry_source], upstream=retries
