@@ -219,10 +219,10 @@ class KubeRequestStore:
             raise conflict
         version = record.etag
         try:
-            for status, old, new in (
-                (False, _spec(stored), _spec(record)),
-                (True, _status(stored), _status(record)),
-            ):
+            old_spec, new_spec = _spec(stored), _spec(record)
+            # A sealed request stays sealed in the spec (a CEL rule) when it becomes unavailable.
+            new_spec["sealed"] = new_spec["sealed"] or bool((current.get("spec") or {}).get("sealed"))
+            for status, old, new in ((False, old_spec, new_spec), (True, _status(stored), _status(record))):
                 changed = {key: value for key, value in new.items() if old.get(key) != value}
                 if not changed:
                     continue
