@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(publish sealed ones, withdraw expired and deleted ones; docs/publishing.md)",
     )
     run.add_argument(
+        "--publish-source",
+        metavar="NAME",
+        help="the SymbolSource through which sidecars read the publish store: its publication "
+        "annotation changes after each publish, so sidecars drop cached 404s",
+    )
+    run.add_argument(
         "--request-interval",
         type=float,
         default=30.0,
@@ -122,7 +128,9 @@ def options_from_args(args: argparse.Namespace) -> OperatorOptions:
     )
 
 
-def register_lifecycle(config: Path, registry: kopf.OperatorRegistry, *, interval: float) -> None:
+def register_lifecycle(
+    config: Path, registry: kopf.OperatorRegistry, *, interval: float, source: str | None = None
+) -> None:
     """Add the SymbolRequest handlers, publishing into the store of the service's configuration."""
     from symbol_operator.kubeapi import KubeApi
     from symbol_operator.lifecycle import Lifecycle, register
@@ -132,7 +140,7 @@ def register_lifecycle(config: Path, registry: kopf.OperatorRegistry, *, interva
 
     service = load_config(config)
     publisher = Publisher(store_backend(service.store, service.upstream))
-    register(registry, Lifecycle(KubeApi(), publisher), interval=interval)
+    register(registry, Lifecycle(KubeApi(), publisher, source=source), interval=interval)
 
 
 def run(
@@ -155,7 +163,12 @@ def run(
 
     assert handlers.startup is not None
     if getattr(args, "publish_config", None) is not None:
-        register_lifecycle(args.publish_config, kopf.get_default_registry(), interval=args.request_interval)
+        register_lifecycle(
+            args.publish_config,
+            kopf.get_default_registry(),
+            interval=args.request_interval,
+            source=args.publish_source,
+        )
     kopf.run(
         standalone=True,
         clusterwide=bool(args.all_namespaces),

@@ -293,6 +293,24 @@ class KubeApi:
 
         return await self.call(list_all)
 
+    async def patch_source(self, namespace: str, name: str, patch: Mapping[str, Any]) -> Body:
+        """A JSON merge patch of a SymbolSource itself (the lifecycle's publication annotation)."""
+        return await self.call(
+            lambda api_client: self._body(
+                client.CustomObjectsApi(api_client).patch_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    name,
+                    dict(patch),
+                    _content_type=MERGE_PATCH,
+                    _preload_content=False,
+                    _request_timeout=self.timeout,
+                )
+            )
+        )
+
     async def patch_source_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> Body:
         return await self.call(
             lambda api_client: self._body(

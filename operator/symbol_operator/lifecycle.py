@@ -33,7 +33,7 @@ from typing import Any
 import kopf
 
 from symbol_operator import kubeapi
-from symbol_operator.models import GROUP, VERSION
+from symbol_operator.models import GROUP, PUBLICATION_ANNOTATION, VERSION
 from symbol_service.kuberequests import record_from_object
 from symbol_service.publication import Publisher
 from symbol_service.requeststore import RequestRecord
@@ -67,10 +67,25 @@ def _is_published(body: Mapping[str, Any]) -> bool:
 
 
 class Lifecycle:
-    def __init__(self, api: kubeapi.KubeApi, publisher: Publisher) -> None:
+    def __init__(self, api: kubeapi.KubeApi, publisher: Publisher, *, source: str | None = None) -> None:
         self.api = api
         self.publisher = publisher
+        self.source = source
+        """The SymbolSource (in the request's namespace) through which sidecars read the store: its
+        publication annotation changes after each publish, so they drop their cached 404s."""
         self.lock = asyncio.Lock()
+
+    async def _announce(self, namespace: str, request_id: str) -> None:
+        if self.source is None:
+            return
+        generation = f"{_now().strftime('%Y%m%dT%H%M%S.%fZ')}-{request_id[:12]}"
+        patch = {"metadata": {"annotations": {PUBLICATION_ANNOTATION: generation}}}
+        try:
+            await self.api.patch_source(namespace, self.source, patch)
+        except kubeapi.NotFound:
+            log.warning(
+                "publish source %s/%s does not exist: sidecars keep cached 404s", namespace, self.source
+            )
 
     async def reconcile(self, body: Mapping[str, Any]) -> None:
         """Publish a sealed request, retire an expired or soft-deleted one; nothing else."""
@@ -90,6 +105,7 @@ class Lifecycle:
             return
         async with self.lock:
             written = await self.publisher.publish(record.id, record.sealed_segments)
+        await self._announce(namespace, record.id)
         condition = _condition(True, "Sealed", f"{record.entry_count} entries published at {written} paths")
         await self.api.patch_request(
             namespace,

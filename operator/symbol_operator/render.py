@@ -285,6 +285,8 @@ def _validated_entry(source: SymbolSource, secrets: SecretData) -> dict[str, Any
     if isinstance(source.spec, SpecError):
         raise _Problem(Reason.INVALID, str(source.spec))
     entry = _entry(source.name, source.spec, secrets)
+    if source.publication and entry["type"] != "sentry":
+        entry["publication"] = source.publication  # the publish store's generation: docs/publishing.md
     try:
         load_text(_dump({"sources": [entry]}))
     except ConfigError as exc:

@@ -137,6 +137,13 @@ class DiskCache:
             while len(self._misses) > self._max_misses:
                 self._misses.popitem(last=False)
 
+    def forget_misses(self) -> int:
+        """Drop every remembered miss (a store published new files); how many there were."""
+        with self._lock:
+            count = len(self._misses)
+            self._misses.clear()
+            return count
+
     # -- purging ------------------------------------------------------------------------------------
 
     def forget(self, key: str) -> bool:

@@ -100,6 +100,11 @@ def create_app(
     return app
 
 
+def _publications(config: ProxyConfig) -> dict[str, str | None]:
+    """The publication generation of each source that has one (see ``publication`` in config.py)."""
+    return {s.id: getattr(s, "publication", None) for s in config.sources if getattr(s, "publication", None)}
+
+
 async def reload_config(app: web.Application) -> bool:
     """Load the config file again; swap it in if valid. Returns whether it was applied."""
     state = app[STATE]
@@ -115,6 +120,9 @@ async def reload_config(app: web.Application) -> bool:
     for key in _RESTART_ONLY:
         if getattr(config, key) != getattr(state.config, key):
             log.warning("configuration key %r changed: it takes effect after a restart", key)
+    if _publications(config) != _publications(state.config):
+        dropped = state.cache.forget_misses()
+        log.info("a store published new files: %d cached misses dropped", dropped)
     old = state.runtime
     state.runtime = runtime
     state.config = config.model_copy(update={k: getattr(state.config, k) for k in _RESTART_ONLY})
