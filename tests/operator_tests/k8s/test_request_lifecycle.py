@@ -43,12 +43,12 @@ pytestmark = [pytest.mark.k8s, pytest.mark.timeout(180)]
 
 
 @contextlib.contextmanager
-def lifecycle_operator(config: Path, namespace: str) -> Iterator[KopfRunner]:
+def lifecycle_operator(config: Path, namespace: str, *, source: str | None = None) -> Iterator[KopfRunner]:
     """The operator with only the SymbolRequest handlers (its own registry), publishing into the
     store of the service configuration ``config``."""
     registry = kopf.OperatorRegistry()
     kopf.on.login(registry=registry)(kopf.login_with_kubeconfig)  # the default registry has it built in
-    register_lifecycle(config, registry, interval=0.5)
+    register_lifecycle(config, registry, interval=0.5, source=source)
     args = ["run", "--standalone", "--namespace", namespace]
     with restored_logging(), KopfRunner(args, registry=registry, timeout=60) as runner:
         yield runner
