@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from symbol_operator.models import (
+    PUBLICATION_ANNOTATION,
     READY,
     Condition,
     FilesystemSpec,
@@ -72,6 +73,7 @@ FIELD_SOURCES: dict[str, dict[str, tuple[str, ...]]] = {
         "layout": ("spec.layout",),
         "is_public": ("spec.isPublic",),
         "has_index": ("spec.hasIndex",),
+        "publication": (f"metadata.annotations[{PUBLICATION_ANNOTATION}]",),
     },
     "filters": {
         "filetypes": ("spec.filters.filetypes",),
