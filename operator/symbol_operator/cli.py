@@ -91,6 +91,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="delay between a change and the reconcile it triggers (default %(default)s)",
     )
+    run.add_argument(
+        "--publish-config",
+        type=Path,
+        metavar="FILE",
+        help="the publishing service's configuration: reconcile SymbolRequests into its store "
+        "(publish sealed ones, withdraw expired and deleted ones; docs/publishing.md)",
+    )
+    run.add_argument(
+        "--publish-source",
+        metavar="NAME",
+        help="the SymbolSource through which sidecars read the publish store: its publication "
+        "annotation changes after each publish, so sidecars drop cached 404s",
+    )
+    run.add_argument(
+        "--request-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how often each SymbolRequest is checked for expiry and retried (default %(default)s)",
+    )
 
     definitions = commands.add_parser("crds", help="print, write or check the CustomResourceDefinitions")
     target = definitions.add_mutually_exclusive_group()
@@ -114,6 +134,21 @@ def options_from_args(args: argparse.Namespace) -> OperatorOptions:
     )
 
 
+def register_lifecycle(
+    config: Path, registry: kopf.OperatorRegistry, *, interval: float, source: str | None = None
+) -> None:
+    """Add the SymbolRequest handlers, publishing into the store of the service's configuration."""
+    from symbol_operator.kubeapi import KubeApi
+    from symbol_operator.lifecycle import Lifecycle, register
+    from symbol_service.cli import store_backend
+    from symbol_service.config import load_config
+    from symbol_service.publication import Publisher
+
+    service = load_config(config)
+    publisher = Publisher(store_backend(service.store, service.upstream))
+    register(registry, Lifecycle(KubeApi(), publisher, source=source), interval=interval)
+
+
 def run(
     args: argparse.Namespace,
     options: OperatorOptions,
@@ -133,6 +168,13 @@ def run(
     from symbol_operator import handlers  # registers the handlers with kopf's default registry
 
     assert handlers.startup is not None
+    if getattr(args, "publish_config", None) is not None:
+        register_lifecycle(
+            args.publish_config,
+            kopf.get_default_registry(),
+            interval=args.request_interval,
+            source=args.publish_source,
+        )
     kopf.run(
         standalone=True,
         clusterwide=bool(args.all_namespaces),

@@ -632,6 +632,26 @@ def _request_spec() -> Schema:
                 default=False,
                 rules=[rule("self || !oldSelf", "a sealed request cannot be unsealed")],
             ),
+            # Identity, fixed by the publishing service when it creates the request. In the spec,
+            # not the status, so that one create makes a complete request (docs/publishing.md).
+            "requestId": string(
+                "Server id of the request (64 lowercase hex), set by the publishing service. Immutable.",
+                max_length=64,
+                pattern="^[0-9a-f]{64}$",
+                rules=[rule("self == oldSelf", "requestId is immutable")],
+            ),
+            "createdBy": string(
+                "Who created the request (the token's name). Immutable.",
+                max_length=256,
+                rules=[rule("self == oldSelf", "createdBy is immutable")],
+            ),
+            "createdDate": string(
+                "When the publishing service created the request. Immutable.",
+                max_length=64,
+                format="date-time",
+                rules=[rule("self == oldSelf", "createdDate is immutable")],
+            ),
+            "domainId": string("Azure's storage domain of the request (always 0 here).", max_length=64),
         },
         required=["name"],
     )
@@ -657,6 +677,11 @@ def _request_status() -> Schema:
             "expirationTime": string("Effective expiration.", max_length=64, format="date-time"),
             "size": integer("Total bytes of the request's entries.", minimum=0, fmt="int64"),
             "debugEntries": integer("Number of debug entries.", minimum=0, fmt="int64"),
+            "sealedSegments": integer(
+                "Manifest segments that belong to the sealed request (set by the seal's second step).",
+                minimum=0,
+                fmt="int64",
+            ),
             "url": string("URL of the request in the symbol service.", max_length=URL_MAX),
         },
     )

@@ -69,6 +69,7 @@ __all__ = [
 Body = dict[str, Any]
 T = TypeVar("T")
 PLURAL = "symbolsources"
+REQUESTS = "symbolrequests"
 MERGE_PATCH = "application/merge-patch+json"
 PAGE_SIZE = 500
 """Items per list page: large enough that a namespace of a thousand sources is two requests."""
@@ -298,6 +299,10 @@ class KubeApi:
 
     async def list_sources(self, namespace: str) -> list[Body]:
         """Every SymbolSource of a namespace, following ``continue`` tokens."""
+        return await self._list_all(namespace, PLURAL)
+
+    async def _list_all(self, namespace: str, plural: str, label_selector: str | None = None) -> list[Body]:
+        """Every custom object of one kind in a namespace (optionally by labels), page by page."""
 
         def list_all(api_client: client.ApiClient) -> list[Body]:
             api = client.CustomObjectsApi(api_client)
@@ -309,7 +314,8 @@ class KubeApi:
                         GROUP,
                         VERSION,
                         namespace,
-                        PLURAL,
+                        plural,
+                        label_selector=label_selector,
                         limit=PAGE_SIZE,
                         _preload_content=False,
                         _request_timeout=self.timeout,
@@ -322,6 +328,24 @@ class KubeApi:
                     return items
 
         return await self.call(list_all)
+
+    async def patch_source(self, namespace: str, name: str, patch: Mapping[str, Any]) -> Body:
+        """A JSON merge patch of a SymbolSource itself (the lifecycle's publication annotation)."""
+        return await self.call(
+            lambda api_client: self._body(
+                client.CustomObjectsApi(api_client).patch_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    name,
+                    dict(patch),
+                    _content_type=MERGE_PATCH,
+                    _preload_content=False,
+                    _request_timeout=self.timeout,
+                )
+            )
+        )
 
     async def patch_source_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> Body:
         return await self.call(
@@ -416,3 +440,116 @@ class KubeApi:
                 namespace, event, _preload_content=False, _request_timeout=self.timeout
             )
         )
+
+    # ----------------------------------------------------------------------------------------------
+    # SymbolRequests: the publishing service's record of each request (its RequestStore) and the
+    # operator's lifecycle handlers. Bodies are plain JSON; a body to replace carries its
+    # metadata.resourceVersion, so the API server refuses a stale one with 409 (Conflict).
+
+    async def list_requests(self, namespace: str, label_selector: str | None = None) -> list[Body]:
+        return await self._list_all(namespace, REQUESTS, label_selector)
+
+    async def get_request(self, namespace: str, name: str) -> Body | None:
+        try:
+            return await self.call(
+                lambda api_client: self._body(
+                    client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+                        GROUP,
+                        VERSION,
+                        namespace,
+                        REQUESTS,
+                        name,
+                        _preload_content=False,
+                        _request_timeout=self.timeout,
+                    )
+                )
+            )
+        except NotFound:
+            return None
+
+    async def create_request(self, namespace: str, body: Mapping[str, Any]) -> Body:
+        """Create a SymbolRequest; :class:`Conflict` when its metadata.name is taken."""
+        return await self.call(
+            lambda api_client: self._body(
+                client.CustomObjectsApi(api_client).create_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    REQUESTS,
+                    dict(body),
+                    _preload_content=False,
+                    _request_timeout=self.timeout,
+                )
+            )
+        )
+
+    async def replace_request(
+        self, namespace: str, name: str, body: Mapping[str, Any], *, status: bool = False
+    ) -> Body:
+        """PUT the object (or, with ``status``, its status subresource); :class:`Conflict` when the
+        body's resourceVersion is no longer current."""
+
+        def replace(api_client: client.ApiClient) -> Body:
+            api = client.CustomObjectsApi(api_client)
+            put = (
+                api.replace_namespaced_custom_object_status
+                if status
+                else api.replace_namespaced_custom_object
+            )
+            return self._body(
+                put(
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    REQUESTS,
+                    name,
+                    dict(body),
+                    _preload_content=False,
+                    _request_timeout=self.timeout,
+                )
+            )
+
+        return await self.call(replace)
+
+    async def patch_request(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, status: bool = False
+    ) -> Body:
+        """A JSON merge patch of the object (or of its status subresource)."""
+
+        def patch_it(api_client: client.ApiClient) -> Body:
+            api = client.CustomObjectsApi(api_client)
+            call = api.patch_namespaced_custom_object_status if status else api.patch_namespaced_custom_object
+            return self._body(
+                call(
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    REQUESTS,
+                    name,
+                    dict(patch),
+                    _content_type=MERGE_PATCH,
+                    _preload_content=False,
+                    _request_timeout=self.timeout,
+                )
+            )
+
+        return await self.call(patch_it)
+
+    async def delete_request(self, namespace: str, name: str, uid: str) -> None:
+        """Delete the SymbolRequest if it is still the object ``uid`` (absent is not an error)."""
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
+        try:
+            await self.call(
+                lambda api_client: client.CustomObjectsApi(api_client).delete_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    REQUESTS,
+                    name,
+                    body=options,
+                    _preload_content=False,
+                    _request_timeout=self.timeout,
+                )
+            )
+        except NotFound:
+            return

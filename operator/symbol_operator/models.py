@@ -19,6 +19,7 @@ from typing import Any
 __all__ = [
     "API_VERSION",
     "GROUP",
+    "PUBLICATION_ANNOTATION",
     "READY",
     "VERSION",
     "Condition",
@@ -41,6 +42,7 @@ __all__ = [
 ]
 
 GROUP = "symbols.symbol-operator.dev"
+PUBLICATION_ANNOTATION = f"{GROUP}/publication"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
@@ -246,6 +248,9 @@ class SymbolSource:
     spec: SourceSpec | SpecError
     status: Mapping[str, Any]
     resource_version: str = ""
+    publication: str | None = None
+    """The ``PUBLICATION_ANNOTATION``: changed by the operator each time it publishes a SymbolRequest
+    into the store this source reads (rendered as the proxy's ``publication``)."""
 
     @property
     def conditions(self) -> list[Mapping[str, Any]]:
@@ -445,6 +450,7 @@ def parse_source(body: Mapping[str, Any]) -> SymbolSource:
         uid=str(metadata.get("uid", "")),
         generation=int(metadata.get("generation") or 0),
         resource_version=str(metadata.get("resourceVersion", "")),
+        publication=(metadata.get("annotations") or {}).get(PUBLICATION_ANNOTATION),
         spec=spec,
         status=status if isinstance(status, Mapping) else {},
     )

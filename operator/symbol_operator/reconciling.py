@@ -77,7 +77,8 @@ class Reconciler:
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._limit = asyncio.Semaphore(options.concurrency)
         self._source_refs: dict[tuple[str, str], frozenset[str]] = {}
-        self._generations: dict[tuple[str, str], int] = {}
+        self._generations: dict[tuple[str, str], tuple[int, str | None]] = {}
+        """What of each source is rendered: its generation, and its publication annotation."""
         self._written: dict[str, str] = {}
         self._busy = 0
         self.passes = 0
@@ -99,7 +100,8 @@ class Reconciler:
         return any(ns == namespace and name in refs for (ns, _), refs in self._source_refs.items())
 
     def on_source_event(self, event_type: str | None, body: Mapping[str, Any]) -> bool:
-        """Note a SymbolSource event; trigger its namespace unless only its status changed."""
+        """Note a SymbolSource event; trigger its namespace unless only its status (or an
+        annotation other than the publication) changed."""
         source = parse_source(body)
         key = (source.namespace, source.name)
         if event_type == "DELETED":
@@ -110,9 +112,10 @@ class Reconciler:
             return True
         self._source_refs[key] = _refs(source)
         seen = self._generations.get(key)
-        self._generations[key] = source.generation
+        self._generations[key] = (source.generation, source.publication)
         observed = source.status.get("observedGeneration")
-        if event_type in (None, "ADDED") or seen != source.generation or observed != source.generation:
+        changed = seen != (source.generation, source.publication)
+        if event_type in (None, "ADDED") or changed or observed != source.generation:
             self.metrics.triggers.labels("SymbolSource").inc()
             self.trigger(source.namespace)
             return True

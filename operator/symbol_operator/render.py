@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from symbol_operator.models import (
+    PUBLICATION_ANNOTATION,
     READY,
     Condition,
     FilesystemSpec,
@@ -72,6 +73,7 @@ FIELD_SOURCES: dict[str, dict[str, tuple[str, ...]]] = {
         "layout": ("spec.layout",),
         "is_public": ("spec.isPublic",),
         "has_index": ("spec.hasIndex",),
+        "publication": (f"metadata.annotations[{PUBLICATION_ANNOTATION}]",),
     },
     "filters": {
         "filetypes": ("spec.filters.filetypes",),
@@ -285,6 +287,8 @@ def _validated_entry(source: SymbolSource, secrets: SecretData) -> dict[str, Any
     if isinstance(source.spec, SpecError):
         raise _Problem(Reason.INVALID, str(source.spec))
     entry = _entry(source.name, source.spec, secrets)
+    if source.publication and entry["type"] != "sentry":
+        entry["publication"] = source.publication  # the publish store's generation: docs/publishing.md
     try:
         load_text(_dump({"sources": [entry]}))
     except ConfigError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,11 +47,25 @@ def store_backend(source: StoreSource, settings: UpstreamSettings) -> base.Writa
     return S3Backend(source, settings)
 
 
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def default_namespace(mounted: Path = SERVICE_ACCOUNT_NAMESPACE) -> str:
+    """The namespace of SymbolRequests when ``--namespace`` is not given: ``$POD_NAMESPACE``, the pod's
+    own namespace (from its ServiceAccount mount), else ``default``."""
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    try:
+        return mounted.read_text(encoding="utf-8").strip() or "default"
+    except OSError:
+        return "default"
+
+
 def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from symbol_service.app import create_app
-    from symbol_service.requeststore import MemoryRequestStore
+    from symbol_service.requeststore import MemoryRequestStore, RequestStore
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -63,17 +78,25 @@ def _serve(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"symbol-service: {exc}", file=sys.stderr)
         return 2
-    if args.requests != "memory":
-        print(
-            "symbol-service: the Kubernetes request store (SymbolRequest resources) is not built yet; "
-            "--requests memory runs a development server that forgets every request when it stops",
-            file=sys.stderr,
-        )
-        return 2
-    log.warning("DEVELOPMENT MODE: symbol requests are kept in this process's memory only")
+    requests: RequestStore
+    if args.requests == "memory":
+        log.warning("DEVELOPMENT MODE: symbol requests are kept in this process's memory only")
+        requests = MemoryRequestStore()
+    else:
+        from symbol_operator.kubeapi import KubeApi, LoginError, load_configuration
+        from symbol_service.kuberequests import KubeRequestStore
+
+        try:
+            load_configuration()  # fail now, clearly, rather than at the first request
+        except LoginError as exc:
+            print(f"symbol-service: --requests kubernetes: {exc.message}", file=sys.stderr)
+            return 2
+        api = KubeApi()  # kubeconfig, or the pod's ServiceAccount in a cluster; connects on first use
+        requests = KubeRequestStore(api, args.namespace or default_namespace())
+        log.info("symbol requests are SymbolRequest resources of namespace %s", requests.namespace)
     app = create_app(
         store_backend(config.store, config.upstream),
-        MemoryRequestStore(),
+        requests,
         table,
         limits=config.limits,
         public_url=config.public_url,
@@ -98,7 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--requests",
         choices=["kubernetes", "memory"],
         default="kubernetes",
-        help="where SymbolRequests live; 'memory' is for development only",
+        help="where requests live: SymbolRequest resources (default), or 'memory' for development only",
+    )
+    serve.add_argument(
+        "--namespace",
+        help="namespace of the SymbolRequests (default: $POD_NAMESPACE, the pod's own, else 'default')",
     )
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(run=_serve)

@@ -181,6 +181,10 @@ class _CommonSource(_Model):
     """Accepted for compatibility with Symbolicator (scope of its caches); the proxy has one scope."""
     has_index: bool = False
     """Accepted for compatibility with Symbolicator (SymStore ``000Admin`` index); not used yet."""
+    publication: Annotated[str, Field(max_length=200)] | None = None
+    """Publication generation of a store the publishing service writes into (set by the operator):
+    when it changes on a reload, cached 404s are dropped, so files just published are found at once
+    instead of after ``cache.negative_ttl`` (docs/publishing.md, "Publish-to-visible")."""
 
 
 class HttpSource(_CommonSource):

@@ -1,9 +1,11 @@
 """``symbol-service``: ``hash-token`` and ``serve`` as a user runs them.
 
 Covered: a token read from stdin hashes to what the token table accepts, ``--new`` prints a token
-and its hash; ``serve`` refuses to start without a persistent request store unless told it is a
-development server (``--requests memory``), and then serves a real publish flow step (create, 201)
-and ``/readyz`` from a child process over a filesystem store, with the token never in its output.
+and its hash; ``serve`` keeps requests as SymbolRequest resources by default and refuses to start,
+clearly, without a way to reach Kubernetes; as a development server (``--requests memory``) it serves
+a real publish flow step (create, 201) and ``/readyz`` from a child process over a filesystem store,
+with the token never in its output. ``tests/operator_tests/k8s/test_publishing_kube.py`` runs the
+default mode against a real API server.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -57,19 +60,17 @@ def write_config(tmp_path: Path, port: int, token: str) -> Path:
     return config
 
 
-def start_service(config: Path, port: int, *, output: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
-    """``symbol-service serve`` (development mode) in a child process, once it is ready."""
+def start_service(
+    config: Path,
+    port: int,
+    *,
+    output: int = subprocess.DEVNULL,
+    options: Sequence[str] = ("--requests", "memory"),
+) -> subprocess.Popen[bytes]:
+    """``symbol-service serve`` (development mode unless ``options`` say otherwise) in a child
+    process, once it is ready."""
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "symbol_service.cli",
-            "serve",
-            "--config",
-            str(config),
-            "--requests",
-            "memory",
-        ],
+        [sys.executable, "-m", "symbol_service.cli", "serve", "--config", str(config), *options],
         stdout=output,
         stderr=subprocess.STDOUT,
     )
@@ -85,10 +86,14 @@ def start_service(config: Path, port: int, *, output: int = subprocess.DEVNULL) 
     pytest.fail("the service did not become ready")
 
 
-def test_serve_needs_a_request_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_serve_needs_a_way_to_kubernetes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = write_config(tmp_path, free_port(), "t")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent-kubeconfig"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     assert cli.main(["serve", "--config", str(config)]) == 2
-    assert "not built yet" in capsys.readouterr().err
+    assert "no usable kubeconfig" in capsys.readouterr().err
 
 
 def test_serve_in_development_mode(tmp_path: Path) -> None:

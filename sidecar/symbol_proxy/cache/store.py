@@ -161,7 +161,8 @@ class DiskCache:
         return removed
 
     def forget_misses(self) -> int:
-        """Drop every remembered miss (a reload that can change the answers); returns how many."""
+        """Drop every remembered miss (a reload that can change the answers, such as a store that
+        published new files); returns how many."""
         with self._lock:
             count = len(self._misses)
             self._misses.clear()

@@ -187,6 +187,8 @@ async def reload_config(app: web.Application) -> bool:
         log.error("configuration not reloaded, the previous one stays active: %s", type(exc).__name__)
         return False
     if config.sources != state.config.sources:
+        # A source added, fixed or re-credentialed, or a store that published new files (its
+        # ``publication`` generation moved): any remembered miss may now be wrong.
         dropped = state.cache.forget_misses()
         log.info("sources changed: %d remembered misses dropped", dropped)
     for key in _RESTART_ONLY:

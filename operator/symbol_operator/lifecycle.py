@@ -1,0 +1,168 @@
+"""The operator's part of a SymbolRequest's life: publish when sealed, withdraw at expiry and deletion.
+
+Registered only when the operator is given the publish store (``symbol-operator run
+--publish-config service.yaml``: the service's own configuration file, so both read one ``store``),
+with :func:`register`. The rules (``docs/publishing.md``):
+
+- **Sealed** (``spec.sealed`` and the seal's second step done, ``status.sealedSegments`` set): every
+  created entry's blob is copied to its SymSrv key and the paths the proxy's layouts give it
+  (:mod:`symbol_service.publication`), then the condition ``Published=True`` is written. Copies
+  replace whole objects, so a publish cut short is simply done again.
+- **Expired** (``expirationDate`` passed) or soft-deleted through REST (``UnavailableReadOnly``): the
+  status says ``UnavailableReadOnly`` and the object is deleted, which hands over to the finalizer.
+- **Deleted** (REST or ``kubectl``): kopf's finalizer on the object runs :func:`finalize`: the paths
+  no other live sealed request provides are deleted (a sweep over their manifests, not a counter,
+  so a repeat after a crash computes the same answer), then the request's manifest; only then the
+  finalizer is removed and the object goes. Until then the service reports the request as being
+  deleted.
+
+Triggers: every watch event of a SymbolRequest (the seal's second step is a status write, which
+kopf's change handlers would not see) and a timer (``interval`` seconds) that retries failures and
+notices expiry. Publishing and withdrawing run one at a time (one lock), so a sweep never deletes a
+path that a request being published at that moment provides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from symbol_operator import kubeapi
+from symbol_operator.models import GROUP, PUBLICATION_ANNOTATION, VERSION
+from symbol_service.kuberequests import record_from_object
+from symbol_service.publication import Publisher
+from symbol_service.requeststore import RequestRecord
+from symbol_service.wire import RequestStatus
+
+__all__ = ["PUBLISHED", "register"]
+
+log = logging.getLogger(__name__)
+
+PLURAL = "symbolrequests"
+PUBLISHED = "Published"
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _condition(status: bool, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "type": PUBLISHED,
+        "status": "True" if status else "False",
+        "lastTransitionTime": _now().replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "reason": reason,
+        "message": message,
+    }
+
+
+def _is_published(body: Mapping[str, Any]) -> bool:
+    conditions = (body.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == PUBLISHED and c.get("status") == "True" for c in conditions)
+
+
+class Lifecycle:
+    def __init__(self, api: kubeapi.KubeApi, publisher: Publisher, *, source: str | None = None) -> None:
+        self.api = api
+        self.publisher = publisher
+        self.source = source
+        """The SymbolSource (in the request's namespace) through which sidecars read the store: its
+        publication annotation changes after each publish, so they drop their cached 404s."""
+        self.lock = asyncio.Lock()
+
+    async def _announce(self, namespace: str, request_id: str) -> None:
+        if self.source is None:
+            return
+        generation = f"{_now().strftime('%Y%m%dT%H%M%S.%fZ')}-{request_id[:12]}"
+        patch = {"metadata": {"annotations": {PUBLICATION_ANNOTATION: generation}}}
+        try:
+            await self.api.patch_source(namespace, self.source, patch)
+        except kubeapi.NotFound:
+            log.warning(
+                "publish source %s/%s does not exist: sidecars keep cached 404s", namespace, self.source
+            )
+
+    async def reconcile(self, body: Mapping[str, Any]) -> None:
+        """Publish a sealed request, retire an expired or soft-deleted one; nothing else."""
+        record = record_from_object(dict(body))
+        metadata = body.get("metadata") or {}
+        if record is None or metadata.get("deletionTimestamp"):
+            return
+        namespace, name = str(metadata["namespace"]), str(metadata["name"])
+        if record.status == RequestStatus.UNAVAILABLE or record.expiration_date <= _now():
+            await self.api.patch_request(
+                namespace, name, {"status": {"requestStatus": "UnavailableReadOnly"}}, status=True
+            )
+            await self.api.delete_request(namespace, name, str(metadata["uid"]))
+            log.info("SymbolRequest %s/%s expired or was deleted: withdrawing its files", namespace, name)
+            return
+        if record.status != RequestStatus.SEALED or record.sealed_segments is None or _is_published(body):
+            return
+        async with self.lock:
+            written = await self.publisher.publish(record.id, record.sealed_segments)
+        await self._announce(namespace, record.id)
+        condition = _condition(True, "Sealed", f"{record.entry_count} entries published at {written} paths")
+        await self.api.patch_request(
+            namespace,
+            name,
+            {"status": {"requestStatus": "Sealed", "conditions": [condition]}},
+            status=True,
+        )
+        log.info("SymbolRequest %s/%s published: %d paths", namespace, name, written)
+
+    async def finalize(self, body: Mapping[str, Any]) -> None:
+        """Withdraw its files (keeping what other live sealed requests provide), then its manifest."""
+        record = record_from_object(dict(body))
+        if record is None:
+            return
+        namespace = str((body.get("metadata") or {})["namespace"])
+        async with self.lock:
+            others = [
+                (other.id, other.sealed_segments)
+                for other in await self._live_sealed(namespace)
+                if other.id != record.id and other.sealed_segments is not None
+            ]
+            removed = await self.publisher.withdraw(record.id, record.sealed_segments, others)
+            await self.publisher.forget(record.id)
+        log.info("SymbolRequest %s withdrawn: %d paths removed", record.name, removed)
+
+    async def _live_sealed(self, namespace: str) -> list[RequestRecord]:
+        now = _now()
+        records = [record_from_object(o) for o in await self.api.list_requests(namespace)]
+        return [
+            r
+            for r in records
+            if r is not None and r.status == RequestStatus.SEALED and r.expiration_date > now
+        ]
+
+
+def register(registry: kopf.OperatorRegistry, lifecycle: Lifecycle, *, interval: float = 30.0) -> None:
+    """Add the SymbolRequest handlers to ``registry`` (kopf's default one in ``symbol-operator run``)."""
+
+    async def guarded(body: Mapping[str, Any]) -> None:
+        try:
+            await lifecycle.reconcile(body)
+        except (kubeapi.ApiError, OSError, ValueError) as exc:
+            # The timer tries again; a traceback would say nothing more than this line.
+            log.warning("SymbolRequest %s: %s (will retry)", (body.get("metadata") or {}).get("name"), exc)
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def request_event(event: Mapping[str, Any], **_: Any) -> None:
+        if event.get("type") != "DELETED":
+            await guarded(event["object"])
+
+    @kopf.timer(GROUP, VERSION, PLURAL, interval=interval, registry=registry)
+    async def request_timer(body: Mapping[str, Any], **_: Any) -> None:
+        await guarded(body)
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
+    async def request_deleted(body: Mapping[str, Any], **_: Any) -> None:
+        try:
+            await lifecycle.finalize(body)
+        except (kubeapi.ApiError, OSError, ValueError) as exc:
+            raise kopf.TemporaryError(f"withdrawing the request's files: {exc}", delay=interval) from None

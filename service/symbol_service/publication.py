@@ -1,0 +1,88 @@
+"""Making a sealed request's entries visible to lookups, and taking them away again.
+
+The operator calls this (``symbol_operator.requests``); it lives here, beside the blobs and the
+manifests whose layout it reads. **Publishing** copies each ``created`` entry's blob to every path
+a sidecar looks for it at when it reads the store as an ordinary ``symstore`` or ``unified`` source:
+the SymSrv client key itself, and the paths the proxy's own layouts compute for the key's file type
+(``symbol_proxy.keys.parse_symstore_path`` → ``layouts.symstore_paths`` / ``unified_paths``; for an
+ELF debug file that is ``_.debug/elf-buildid-sym-…/_.debug`` and ``01/23…/debuginfo``). Copies
+are whole-object replaces in the backend, so publishing again is harmless.
+
+**Withdrawing** (expiry, delete) is a sweep, not a reference count: the paths of the leaving
+request minus the paths every *other* live sealed request provides (read from their manifests) are
+deleted. A sweep has no counter to get out of step when a process dies between two writes: run it
+again and it computes the same answer. Its cost is reading the live requests' manifests (cached
+per process by ``ManifestStore``). Publishing and withdrawing must not interleave (a request being
+sealed could lose a path that a sweep computed before it was visible): the operator runs them one at
+a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from symbol_proxy import keys, layouts
+from symbol_proxy.backends import base
+from symbol_service import vsohash, wire
+from symbol_service.blobs import BlobStore
+from symbol_service.manifests import ManifestStore
+
+__all__ = ["Publisher", "entry_paths"]
+
+
+def entry_paths(client_key: str) -> list[str]:
+    """Where sidecars look for the file of a SymSrv client key, the key itself first."""
+    paths = [client_key]
+    parsed = keys.parse_symstore_path(client_key)
+    if parsed is not None:
+        filetypes, query = parsed
+        for filetype in filetypes:
+            paths += layouts.symstore_paths(filetype, query) + layouts.unified_paths(filetype, query)
+    return list(dict.fromkeys(paths))
+
+
+def _published(entries: Mapping[str, dict[str, Any]]) -> Iterable[tuple[str, str]]:
+    """(blob id hex, path) of every created entry."""
+    for entry in entries.values():
+        if int(entry.get("status") or 0) != wire.DebugEntryStatus.CREATED:
+            continue
+        for path in entry_paths(str(entry["clientKey"])):
+            yield str(entry["blobId"]), path
+
+
+class Publisher:
+    def __init__(self, backend: base.WritableBackend) -> None:
+        self.backend = backend
+        self.manifests = ManifestStore(backend)
+
+    async def publish(self, request_id: str, segments: int) -> int:
+        """Copy the sealed request's files to their lookup paths; how many paths were written."""
+        entries = await self.manifests.entries(request_id, segments=segments)
+        written = 0
+        for blob_hex, path in _published(entries):
+            source = BlobStore.blob_location(vsohash.BlobId.from_hex(blob_hex))
+            await self.backend.copy(source, path)
+            written += 1
+        return written
+
+    async def paths(self, request_id: str, segments: int) -> set[str]:
+        return {path for _, path in _published(await self.manifests.entries(request_id, segments=segments))}
+
+    async def withdraw(self, request_id: str, segments: int | None, others: Iterable[tuple[str, int]]) -> int:
+        """Delete the request's lookup paths that none of ``others`` (live sealed requests: id and
+        sealed segments) provides; how many were deleted. Absent paths are not an error."""
+        if segments is None:
+            return 0
+        keep: set[str] = set()
+        for other_id, other_segments in others:
+            keep |= await self.paths(other_id, other_segments)
+        removed = 0
+        for path in sorted(await self.paths(request_id, segments) - keep):
+            await self.backend.delete(path)
+            removed += 1
+        return removed
+
+    async def forget(self, request_id: str) -> None:
+        """Delete the request's manifest (after its paths are withdrawn)."""
+        await self.manifests.remove(request_id)

@@ -1,0 +1,204 @@
+"""The operator's SymbolRequest lifecycle on a real API server, with the publishing service (its
+Kubernetes request store) in process over a filesystem store, and a real proxy reading that store as
+an ordinary ``symstore`` source.
+
+Covered: a request sealed through REST is published — each entry's file at its SymSrv key and its
+unified path, byte-identical, and served by the proxy; a short ``expirationDate`` expires it (object
+gone, files gone); two requests sharing a file, one expires, the file stays for the other; delete by
+``kubectl`` and by REST withdraws the files through the finalizer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import aiohttp
+import kopf
+import pytest
+from aiohttp.test_utils import TestServer
+from kopf.testing import KopfRunner
+
+from symbol_operator.cli import register_lifecycle
+from symbol_operator.kubeapi import KubeApi
+from symbol_proxy.backends.filesystem import FilesystemBackend
+from symbol_proxy.config import FilesystemSource
+from symbol_service import tokens
+from symbol_service.app import create_app
+from symbol_service.config import Limits
+from symbol_service.kuberequests import KubeRequestStore, object_name
+from symbol_service.publication import entry_paths
+from symbol_service.requeststore import RequestStore
+from tests.conftest import StartProxy
+from tests.operator_tests.k8s.conftest import restored_logging
+from tests.operator_tests.k8s.kube import Kube
+from tests.service.conftest import ORG, Service
+from tests.service.test_api import keyed_fixture
+from tests.service.test_cli import write_config
+
+pytestmark = [pytest.mark.k8s, pytest.mark.timeout(180)]
+
+
+@contextlib.contextmanager
+def lifecycle_operator(config: Path, namespace: str, *, source: str | None = None) -> Iterator[KopfRunner]:
+    """The operator with only the SymbolRequest handlers (its own registry), publishing into the
+    store of the service configuration ``config``."""
+    registry = kopf.OperatorRegistry()
+    kopf.on.login(registry=registry)(kopf.login_with_kubeconfig)  # the default registry has it built in
+    register_lifecycle(config, registry, interval=0.5, source=source)
+    args = ["run", "--standalone", "--namespace", namespace]
+    with restored_logging(), KopfRunner(args, registry=registry, timeout=60) as runner:
+        yield runner
+    assert runner.exception is None, runner.output
+    assert "Traceback" not in runner.output, runner.output
+
+
+@pytest.fixture
+async def service(kube: Kube, namespace: str, tmp_path: Path) -> AsyncIterator[Service]:
+    made = {role: tokens.new_token() for role in ("writer", "manager")}
+    scopes = {"writer": "vso.symbols_write", "manager": "vso.symbols_manage"}
+    table = tokens.TokenTable(
+        [{"name": r, "hash": tokens.hash_token(t), "scopes": [scopes[r]]} for r, t in made.items()]
+    )
+    write_config(tmp_path, 0, "unused")  # the service.yaml the operator reads: store at tmp_path/store
+    store = tmp_path / "store"
+    store.mkdir()
+    backend = FilesystemBackend(
+        FilesystemSource.model_validate({"id": "publish", "type": "filesystem", "path": str(store)})
+    )
+    api = KubeApi()
+    requests: RequestStore = KubeRequestStore(api, namespace)
+    server = TestServer(create_app(backend, requests, table, limits=Limits()), host="127.0.0.1")
+    await server.start_server()
+    async with aiohttp.ClientSession() as session:
+        yield Service(f"http://127.0.0.1:{server.port}/{ORG}", store, session, made)
+    await server.close()
+    await api.close()
+
+
+async def eventually(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def publish(service: Service, name: str, files: list[tuple[str, bytes]], **request: str) -> str:
+    """Create, fill and seal a request as a client does; its id."""
+    _, created, _ = await service.call(
+        "POST", "/_apis/symbol/requests", json={"name": name, **request}, expect=201
+    )
+    entries = []
+    for key, data in files:
+        _, blob, _ = await service.call("PUT", "/_apis/blob/blobs", data=data)
+        entries.append({"clientKey": key, "blobIdentifier": {"identifierValue": blob["identifierValue"]}})
+    _, batch, _ = await service.call(
+        "POST",
+        f"/_apis/symbol/requests/{created['id']}/debugentries",
+        json={"debugEntries": entries},
+        expect=200,
+    )
+    assert all(e["status"] == "created" for e in batch["value"])
+    await service.call(
+        "PATCH", f"/_apis/symbol/requests/{created['id']}", json={"status": "sealed"}, expect=200
+    )
+    return str(created["id"])
+
+
+def published(store: Path, key: str, data: bytes) -> bool:
+    return all((store / path).is_file() and (store / path).read_bytes() == data for path in entry_paths(key))
+
+
+def withdrawn(store: Path, key: str) -> bool:
+    return not any((store / path).exists() for path in entry_paths(key))
+
+
+async def test_sealed_requests_are_published_and_served_by_a_proxy(
+    service: Service, kube: Kube, namespace: str, tmp_path: Path, start_proxy: StartProxy
+) -> None:
+    assert service.store is not None
+    files = [keyed_fixture(0), keyed_fixture(1)]
+    with lifecycle_operator(tmp_path / "service.yaml", namespace):
+        await publish(service, "team/build/1", [(key, data) for data, key in files])
+        for data, key in files:
+            await eventually(lambda: published(service.store, key, data), f"{key} to be published")  # noqa: B023
+        # Besides the keys themselves, the proxy's layouts add paths (the PDB's unified one).
+        assert sum(len(entry_paths(key)) for _, key in files) > len(files)
+        stored = kube.get("SymbolRequest", object_name("team/build/1"), namespace)
+        assert stored is not None
+        assert [c["status"] for c in stored["status"]["conditions"] if c["type"] == "Published"] == ["True"]
+        proxy = await start_proxy(
+            [
+                {
+                    "id": "published",
+                    "type": "filesystem",
+                    "path": str(service.store),
+                    "layout": {"type": "symstore"},
+                }
+            ]
+        )
+        async with aiohttp.ClientSession(auto_decompress=False) as http:
+            for data, key in files:
+                async with http.get(proxy.make_url(f"/symbols/{key}")) as response:
+                    assert response.status == 200
+                    assert await response.read() == data
+
+
+async def test_expiry_keeps_what_another_live_request_provides(
+    service: Service, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    assert service.store is not None
+    (shared_data, shared_key), (own_data, own_key) = keyed_fixture(0), keyed_fixture(1)
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=4)
+    with lifecycle_operator(tmp_path / "service.yaml", namespace):
+        await publish(service, "keeps", [(shared_key, shared_data)])
+        await publish(
+            service,
+            "expires",
+            [(shared_key, shared_data), (own_key, own_data)],
+            expirationDate=soon.isoformat().replace("+00:00", "Z"),
+        )
+        await eventually(
+            lambda: published(service.store, own_key, own_data), "the short-lived request's file"
+        )
+        await eventually(
+            lambda: kube.get("SymbolRequest", object_name("expires"), namespace) is None,
+            "the expired request to go",
+        )
+        assert withdrawn(service.store, own_key)
+        assert published(service.store, shared_key, shared_data)
+        assert not list((service.store / "_publish" / "requests").glob("*/entries/*.json"))[
+            1:
+        ]  # only "keeps"
+        assert kube.get("SymbolRequest", object_name("keeps"), namespace) is not None
+
+
+async def test_delete_by_kubectl_and_by_rest_withdraws_the_files(
+    service: Service, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    assert service.store is not None
+    (first_data, first_key), (second_data, second_key) = keyed_fixture(0), keyed_fixture(1)
+    with lifecycle_operator(tmp_path / "service.yaml", namespace):
+        await publish(service, "by-kubectl", [(first_key, first_data)])
+        second = await publish(service, "by-rest", [(second_key, second_data)])
+        await eventually(lambda: published(service.store, first_key, first_data), "the first file")
+        await eventually(lambda: published(service.store, second_key, second_data), "the second file")
+
+        kube.delete("SymbolRequest", object_name("by-kubectl"), namespace)
+        await eventually(lambda: withdrawn(service.store, first_key), "kubectl's delete to withdraw the file")
+        await eventually(
+            lambda: kube.get("SymbolRequest", object_name("by-kubectl"), namespace) is None, "the finalizer"
+        )
+        assert published(service.store, second_key, second_data)
+
+        await service.call("DELETE", f"/_apis/symbol/requests/{second}", role="manager", expect=200)
+        await eventually(lambda: withdrawn(service.store, second_key), "the REST delete to withdraw the file")
+        await eventually(
+            lambda: kube.get("SymbolRequest", object_name("by-rest"), namespace) is None,
+            "the soft delete's purge",
+        )
+        assert not list((service.store / "_publish" / "requests").glob("*/entries/*.json"))

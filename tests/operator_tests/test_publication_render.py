@@ -1,0 +1,21 @@
+"""The publication annotation of a SymbolSource (set by the SymbolRequest lifecycle after each
+publish) is rendered as the source's ``publication``, which the proxy accepts; a source without it
+renders without it."""
+
+from __future__ import annotations
+
+import yaml
+
+from symbol_operator.models import PUBLICATION_ANNOTATION, parse_source
+from symbol_operator.render import render
+from tests.operator_tests.manifests import source
+
+
+def test_the_publication_annotation_is_rendered() -> None:
+    published = source("publish", {"type": "filesystem", "filesystem": {"path": "/symbols"}})
+    published["metadata"]["annotations"] = {PUBLICATION_ANNOTATION: "20261206T101500.000000Z-abc"}
+    plain = source("plain", {"type": "filesystem", "filesystem": {"path": "/other"}})
+    rendering = render("team", [parse_source(published), parse_source(plain)], {})
+    entries = {e["id"]: e for e in yaml.safe_load(rendering.text)["sources"]}
+    assert entries["publish"]["publication"] == "20261206T101500.000000Z-abc"
+    assert "publication" not in entries["plain"]
