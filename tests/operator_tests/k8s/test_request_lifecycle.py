@@ -50,8 +50,14 @@ def lifecycle_operator(config: Path, namespace: str, *, source: str | None = Non
     kopf.on.login(registry=registry)(kopf.login_with_kubeconfig)  # the default registry has it built in
     register_lifecycle(config, registry, interval=0.5, source=source)
     args = ["run", "--standalone", "--namespace", namespace]
-    with restored_logging(), KopfRunner(args, registry=registry, timeout=60) as runner:
-        yield runner
+    # kopf's CLI makes a registry it is given the process's default one; put the default back, or
+    # every operator run later in this process would have only these handlers.
+    default = kopf.get_default_registry()
+    try:
+        with restored_logging(), KopfRunner(args, registry=registry, timeout=60) as runner:
+            yield runner
+    finally:
+        kopf.set_default_registry(default)
     assert runner.exception is None, runner.output
     assert "Traceback" not in runner.output, runner.output
 
