@@ -181,6 +181,9 @@ class _CommonSource(_Model):
     """Accepted for compatibility with Symbolicator (scope of its caches); the proxy has one scope."""
     has_index: bool = False
     """Accepted for compatibility with Symbolicator (SymStore ``000Admin`` index); not used yet."""
+    fallback: bool = False
+    """Ask this source only once every earlier source that is not itself a fallback has answered
+    without the file or failed (a central cache first, the real sources as its fallbacks)."""
 
 
 class HttpSource(_CommonSource):
@@ -264,6 +267,9 @@ class SentrySource(_Model):
     """Auth token, sent as ``Authorization: Bearer``."""
     cookies: SecretStr | None = None
     """A raw ``Cookie`` header, instead of a token."""
+    fallback: bool = False
+    """Ask this source only once every earlier source that is not itself a fallback has answered
+    without the file or failed."""
 
     @pydantic.model_validator(mode="after")
     def _check_auth(self) -> SentrySource:
