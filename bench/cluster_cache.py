@@ -112,7 +112,8 @@ async def main(args: argparse.Namespace) -> None:
     rng = random.Random(1)
     store = UpstreamStore()
     store.app.middlewares.append(web.middleware(_delay(args.upstream_delay)))
-    names = [f"f{i}.exe/5AB38077{i:x}000/f{i}.exe" for i in range(args.files)]
+    # Canonical PE ids (timestamp, then the image size without leading zeros), as debuggers send them.
+    names = [f"f{i}.exe/5AB38077{i + 1:x}000/f{i}.exe" for i in range(args.files)]
     for name in names:
         store.put(name, b"MZ" + rng.randbytes(SIZE))
     with tempfile.TemporaryDirectory() as tmp:
