@@ -320,9 +320,9 @@ def _pe_alternatives(lead: str, lead_lower: str, sig_lower: str) -> tuple[tuple[
     if canonical != sig_lower:
         ids.append(canonical)
     padded = f"{sig_lower[:8]}{size:08x}"
-    if lead_lower.startswith(_DAC_SOS_NAMES):
-        if padded not in ids:
-            ids.append(padded)
+    dac_sos = lead_lower.startswith(_DAC_SOS_NAMES)
+    if dac_sos and padded not in ids:
+        ids.append(padded)
     alternatives = tuple(
         Alternative(ObjectQuery(code_id=ident, code_file=lead, object_type=ObjectType.PE), (F.PE,))
         for ident in ids
@@ -330,7 +330,7 @@ def _pe_alternatives(lead: str, lead_lower: str, sig_lower: str) -> tuple[tuple[
     # An id spelled otherwise probes more locations than the canonical one (unless the canonical one
     # probes that spelling too, as for DAC/SOS), so it cannot share its answer: a miss of the canonical
     # locations would hide a file stored under the id as sent.
-    shared = sig_lower == canonical or (lead_lower.startswith(_DAC_SOS_NAMES) and sig_lower == padded)
+    shared = sig_lower == canonical or (dac_sos and sig_lower == padded)
     return alternatives, canonical if shared else sig_lower
 
 
