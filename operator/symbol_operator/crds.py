@@ -525,6 +525,14 @@ def _source_spec() -> Schema:
                 "Accepted for compatibility with Symbolicator; the proxy has one cache scope."
             ),
             "hasIndex": boolean("Accepted for compatibility with Symbolicator (SymStore 000Admin index)."),
+            "fallback": boolean(
+                "Ask this source only once every earlier source that is not a fallback has answered "
+                "without the file or failed."
+            ),
+            "clusterCache": boolean(
+                "This source is a cache in front of the namespace's other sources (the chart's central "
+                "cache): it is listed first and every other source of the namespace becomes a fallback."
+            ),
             "http": _http(),
             "s3": _s3(),
             "gcs": _gcs(),
@@ -546,6 +554,10 @@ def _source_spec() -> Schema:
                 "self.type != 'sentry' || (!has(self.layout) && !has(self.filters) "
                 "&& !has(self.isPublic) && !has(self.hasIndex))",
                 "a sentry source takes no layout, filters, isPublic or hasIndex",
+            ),
+            rule(
+                "!(has(self.fallback) && self.fallback && has(self.clusterCache) && self.clusterCache)",
+                "a cluster cache is asked first: fallback and clusterCache exclude each other",
             ),
         ],
     )

@@ -159,6 +159,8 @@ class SourceSpec:
     filters: FiltersSpec | None = None
     is_public: bool | None = None
     has_index: bool | None = None
+    fallback: bool | None = None
+    cluster_cache: bool | None = None
 
     def secret_refs(self) -> tuple[SecretKeySelector, ...]:
         """Every Secret key the source needs, in the order they appear in the spec."""
@@ -423,6 +425,12 @@ def parse_spec(spec: Any) -> SourceSpec:
         )
     is_public = _bool(spec, "isPublic", "spec")
     has_index = _bool(spec, "hasIndex", "spec")
+    fallback = _bool(spec, "fallback", "spec")
+    cluster_cache = _bool(spec, "clusterCache", "spec")
+    if fallback and cluster_cache:
+        raise SpecError(
+            "a cluster cache is asked first: spec.fallback and spec.clusterCache exclude each other"
+        )
     if type_ is SourceType.SENTRY and (layout or filters or is_public is not None or has_index is not None):
         raise SpecError("a sentry source takes no layout, filters, isPublic or hasIndex")
     return SourceSpec(
@@ -433,6 +441,8 @@ def parse_spec(spec: Any) -> SourceSpec:
         filters=filters,
         is_public=is_public,
         has_index=has_index,
+        fallback=fallback,
+        cluster_cache=cluster_cache,
     )
 
 

@@ -10,6 +10,10 @@ Decisions:
 
 * Source ids are the SymbolSources' names (unique in a namespace); order is ``spec.priority``
   ascending, ties broken by name.
+* A source with ``spec.clusterCache`` (the chart's central cache, the namespace's opt-in) comes first
+  whatever its priority, and every other source of the namespace is rendered ``fallback: true``: it
+  is asked only when the central cache misses or fails. Without one, ``spec.fallback`` is rendered as
+  written.
 * A source whose Secret or key is missing, or whose resolved values the proxy rejects, is left out
   of the document (its status says why). The document is rendered as long as one SymbolSource exists
   in the namespace, even with no usable source, so pods mounting it can start.
@@ -74,6 +78,7 @@ FIELD_SOURCES: dict[str, dict[str, tuple[str, ...]]] = {
         "is_public": ("spec.isPublic",),
         "has_index": ("spec.hasIndex",),
         "publication": (f"metadata.annotations[{PUBLICATION_ANNOTATION}]",),
+        "fallback": ("spec.fallback", "spec.clusterCache"),
     },
     "filters": {
         "filetypes": ("spec.filters.filetypes",),
@@ -112,6 +117,7 @@ FIELD_SOURCES: dict[str, dict[str, tuple[str, ...]]] = {
         "url": ("spec.sentry.url",),
         "token": ("spec.sentry.token.secretKeyRef",),
         "cookies": ("spec.sentry.cookies.secretKeyRef",),
+        "fallback": ("spec.fallback", "spec.clusterCache"),
     },
 }
 """Where each key of the proxy's source models comes from in a SymbolSource (``common`` applies to
@@ -255,6 +261,8 @@ def _entry(name: str, spec: SourceSpec, secrets: SecretData) -> dict[str, Any]:
         entry["is_public"] = spec.is_public
     if spec.has_index is not None:
         entry["has_index"] = spec.has_index
+    if spec.fallback:
+        entry["fallback"] = True
     return entry
 
 
@@ -306,7 +314,7 @@ def render(
 ) -> Rendering:
     """Render the proxy configuration of one namespace; ``base`` holds the proxy's other settings."""
     outcomes: dict[str, Outcome] = {}
-    entries: list[tuple[int, str, dict[str, Any]]] = []
+    entries: list[tuple[bool, int, str, dict[str, Any]]] = []
     for source in sources:
         try:
             entry = _validated_entry(source, secrets)
@@ -314,14 +322,18 @@ def render(
             outcomes[source.name] = Outcome(problem.reason, problem.message)
             continue
         assert isinstance(source.spec, SourceSpec)
-        entries.append((source.spec.priority, source.name, entry))
+        entries.append((not source.spec.cluster_cache, source.spec.priority, source.name, entry))
         # The message stays the same when other sources come and go: a status write per source
         # and per change of its neighbours would make reconciles quadratic.
         outcomes[source.name] = Outcome(Reason.RENDERED, "included in the proxy configuration")
-    entries.sort(key=lambda item: (item[0], item[1]))
+    entries.sort(key=lambda item: item[:3])
+    if any(not behind for behind, *_ in entries):  # a cluster cache first, the others behind it
+        for behind, _, _, entry in entries:
+            if behind:
+                entry["fallback"] = True
 
     document = {key: value for key, value in (base or {}).items() if key != "sources"}
-    document["sources"] = [entry for _, _, entry in entries]
+    document["sources"] = [entry for *_, entry in entries]
     header = (
         "# Proxy configuration rendered by symbol-operator from the SymbolSources of namespace "
         f"{namespace!r}.\n# Changes made here are overwritten.\n"
@@ -337,7 +349,7 @@ def render(
         text=text,
         digest=hashlib.sha256(text.encode()).hexdigest(),
         outcomes=outcomes,
-        rendered=tuple(name for _, name, _ in entries),
+        rendered=tuple(name for _, _, name, _ in entries),
     )
 
 

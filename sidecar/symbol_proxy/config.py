@@ -181,10 +181,13 @@ class _CommonSource(_Model):
     """Accepted for compatibility with Symbolicator (scope of its caches); the proxy has one scope."""
     has_index: bool = False
     """Accepted for compatibility with Symbolicator (SymStore ``000Admin`` index); not used yet."""
-    publication: Annotated[str, Field(max_length=200)] | None = None
+    publication: str | None = Field(default=None, max_length=200)
     """Publication generation of a store the publishing service writes into (set by the operator):
     when it changes on a reload, cached 404s are dropped, so files just published are found at once
     instead of after ``cache.negative_ttl`` (docs/publishing.md, "Publish-to-visible")."""
+    fallback: bool = False
+    """Ask this source only once every earlier source that is not itself a fallback has answered
+    without the file or failed (a central cache first, the real sources as its fallbacks)."""
 
 
 class HttpSource(_CommonSource):
@@ -268,6 +271,9 @@ class SentrySource(_Model):
     """Auth token, sent as ``Authorization: Bearer``."""
     cookies: SecretStr | None = None
     """A raw ``Cookie`` header, instead of a token."""
+    fallback: bool = False
+    """Ask this source only once every earlier source that is not itself a fallback has answered
+    without the file or failed."""
 
     @pydantic.model_validator(mode="after")
     def _check_auth(self) -> SentrySource:

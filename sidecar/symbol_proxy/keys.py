@@ -319,15 +319,19 @@ def _pe_alternatives(lead: str, lead_lower: str, sig_lower: str) -> tuple[tuple[
     ids = [sig_lower]
     if canonical != sig_lower:
         ids.append(canonical)
-    if lead_lower.startswith(_DAC_SOS_NAMES):
-        padded = f"{sig_lower[:8]}{size:08x}"
-        if padded not in ids:
-            ids.append(padded)
+    padded = f"{sig_lower[:8]}{size:08x}"
+    dac_sos = lead_lower.startswith(_DAC_SOS_NAMES)
+    if dac_sos and padded not in ids:
+        ids.append(padded)
     alternatives = tuple(
         Alternative(ObjectQuery(code_id=ident, code_file=lead, object_type=ObjectType.PE), (F.PE,))
         for ident in ids
     )
-    return alternatives, canonical
+    # An id spelled otherwise probes more locations than the canonical one (unless the canonical one
+    # probes that spelling too, as for DAC/SOS), so it cannot share its answer: a miss of the canonical
+    # locations would hide a file stored under the id as sent.
+    shared = sig_lower == canonical or (dac_sos and sig_lower == padded)
+    return alternatives, canonical if shared else sig_lower
 
 
 def _identify(lead: str, lead_lower: str, sig: str) -> tuple[tuple[Alternative, ...], str]:

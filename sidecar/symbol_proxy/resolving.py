@@ -4,7 +4,10 @@ For each configured source, in order, the lookup's alternatives are turned into 
 locations (its layout, casing and filters), or, for a searchable source (Sentry), into the results
 of its search. Every source is probed concurrently, and within a source every candidate too, but
 the answer keeps the configured priority: the first source in order that has the file wins, even
-when a later one answered sooner.
+when a later one answered sooner. A source marked ``fallback`` waits: it is probed only once every
+earlier source that is not a fallback has answered without the file or failed, so a central cache
+listed first spares the real sources behind it on a hit and still leaves them to answer when it is
+down.
 
 A candidate only counts as found once its first bytes look like the file type that was asked for
 (an HTML login page with status 200 is not a PDB) or like a compressed container we can unpack.
@@ -241,7 +244,13 @@ class Resolver:
         return candidates
 
     async def _find(self, plan: _Plan) -> Found:
-        tasks = [asyncio.ensure_future(self._probe_source(source, plan)) for source in self.sources]
+        tasks: list[asyncio.Future[_Outcome]] = []
+        for source in self.sources:
+            if source.config.fallback:
+                first = [t for s, t in zip(self.sources, tasks, strict=False) if not s.config.fallback]
+                tasks.append(asyncio.ensure_future(self._probe_fallback(source, plan, first)))
+            else:
+                tasks.append(asyncio.ensure_future(self._probe_source(source, plan)))
         errors: list[base.BackendError] = []
         winner: _Outcome | None = None
         try:
@@ -271,6 +280,17 @@ class Resolver:
         if denied:
             raise LookupMissed("denied", "; ".join(sorted({str(e) for e in denied}))[:500])
         raise LookupMissed("not_found", "no source has the file")
+
+    async def _probe_fallback(
+        self, source: ConfiguredSource, plan: _Plan, first: Sequence[asyncio.Future[_Outcome]]
+    ) -> _Outcome:
+        """Probe a fallback source once the earlier sources it backs up have all answered without
+        the file (missed or failed); when one of them has it, that earlier answer wins anyway."""
+        if first:
+            await asyncio.wait(first)
+            if any(not t.cancelled() and t.exception() is None and t.result().found for t in first):
+                return _Outcome()
+        return await self._probe_source(source, plan)
 
     async def _probe_source(self, source: ConfiguredSource, plan: _Plan) -> _Outcome:
         outcome = _Outcome()

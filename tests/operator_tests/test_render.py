@@ -204,6 +204,33 @@ def test_sources_are_ordered_by_priority_then_name() -> None:
     assert [entry["id"] for entry in rendered] == ["beta", "zeta", "alpha", "default-priority"]
 
 
+def fs_source(name: str, **spec: Any) -> dict[str, Any]:
+    return source(name, {"type": "filesystem", "filesystem": {"path": f"/{name}"}, **spec})
+
+
+def test_fallback_is_rendered_as_written() -> None:
+    rendered = entries(fs_source("first", priority=1), fs_source("second", priority=2, fallback=True))
+    assert [entry.get("fallback") for entry in rendered] == [None, True]
+
+
+def test_a_cluster_cache_comes_first_and_makes_every_other_source_a_fallback() -> None:
+    central = source(
+        "cluster-cache",
+        {"type": "http", "http": {"url": "http://cache.ns.svc:8080/symbols/"}, "clusterCache": True},
+    )
+    rendered = entries(fs_source("local", priority=0), central, fs_source("public", fallback=False))
+    assert [entry["id"] for entry in rendered] == ["cluster-cache", "local", "public"]
+    assert [entry.get("fallback") for entry in rendered] == [None, True, True]
+    assert load_text(yaml.safe_dump({"sources": rendered})).sources[1].fallback
+
+
+def test_a_cluster_cache_cannot_be_a_fallback() -> None:
+    bad = parse_source(fs_source("bad", clusterCache=True, fallback=True))
+    rendering = render("team", [bad, parse_source(fs_source("good"))], {})
+    assert rendering.rendered == ("good",)
+    assert "spec.fallback and spec.clusterCache exclude each other" in rendering.outcomes["bad"].message
+
+
 def test_the_text_and_its_hash_do_not_depend_on_listing_order() -> None:
     bodies = [source(f"s{i}", {"type": "filesystem", "filesystem": {"path": f"/s{i}"}}) for i in range(5)]
     forward = render("team", [parse_source(b) for b in bodies], {})

@@ -107,6 +107,20 @@ async def test_answers_are_shared_only_by_spellings_that_probe_the_same_location
         assert folding.cache_key(mixed) == folding.cache_key(lower) == lower.cache_key
 
 
+@pytest.mark.parametrize("name", ["app.exe", "mscordaccore.dll"])
+@pytest.mark.parametrize("size_digits", [6, 8])
+async def test_pe_ids_spelled_with_a_padded_size_share_an_answer_only_when_probing_the_same_locations(
+    session: aiohttp.ClientSession, name: str, size_digits: int
+) -> None:
+    resolver = resolver_for(session, {"type": "symstore"})
+    timestamp, size = "5AB38077", 0x2A000
+    canonical = keys.parse_symsrv_request(f"{name}/{timestamp}{size:X}/{name}")
+    spelled = keys.parse_symsrv_request(f"{name}/{timestamp}{size:0{size_digits}X}/{name}")
+    locations = set(probed(resolver, spelled))
+    assert spelled.cache_key != canonical.cache_key or locations == set(probed(resolver, canonical))
+    assert set(probed(resolver, canonical)) <= locations
+
+
 def test_nil_ids_alone_are_refused_and_with_a_name_keep_it() -> None:
     nil_key = next(k for k in manifest_keys("breakpad") if not k.split("/")[1].strip("0"))
     nil_id = nil_key.split("/")[1]

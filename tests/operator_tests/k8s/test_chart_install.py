@@ -9,13 +9,16 @@ from __future__ import annotations
 import base64
 import secrets
 import subprocess
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from symbol_operator.models import API_VERSION
+from symbol_operator.models import API_VERSION, parse_source
+from symbol_operator.render import render
+from symbol_proxy.config import load_text
 from tests.operator_tests.chart import CHART, helm, helm_binary, values_args
 from tests.operator_tests.k8s.conftest import running_operator
 from tests.operator_tests.k8s.kube import Kube, wait_for
@@ -138,6 +141,31 @@ def test_install_upgrade_test_hook_and_uninstall(
     assert missing.returncode != 0
     for crd in ("symbolsources.symbols.symbol-operator.dev", "symbolrequests.symbols.symbol-operator.dev"):
         assert kube.get("CustomResourceDefinition", crd) is not None, f"uninstall removed the CRD {crd}"
+
+
+def test_the_notes_opt_in_puts_the_cluster_cache_first_and_the_namespaces_sources_behind_it(
+    kube: Kube, admin_kubeconfig: Path, tmp_path: Path
+) -> None:
+    release_namespace, team = new_namespace(kube, "cache"), new_namespace(kube, "team")
+    values = values_args({"clusterCache": {"enabled": True}}, tmp_path)
+    args = ["install", "symbols", str(CHART), "--namespace", release_namespace, "--dry-run=client", *values]
+    notes = helm(*args, kubeconfig=admin_kubeconfig).stdout.split("NOTES:", 1)[1]
+    block = notes[notes.rindex("\n", 0, notes.index(f"apiVersion: {API_VERSION}")) + 1 :]
+    opt_in = yaml.safe_load(textwrap.dedent(block))  # the last lines of the notes
+    public = {
+        "apiVersion": API_VERSION,
+        "kind": "SymbolSource",
+        "metadata": {"name": "public"},
+        "spec": {"type": "http", "http": {"url": "https://msdl.microsoft.com/download/symbols/"}},
+    }
+    created = [parse_source(kube.create(body, team)) for body in (public, opt_in)]  # the CRD accepts it
+    rendering = render("team", created, {})
+    assert rendering.rendered == ("cluster-cache", "public")
+    rendered = load_text(rendering.text).sources
+    assert [source.fallback for source in rendered] == [False, True]
+    assert getattr(rendered[0], "url", "").startswith(
+        f"http://symbols-symbol-operator-cache.{release_namespace}.svc:"
+    )
 
 
 def _ready(kube: Kube, namespace: str, name: str) -> bool:

@@ -107,6 +107,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "gcs takes at most one of serviceAccountKey or bearerToken",
     ),
     (
+        "a cluster cache marked fallback",
+        {"type": "http", "http": {"url": "https://x/"}, "clusterCache": True, "fallback": True},
+        "fallback and clusterCache exclude each other",
+    ),
+    (
         "relative filesystem path",
         {"type": "filesystem", "filesystem": {"path": "symbols"}},
         "filesystem.path must be an absolute path",
