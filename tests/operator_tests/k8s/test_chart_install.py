@@ -19,9 +19,14 @@ import yaml
 from symbol_operator.models import API_VERSION, parse_source
 from symbol_operator.render import render
 from symbol_proxy.config import load_text
+from symbol_service import tokens
+from symbol_service.kuberequests import object_name
 from tests.operator_tests.chart import CHART, helm, helm_binary, values_args
 from tests.operator_tests.k8s.conftest import running_operator
 from tests.operator_tests.k8s.kube import Kube, wait_for
+from tests.operator_tests.k8s.test_publishing_kube import Client
+from tests.service.test_cli import start_service, write_config
+from tests.support.net import free_port
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(300)]
 
@@ -37,6 +42,16 @@ DRY_RUN_MATRIX: dict[str, dict[str, Any]] = {
         "clusterCache": {"enabled": True},
     },
     "no-webhook": {"webhook": {"enabled": False}},
+    "publishing": {
+        "publishing": {
+            "enabled": True,
+            "store": {"id": "publish", "type": "s3", "bucket": "symbols", "region": "eu-west-1"},
+            "credentialsSecret": {"name": "store-keys"},
+            "tokens": {"secretName": "publish-tokens"},
+            "publishSource": "publish",
+            "ingress": {"enabled": True, "tls": [{"secretName": "t", "hosts": ["symbols.example.com"]}]},
+        }
+    },
 }
 
 
@@ -166,6 +181,39 @@ def test_the_notes_opt_in_puts_the_cluster_cache_first_and_the_namespaces_source
     assert getattr(rendered[0], "url", "").startswith(
         f"http://symbols-symbol-operator-cache.{release_namespace}.svc:"
     )
+
+
+def test_the_service_with_the_charts_service_account_keeps_requests_in_its_namespace_only(
+    kube: Kube, control_plane: Any, admin_kubeconfig: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    release_namespace, other = new_namespace(kube, "publish"), new_namespace(kube, "other")
+    values = DRY_RUN_MATRIX["publishing"]
+    release = f"pub-{secrets.token_hex(2)}"
+    base = ["install", release, str(CHART), "--namespace", release_namespace, *values_args(values, tmp_path)]
+    helm(*base, kubeconfig=admin_kubeconfig)
+    service_account = f"{release}-symbol-operator-publishing"
+    token = kube.token(service_account, release_namespace)
+    monkeypatch.setenv(
+        "KUBECONFIG", str(control_plane.token_kubeconfig(token, tmp_path / "service.kubeconfig"))
+    )
+    port, api_token = free_port(), tokens.new_token()
+    config = write_config(tmp_path, port, api_token)  # a filesystem store: no S3 here
+    for namespace, expected in ((release_namespace, 201), (other, 500)):
+        process = start_service(config, port, options=("--namespace", namespace), output=subprocess.PIPE)
+        try:
+            status, created = Client(f"http://127.0.0.1:{port}", api_token).call(
+                "POST", "requests", {"name": "Team/Build/7"}
+            )
+        finally:
+            process.terminate()
+            process.communicate(timeout=30)
+        assert status == expected, created
+        stored = kube.get("SymbolRequest", object_name("Team/Build/7"), namespace)
+        if expected == 201:
+            assert stored is not None and stored["spec"]["requestId"] == created["id"]
+        else:  # the ServiceAccount's Role ends at its own namespace
+            assert stored is None and created["typeKey"] == "InternalServerErrorException"
+    helm("uninstall", release, "--namespace", release_namespace, kubeconfig=admin_kubeconfig)
 
 
 def _ready(kube: Kube, namespace: str, name: str) -> bool:
