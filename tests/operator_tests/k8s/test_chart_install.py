@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from symbol_operator.models import API_VERSION, parse_source
+from symbol_operator.models import API_VERSION, PUBLICATION_ANNOTATION, parse_source
 from symbol_operator.render import render
 from symbol_proxy.config import load_text
 from symbol_service import tokens
@@ -25,6 +25,7 @@ from tests.operator_tests.chart import CHART, helm, helm_binary, values_args
 from tests.operator_tests.k8s.conftest import running_operator
 from tests.operator_tests.k8s.kube import Kube, wait_for
 from tests.operator_tests.k8s.test_publishing_kube import Client
+from tests.operator_tests.k8s.test_request_lifecycle import lifecycle_operator
 from tests.service.test_cli import start_service, write_config
 from tests.support.net import free_port
 
@@ -214,6 +215,74 @@ def test_the_service_with_the_charts_service_account_keeps_requests_in_its_names
         else:  # the ServiceAccount's Role ends at its own namespace
             assert stored is None and created["typeKey"] == "InternalServerErrorException"
     helm("uninstall", release, "--namespace", release_namespace, kubeconfig=admin_kubeconfig)
+
+
+def test_the_operators_lifecycle_runs_with_exactly_the_charts_rbac(
+    kube: Kube, control_plane: Any, admin_kubeconfig: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Service and operator each with the token of their chart ServiceAccount: a request sealed over
+    REST is published (condition, the publish source's annotation), and a REST delete goes through
+    the operator's finalizer; no call is forbidden."""
+    release_namespace = new_namespace(kube, "lifecycle")
+    values = {**DRY_RUN_MATRIX["publishing"], "operator": {"watchNamespaces": [release_namespace]}}
+    release = f"lc-{secrets.token_hex(2)}"
+    args = ["install", release, str(CHART), "--namespace", release_namespace, *values_args(values, tmp_path)]
+    helm(*args, kubeconfig=admin_kubeconfig)
+    fullname = f"{release}-symbol-operator"
+    kubeconfigs = {
+        account: control_plane.token_kubeconfig(
+            kube.token(account, release_namespace), tmp_path / f"{account}.kc"
+        )
+        for account in (fullname, f"{fullname}-publishing")
+    }
+    kube.create(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "SymbolSource",
+            "metadata": {"name": "publish"},
+            "spec": {"type": "http", "http": {"url": "http://127.0.0.1:9/symbols/"}},
+        },
+        release_namespace,
+    )
+    port, api_token = free_port(), tokens.new_token()
+    config = write_config(tmp_path, port, api_token)  # a filesystem store: no S3 here
+    (tmp_path / "tokens.yaml").write_text(
+        yaml.safe_dump(
+            [{"name": "ci", "hash": tokens.hash_token(api_token), "scopes": ["vso.symbols_manage"]}]
+        )
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfigs[f"{fullname}-publishing"]))
+    service = start_service(config, port, options=("--namespace", release_namespace), output=subprocess.PIPE)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfigs[fullname]))
+    client = Client(f"http://127.0.0.1:{port}", api_token)
+    name = object_name("Team/Build/8")
+    try:
+        with lifecycle_operator(
+            config, release_namespace, source="publish", operator_settings=True
+        ) as runner:
+            status, created = client.call("POST", "requests", {"name": "Team/Build/8"})
+            assert status == 201, created
+            status, sealed = client.call("PATCH", f"requests/{created['id']}", {"status": "sealed"})
+            assert status == 200, sealed
+            wait_for(
+                lambda: _condition(kube.get("SymbolRequest", name, release_namespace), "Published"),
+                what="Published",
+            )
+            source = kube.get("SymbolSource", "publish", release_namespace) or {}
+            assert PUBLICATION_ANNOTATION in source["metadata"].get("annotations", {})
+            status, _ = client.call("DELETE", f"requests/{created['id']}?synchronous=true")
+            assert status == 200
+            wait_for(lambda: kube.get("SymbolRequest", name, release_namespace) is None, what="deleted")
+        assert "Forbidden" not in runner.output, runner.output
+    finally:
+        service.terminate()
+        service.communicate(timeout=30)
+    helm("uninstall", release, "--namespace", release_namespace, kubeconfig=admin_kubeconfig)
+
+
+def _condition(body: dict[str, Any] | None, kind: str) -> bool:
+    conditions = ((body or {}).get("status") or {}).get("conditions") or []
+    return any(c["type"] == kind and c["status"] == "True" for c in conditions)
 
 
 def _ready(kube: Kube, namespace: str, name: str) -> bool:
