@@ -2,7 +2,7 @@
 #   symbol-proxy serve ...        the cache proxy (injected sidecar, cluster cache)
 #   symbol-operator run ...       the operator
 #   symbol-operator webhook ...   the sidecar injection webhook
-#   symbol-service serve ...      the publishing service (not deployed by the chart yet)
+#   symbol-service serve ...      the publishing service (the chart, publishing.enabled)
 # Build: docker build -t registry.example.com/symbol-operator:0.1.0 .
 FROM python:3.11-slim AS build
 WORKDIR /src

@@ -18,6 +18,8 @@ from cryptography import x509
 
 from symbol_operator.cli import build_parser
 from symbol_operator.webhook import serving
+from symbol_service import cli as service_cli
+from symbol_service.config import load_config
 from tests.operator_tests.chart import CHART, NAMESPACE, RELEASE, find, helm, kinds, render, values_args
 from tests.operator_tests.manifests import CRDS, EXAMPLES, REPO, example_documents
 
@@ -68,6 +70,33 @@ MATRIX: dict[str, tuple[dict[str, Any], list[str]]] = {
         [],
     ),
     "cluster-cache": ({"clusterCache": {"enabled": True, "storageClassName": "fast", "size": "10Gi"}}, []),
+    "publishing": (
+        {
+            "publishing": {
+                "enabled": True,
+                "store": {"id": "publish", "type": "s3", "bucket": "symbols", "region": "eu-west-1"},
+                "credentialsSecret": {"name": "store-keys"},
+                "tokens": {"secretName": "publish-tokens"},
+                "publishSource": "publish",
+                "publicUrl": "https://symbols.example.com",
+                "limits": {"max_blob_size": "2GiB"},
+                "ingress": {"enabled": True, "className": "nginx"},
+            }
+        },
+        [],
+    ),
+    "publishing-namespaced": (
+        {
+            "operator": {"watchNamespaces": [NAMESPACE, "team-a"]},
+            "publishing": {
+                "enabled": True,
+                "replicas": 3,
+                "store": {"id": "publish", "type": "s3", "bucket": "b", "region": ["minio", "http://m:9000"]},
+                "tokens": {"secretName": "publish-tokens", "key": "hashes.yaml"},
+            },
+        },
+        [],
+    ),
     "tuned-sidecar": (
         {
             "sidecar": {
@@ -284,6 +313,12 @@ def test_monitoring_objects_and_alert_rules_that_promtool_accepts(tmp_path: Path
         ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
         ({"webhook": {"tls": {"source": "letsencrypt"}}}, "source"),
         ({"webhok": {"enabled": False}}, "webhok"),
+        ({"publishing": {"replicas": 0}}, "replicas"),
+        ({"publishing": {"store": {"type": "s3", "secret_key": "inline"}}}, "secret_key"),
+        ({"publishing": {"store": {"type": "filesystem"}}}, "type"),
+        ({"publishing": {"tokens": {"secretName": "Not A Secret"}}}, "secretName"),
+        ({"publishing": {"ingress": {"enabled": "yes"}}}, "enabled"),
+        ({"publishing": {"replica": 2}}, "replica"),
     ],
 )
 def test_values_violating_the_schema_fail(values: dict[str, Any], message: str, tmp_path: Path) -> None:
@@ -331,12 +366,22 @@ def test_the_charts_rbac_is_the_examples_rbac(tmp_path: Path) -> None:
 
 def test_the_commands_the_chart_runs_are_accepted_by_the_entry_points(tmp_path: Path) -> None:
     pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
-    for name in ("defaults", "namespaced", "tuned-sidecar"):
+    for name in ("defaults", "namespaced", "tuned-sidecar", "publishing", "publishing-namespaced"):
         documents = rendered(name, tmp_path)
         for deployment in (d for d in documents if d["kind"] == "Deployment"):
             container = deployment["spec"]["template"]["spec"]["containers"][0]
-            assert container["command"][0] in pyproject
+            assert f'{container["command"][0]} = "' in pyproject
+            if container["command"][0] == "symbol-service":
+                served = service_cli.build_parser().parse_args(container["args"])
+                assert (served.command, served.requests, served.namespace) == (
+                    "serve",
+                    "kubernetes",
+                    NAMESPACE,
+                )
+                continue
             args = build_parser().parse_args(container["args"])
+            if args.command == "run":
+                assert (args.publish_config is not None) == name.startswith("publishing"), name
             if args.command == "webhook":
                 settings = serving.settings_from_args(args)
                 assert settings.image.startswith(("registry.example.com/symbol-operator", "m/p:1"))
@@ -369,3 +414,153 @@ def test_every_key_of_values_yaml_has_a_comment_above_it() -> None:
         if not above.startswith("#"):
             undocumented.append(f"{number + 1}: {stripped}")
     assert undocumented == []
+
+
+def config_files(documents: list[dict[str, Any]], deployment: dict[str, Any], tmp: Path) -> dict[str, Path]:
+    """The ConfigMap files a Deployment mounts, written under tmp at their paths in the pod."""
+    spec = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    files = {}
+    for mount in spec["containers"][0]["volumeMounts"]:
+        config_map = volumes[mount["name"]].get("configMap")
+        if config_map is None:
+            continue
+        for key, text in find(documents, "ConfigMap", config_map["name"])["data"].items():
+            path = tmp / mount["mountPath"].lstrip("/") / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            files[f"{mount['mountPath']}/{key}"] = path
+    return files
+
+
+@pytest.mark.parametrize("name", ["publishing", "publishing-namespaced"])
+def test_publishing_deploys_the_service_and_gives_the_operator_its_config_and_rbac(
+    name: str, tmp_path: Path
+) -> None:
+    values = MATRIX[name][0]["publishing"]
+    documents = rendered(name, tmp_path)
+    service_name = f"{RELEASE}-symbol-operator-publishing"
+    service = find(documents, "Deployment", service_name)
+    assert service["spec"]["replicas"] == values.get("replicas", 2)
+    spec = service["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == service_name
+    container = spec["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # The configuration the service and the operator read is one file, valid for the service, and
+    # holds no secret: keys come from the named Secret, tokens from the mounted one.
+    service_files = config_files(documents, service, tmp_path / "service")
+    [config_path] = [p for k, p in service_files.items() if k.endswith("/service.yaml")]
+    config = load_config(config_path)
+    assert config.store.model_dump(include={"type", "bucket"}) == {
+        "type": "s3",
+        "bucket": values["store"]["bucket"],
+    }
+    assert not config.store.access_key.get_secret_value() and not config.store.secret_key.get_secret_value()
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    tokens = volumes["tokens"]["secret"]
+    assert tokens["secretName"] == values["tokens"]["secretName"]
+    assert f"{mounts['tokens']}/{tokens['items'][0]['path']}" == config.tokens_file
+    assert "subPath" not in str(container["volumeMounts"])  # a rotated token must reach the pod
+    credentials = values.get("credentialsSecret", {}).get("name")
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env", [])}
+    assert env == (
+        {"AWS_ACCESS_KEY_ID": credentials, "AWS_SECRET_ACCESS_KEY": credentials} if credentials else {}
+    )
+
+    operator = find(documents, "Deployment", f"{RELEASE}-symbol-operator")
+    operator_container = operator["spec"]["template"]["spec"]["containers"][0]
+    args = build_parser().parse_args(operator_container["args"])
+    operator_files = config_files(documents, operator, tmp_path / "operator")
+    assert load_config(operator_files[str(args.publish_config)]) == config
+    assert args.publish_source == values.get("publishSource")
+    assert operator_container.get("env", []) == container.get("env", [])
+
+    port = find(documents, "Service", service_name)["spec"]["ports"][0]
+    assert port["port"] == config.listen.port and port["targetPort"] == container["ports"][0]["name"]
+    selector = find(documents, "Service", service_name)["spec"]["selector"]
+    assert selector.items() <= service["spec"]["template"]["metadata"]["labels"].items()
+    ingresses = [d for d in documents if d["kind"] == "Ingress"]
+    assert len(ingresses) == int(values.get("ingress", {}).get("enabled", False))
+    for ingress in ingresses:
+        backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+        assert backend == {"name": service_name, "port": {"name": "http"}}
+
+    # The service: SymbolRequests of its own namespace only.
+    role = find(documents, "Role", service_name)
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [
+        {
+            "apiGroups": ["symbols.symbol-operator.dev"],
+            "resources": ["symbolrequests"],
+            "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+        },
+        {
+            "apiGroups": ["symbols.symbol-operator.dev"],
+            "resources": ["symbolrequests/status"],
+            "verbs": ["patch"],
+        },
+    ]
+    binding = find(documents, "RoleBinding", service_name)
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": service_name, "namespace": NAMESPACE}]
+    assert find(documents, "ServiceAccount", service_name)
+    # The operator: the lifecycle's rules, bound like its own role.
+    lifecycle = find(documents, "ClusterRole", f"{RELEASE}-symbol-operator-lifecycle")
+    granted = {(r["resources"][0], v) for r in lifecycle["rules"] for v in r["verbs"]}
+    assert {("symbolrequests", v) for v in ("list", "watch", "patch", "delete")} <= granted
+    assert {("symbolrequests/status", "patch"), ("symbolsources", "patch")} <= granted
+    assert ("symbolrequests", "create") not in granted
+    bindings = [
+        d
+        for d in documents
+        if d["kind"] in ("RoleBinding", "ClusterRoleBinding")
+        and d["roleRef"]["name"] == lifecycle["metadata"]["name"]
+    ]
+    watched = MATRIX[name][0].get("operator", {}).get("watchNamespaces")
+    if watched:
+        assert sorted(b["metadata"]["namespace"] for b in bindings) == sorted(watched)
+    else:
+        assert [b["kind"] for b in bindings] == ["ClusterRoleBinding"]
+
+
+def test_publishing_off_renders_none_of_it(tmp_path: Path) -> None:
+    documents = rendered("defaults", tmp_path)
+    assert not [
+        d for d in documents if "publishing" in d["metadata"]["name"] or "lifecycle" in d["metadata"]["name"]
+    ]
+    operator = find(documents, "Deployment", f"{RELEASE}-symbol-operator")
+    assert (
+        build_parser()
+        .parse_args(operator["spec"]["template"]["spec"]["containers"][0]["args"])
+        .publish_config
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"publishing": {"enabled": True, "store": {"type": "s3", "bucket": "b"}}}, "tokens.secretName"),
+        ({"publishing": {"enabled": True, "tokens": {"secretName": "t"}}}, "publishing.store"),
+        (
+            {
+                "operator": {"watchNamespaces": ["team-a"]},
+                "publishing": {
+                    "enabled": True,
+                    "tokens": {"secretName": "t"},
+                    "store": {"type": "s3", "bucket": "b"},
+                },
+            },
+            "watchNamespaces",
+        ),
+    ],
+)
+def test_publishing_without_what_it_needs_fails_with_a_clear_message(
+    values: dict[str, Any], message: str, tmp_path: Path
+) -> None:
+    result = helm(
+        "template", RELEASE, str(CHART), "--namespace", NAMESPACE, *values_args(values, tmp_path), check=False
+    )
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr

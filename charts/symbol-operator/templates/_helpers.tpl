@@ -110,3 +110,70 @@ affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{- define "symbol-operator.publishingName" -}}
+{{- printf "%s-publishing" (include "symbol-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The service's configuration file (docs/publishing.md); the operator reads the same file. */}}
+{{- define "symbol-operator.publishingConfig" -}}
+{{- $p := .Values.publishing }}
+{{- $config := dict "listen" (dict "host" "0.0.0.0" "port" $p.port) "store" $p.store "tokens_file" "/etc/symbol-service/tokens/tokens.yaml" }}
+{{- with $p.publicUrl }}{{ $_ := set $config "public_url" . }}{{ end }}
+{{- with $p.limits }}{{ $_ := set $config "limits" . }}{{ end }}
+{{- toYaml $config }}
+{{- end }}
+
+{{/* The store's keys as AWS_* variables from the existing Secret (nothing when none is named). */}}
+{{- define "symbol-operator.publishingCredentials" -}}
+{{- with .Values.publishing.credentialsSecret }}
+{{- if .name }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom: {secretKeyRef: {name: {{ .name }}, key: {{ .accessKeyIdKey }}}}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom: {secretKeyRef: {name: {{ .name }}, key: {{ .secretAccessKeyKey }}}}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Binds a ClusterRole (dict: root, role) to the operator: in each watched namespace, or cluster-wide. */}}
+{{- define "symbol-operator.operatorBindings" -}}
+{{- $root := .root }}
+{{- $role := .role }}
+{{- if $root.Values.operator.watchNamespaces }}
+{{- range $root.Values.operator.watchNamespaces }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: {{ $role }}
+  namespace: {{ . }}
+  labels:
+    {{- include "symbol-operator.labels" (dict "root" $root "component" "operator") | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: {{ $role }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ include "symbol-operator.serviceAccountName" $root }}
+    namespace: {{ $root.Release.Namespace }}
+{{- end }}
+{{- else }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: {{ $role }}
+  labels:
+    {{- include "symbol-operator.labels" (dict "root" $root "component" "operator") | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: {{ $role }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ include "symbol-operator.serviceAccountName" $root }}
+    namespace: {{ $root.Release.Namespace }}
+{{- end }}
+{{- end }}

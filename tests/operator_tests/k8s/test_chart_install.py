@@ -16,12 +16,18 @@ from typing import Any
 import pytest
 import yaml
 
-from symbol_operator.models import API_VERSION, parse_source
+from symbol_operator.models import API_VERSION, PUBLICATION_ANNOTATION, parse_source
 from symbol_operator.render import render
 from symbol_proxy.config import load_text
+from symbol_service import tokens
+from symbol_service.kuberequests import object_name
 from tests.operator_tests.chart import CHART, helm, helm_binary, values_args
 from tests.operator_tests.k8s.conftest import running_operator
 from tests.operator_tests.k8s.kube import Kube, wait_for
+from tests.operator_tests.k8s.test_publishing_kube import Client
+from tests.operator_tests.k8s.test_request_lifecycle import lifecycle_operator
+from tests.service.test_cli import start_service, write_config
+from tests.support.net import free_port
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(300)]
 
@@ -37,6 +43,16 @@ DRY_RUN_MATRIX: dict[str, dict[str, Any]] = {
         "clusterCache": {"enabled": True},
     },
     "no-webhook": {"webhook": {"enabled": False}},
+    "publishing": {
+        "publishing": {
+            "enabled": True,
+            "store": {"id": "publish", "type": "s3", "bucket": "symbols", "region": "eu-west-1"},
+            "credentialsSecret": {"name": "store-keys"},
+            "tokens": {"secretName": "publish-tokens"},
+            "publishSource": "publish",
+            "ingress": {"enabled": True, "tls": [{"secretName": "t", "hosts": ["symbols.example.com"]}]},
+        }
+    },
 }
 
 
@@ -166,6 +182,107 @@ def test_the_notes_opt_in_puts_the_cluster_cache_first_and_the_namespaces_source
     assert getattr(rendered[0], "url", "").startswith(
         f"http://symbols-symbol-operator-cache.{release_namespace}.svc:"
     )
+
+
+def test_the_service_with_the_charts_service_account_keeps_requests_in_its_namespace_only(
+    kube: Kube, control_plane: Any, admin_kubeconfig: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    release_namespace, other = new_namespace(kube, "publish"), new_namespace(kube, "other")
+    values = DRY_RUN_MATRIX["publishing"]
+    release = f"pub-{secrets.token_hex(2)}"
+    base = ["install", release, str(CHART), "--namespace", release_namespace, *values_args(values, tmp_path)]
+    helm(*base, kubeconfig=admin_kubeconfig)
+    service_account = f"{release}-symbol-operator-publishing"
+    token = kube.token(service_account, release_namespace)
+    monkeypatch.setenv(
+        "KUBECONFIG", str(control_plane.token_kubeconfig(token, tmp_path / "service.kubeconfig"))
+    )
+    port, api_token = free_port(), tokens.new_token()
+    config = write_config(tmp_path, port, api_token)  # a filesystem store: no S3 here
+    for namespace, expected in ((release_namespace, 201), (other, 500)):
+        process = start_service(config, port, options=("--namespace", namespace), output=subprocess.PIPE)
+        try:
+            status, created = Client(f"http://127.0.0.1:{port}", api_token).call(
+                "POST", "requests", {"name": "Team/Build/7"}
+            )
+        finally:
+            process.terminate()
+            process.communicate(timeout=30)
+        assert status == expected, created
+        stored = kube.get("SymbolRequest", object_name("Team/Build/7"), namespace)
+        if expected == 201:
+            assert stored is not None and stored["spec"]["requestId"] == created["id"]
+        else:  # the ServiceAccount's Role ends at its own namespace
+            assert stored is None and created["typeKey"] == "InternalServerErrorException"
+    helm("uninstall", release, "--namespace", release_namespace, kubeconfig=admin_kubeconfig)
+
+
+def test_the_operators_lifecycle_runs_with_exactly_the_charts_rbac(
+    kube: Kube, control_plane: Any, admin_kubeconfig: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Service and operator each with the token of their chart ServiceAccount: a request sealed over
+    REST is published (condition, the publish source's annotation), and a REST delete goes through
+    the operator's finalizer; no call is forbidden."""
+    release_namespace = new_namespace(kube, "lifecycle")
+    values = {**DRY_RUN_MATRIX["publishing"], "operator": {"watchNamespaces": [release_namespace]}}
+    release = f"lc-{secrets.token_hex(2)}"
+    args = ["install", release, str(CHART), "--namespace", release_namespace, *values_args(values, tmp_path)]
+    helm(*args, kubeconfig=admin_kubeconfig)
+    fullname = f"{release}-symbol-operator"
+    kubeconfigs = {
+        account: control_plane.token_kubeconfig(
+            kube.token(account, release_namespace), tmp_path / f"{account}.kc"
+        )
+        for account in (fullname, f"{fullname}-publishing")
+    }
+    kube.create(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "SymbolSource",
+            "metadata": {"name": "publish"},
+            "spec": {"type": "http", "http": {"url": "http://127.0.0.1:9/symbols/"}},
+        },
+        release_namespace,
+    )
+    port, api_token = free_port(), tokens.new_token()
+    config = write_config(tmp_path, port, api_token)  # a filesystem store: no S3 here
+    (tmp_path / "tokens.yaml").write_text(
+        yaml.safe_dump(
+            [{"name": "ci", "hash": tokens.hash_token(api_token), "scopes": ["vso.symbols_manage"]}]
+        )
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfigs[f"{fullname}-publishing"]))
+    service = start_service(config, port, options=("--namespace", release_namespace), output=subprocess.PIPE)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfigs[fullname]))
+    client = Client(f"http://127.0.0.1:{port}", api_token)
+    name = object_name("Team/Build/8")
+    try:
+        with lifecycle_operator(
+            config, release_namespace, source="publish", operator_settings=True
+        ) as runner:
+            status, created = client.call("POST", "requests", {"name": "Team/Build/8"})
+            assert status == 201, created
+            status, sealed = client.call("PATCH", f"requests/{created['id']}", {"status": "sealed"})
+            assert status == 200, sealed
+            wait_for(
+                lambda: _condition(kube.get("SymbolRequest", name, release_namespace), "Published"),
+                what="Published",
+            )
+            source = kube.get("SymbolSource", "publish", release_namespace) or {}
+            assert PUBLICATION_ANNOTATION in source["metadata"].get("annotations", {})
+            status, _ = client.call("DELETE", f"requests/{created['id']}?synchronous=true")
+            assert status == 200
+            wait_for(lambda: kube.get("SymbolRequest", name, release_namespace) is None, what="deleted")
+        assert "Forbidden" not in runner.output, runner.output
+    finally:
+        service.terminate()
+        service.communicate(timeout=30)
+    helm("uninstall", release, "--namespace", release_namespace, kubeconfig=admin_kubeconfig)
+
+
+def _condition(body: dict[str, Any] | None, kind: str) -> bool:
+    conditions = ((body or {}).get("status") or {}).get("conditions") or []
+    return any(c["type"] == kind and c["status"] == "True" for c in conditions)
 
 
 def _ready(kube: Kube, namespace: str, name: str) -> bool:

@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestServer
 from kopf.testing import KopfRunner
 
 from symbol_operator.cli import register_lifecycle
+from symbol_operator.handlers import configure
 from symbol_operator.kubeapi import KubeApi
 from symbol_proxy.backends.filesystem import FilesystemBackend
 from symbol_proxy.config import FilesystemSource
@@ -43,11 +44,20 @@ pytestmark = [pytest.mark.k8s, pytest.mark.timeout(180)]
 
 
 @contextlib.contextmanager
-def lifecycle_operator(config: Path, namespace: str, *, source: str | None = None) -> Iterator[KopfRunner]:
+def lifecycle_operator(
+    config: Path, namespace: str, *, source: str | None = None, operator_settings: bool = False
+) -> Iterator[KopfRunner]:
     """The operator with only the SymbolRequest handlers (its own registry), publishing into the
-    store of the service configuration ``config``."""
+    store of the service configuration ``config``; with ``operator_settings``, under the operator's
+    own kopf settings (no CRD/namespace scanning, so the chart's namespaced RBAC is enough)."""
     registry = kopf.OperatorRegistry()
     kopf.on.login(registry=registry)(kopf.login_with_kubeconfig)  # the default registry has it built in
+    if operator_settings:
+
+        @kopf.on.startup(registry=registry)
+        def _settings(settings: kopf.OperatorSettings, **_: object) -> None:
+            configure(settings)
+
     register_lifecycle(config, registry, interval=0.5, source=source)
     args = ["run", "--standalone", "--namespace", namespace]
     # kopf's CLI makes a registry it is given the process's default one; put the default back, or
