@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import time
@@ -34,8 +35,14 @@ def _query_number(query: dict[str, str], name: str, low: int, high: int) -> int 
     return value
 
 
-UPDATE_ATTEMPTS = 3
-"""Read-modify-write rounds of an update without ``storageETag`` before its 409 reaches the client."""
+UPDATE_ATTEMPTS = 8
+"""Read-modify-write rounds of an update without ``storageETag`` before its 409 reaches the client.
+Right after a create the operator writes the object several times (its finalizer, kopf's
+annotations, conditions), and a seal is two writes (spec, then status); three rounds lost that race
+on a busy control plane, so there are more, each after a short growing pause."""
+
+UPDATE_BACKOFF_SECONDS = 0.05
+"""The pause before round ``n`` is ``n - 1`` times this (0.05 s, …, 0.35 s: 1.4 s in all at most)."""
 
 
 class RequestHandlers(handlers.ApiBase):
@@ -129,6 +136,7 @@ class RequestHandlers(handlers.ApiBase):
                 retry = exc.type_key == "RequestUpdateConflictException" and body.storage_e_tag is None
                 if not retry or attempt == UPDATE_ATTEMPTS:
                     raise
+            await asyncio.sleep(UPDATE_BACKOFF_SECONDS * attempt)
         return handlers.json_response(wire.dump(self._request_model(request, op, record)))
 
     async def _apply_update(self, op: routes.Operation, body: wire.Request) -> RequestRecord:
