@@ -4,8 +4,10 @@ Upstream stores hand out debug files wrapped in a container (``shared/specs/layo
 SymStore ``foo.pd_`` is a Microsoft Cabinet holding ``foo.pdb`` (``shared/specs/ssqp-keys.md`` §6),
 other stores keep gzip, zstd, zlib or single-entry zip files under the plain name. The proxy caches
 the unpacked file, so it can check the file's magic and serve it under every name. In the other
-direction, a client asking for ``foo.pd_`` when only ``foo.pdb`` is cached gets a CAB made on the
-fly (:func:`write_cab`; ``shared/specs/clients.md`` §7.2).
+direction, a client asking for ``foo.pd_`` when only ``foo.pdb`` is cached gets a CAB streamed from
+the plain file (:func:`stored_cab`: uncompressed blocks, so every size is known before the first
+byte; ``shared/specs/clients.md`` §7.2). :func:`write_cab` (MSZIP) is no longer on the request path;
+the tests use it to lay out compressed upstream stores.
 
 Design constraints, and why:
 

@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from tests.support.net import free_port
+from tests.support.polling import wait_for
 from tests.support.shared import keyed_objects
 
 PDB = next(o for o in keyed_objects() if o.filetype.value == "pdb")
@@ -35,15 +36,6 @@ def config(port: int, cache: Path, stores: list[Path], poll: float = 0.2) -> str
             ],
         }
     )
-
-
-def wait_for(predicate: object, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 @pytest.fixture

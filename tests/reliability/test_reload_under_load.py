@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import random
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import requests
 
 from tests.reliability.harness import FaultyUpstream, ProxyProcess, replace_file, running_proxy
+from tests.support import polling
 from tests.support.shared import keyed_objects
 
 PDB = next(o for o in keyed_objects() if o.filetype.value == "pdb")
@@ -27,13 +27,8 @@ KEY = PDB.keys["symsrv"][0]
 MiB = 1024 * 1024
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
+def wait_for(predicate: Callable[[], bool]) -> None:
+    polling.wait_for(predicate, timeout=20.0)  # reloads under load take longer than the default
 
 
 def reloads(proxy: ProxyProcess, result: str) -> float:
