@@ -106,12 +106,35 @@ def process(
             proc.wait()
 
 
-def wrk(url: str, duration: int, connections: int) -> float:
+def wrk(url: str, duration: int, connections: int, pid: int) -> tuple[float, float]:
+    """Requests per second, and the server's own CPU time per request in µs (user + system, of every
+    process in its process group: nginx's workers, debuginfod's threads, the proxy), which does not
+    depend on what else the machine runs."""
+    cpu_before = cpu_seconds(pid)
     out = run("wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url)
+    cpu = cpu_seconds(pid) - cpu_before
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not match:
+    total = re.search(r"(\d+) requests in", out)
+    if not match or not total:
         raise RuntimeError(f"unexpected wrk output: {out}")
-    return float(match.group(1))
+    return float(match.group(1)), cpu / max(1, int(total.group(1))) * 1e6
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds of the processes in process group ``pgid``."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid:  # fields[0] is field 3 of proc(5): state; [2] is pgrp
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _TICKS
 
 
 def ttfb(url: str) -> tuple[float, float]:
@@ -193,7 +216,7 @@ http {{
             "symbol-proxy": f"http://127.0.0.1:{proxy_port}",
         }
         with contextlib.ExitStack() as stack:
-            stack.enter_context(
+            nginx = stack.enter_context(
                 process(
                     [
                         "nginx",
@@ -209,7 +232,7 @@ http {{
                     work / "nginx.log",
                 )
             )
-            stack.enter_context(
+            dbg = stack.enter_context(
                 process(
                     ["debuginfod", "-p", str(dbg_port), "-d", ":memory:", "-t", "0", "-g", "0"],
                     work / "debuginfod.log",
@@ -237,24 +260,34 @@ http {{
             time.sleep(1.0)
             results["idle_rss_kib"] = {"symbol-proxy": rss_kib(proxy.pid)}
 
+            pids = {"nginx": nginx.pid, "debuginfod": dbg.pid, "symbol-proxy": proxy.pid}
             hits: dict[str, dict[str, float]] = {}
+            hits_cpu: dict[str, dict[str, float]] = {}
             for label in ("16KiB", "1MiB"):
-                hits[label] = {}
+                hits[label], hits_cpu[label] = {}, {}
                 for name, base in servers.items():
                     url = f"{base}/buildid/{ids[label]}/executable"
                     ttfb(url)  # warm: fills the caches
-                    hits[label][name] = wrk(url, args.duration, args.connections)
+                    ttfb(url)  # and the proxy's in-memory copy or open handle
+                    hits[label][name], hits_cpu[label][name] = wrk(
+                        url, args.duration, args.connections, pids[name]
+                    )
             results["hit_rps"] = hits
+            results["hit_cpu_us"] = hits_cpu
             neg: dict[str, float] = {}
+            neg_cpu: dict[str, float] = {}
             for name, base in servers.items():
                 url = f"{base}/buildid/{missing}/executable"
-                neg[name] = wrk(url, args.duration, args.connections)
+                neg[name], neg_cpu[name] = wrk(url, args.duration, args.connections, pids[name])
             results["cached_404_rps"] = neg
+            results["cached_404_cpu_us"] = neg_cpu
 
             miss: dict[str, dict[str, float]] = {}
             for name in ("debuginfod", "symbol-proxy"):
+                cpu_before = cpu_seconds(pids[name])
                 first, total = ttfb(f"{servers[name]}/buildid/{ids['100MiB']}/executable")
-                miss[name] = {"ttfb_s": first, "total_s": total}
+                cpu_per_mib = (cpu_seconds(pids[name]) - cpu_before) / 100 * 1e6
+                miss[name] = {"ttfb_s": first, "total_s": total, "cpu_us_per_mib": cpu_per_mib}
             first, total = ttfb(f"{servers['nginx']}/buildid/{ids['100MiB']}/executable")
             miss["nginx (no miss: static)"] = {"ttfb_s": first, "total_s": total}
             results["miss_100MiB"] = miss
@@ -295,24 +328,31 @@ def report(r: dict[str, object]) -> str:
         "|---|---|---|---|---|---|",
     ]
 
-    def row(name: str, values: dict[str, float]) -> None:
+    def row(name: str, values: dict[str, float], digits: int = 0) -> None:
         n, d, p = values["nginx"], values["debuginfod"], values["symbol-proxy"]
-        lines.append(f"| {name} | {n:,.0f} | {d:,.0f} | {p:,.0f} | {p / n:.2f} | {p / d:.2f} |")
+        lines.append(
+            f"| {name} | {n:,.{digits}f} | {d:,.{digits}f} | {p:,.{digits}f} | {p / n:.2f} | {p / d:.2f} |"
+        )
 
-    hits = r["hit_rps"]
-    assert isinstance(hits, dict)
+    hits, hits_cpu = r["hit_rps"], r["hit_cpu_us"]
+    assert isinstance(hits, dict) and isinstance(hits_cpu, dict)
     for label, values in hits.items():
         row(f"hit req/s, {label}", values)
-    neg = r["cached_404_rps"]
-    assert isinstance(neg, dict)
+        row(f"hit CPU µs/request, {label}", hits_cpu[label], 1)
+    neg, neg_cpu = r["cached_404_rps"], r["cached_404_cpu_us"]
+    assert isinstance(neg, dict) and isinstance(neg_cpu, dict)
     row("cached 404 req/s", neg)
+    row("cached 404 CPU µs/request", neg_cpu, 1)
     lines.append("")
-    lines.append("| 100 MiB miss | time to first byte | total |")
-    lines.append("|---|---|---|")
+    lines.append("| 100 MiB miss | time to first byte | total | server CPU µs per MiB |")
+    lines.append("|---|---|---|---|")
     miss = r["miss_100MiB"]
     assert isinstance(miss, dict)
     for name, values in miss.items():
-        lines.append(f"| {name} | {values['ttfb_s'] * 1000:.1f} ms | {values['total_s'] * 1000:.0f} ms |")
+        cpu = f"{values['cpu_us_per_mib']:,.0f}" if "cpu_us_per_mib" in values else "(static)"
+        lines.append(
+            f"| {name} | {values['ttfb_s'] * 1000:.1f} ms | {values['total_s'] * 1000:.0f} ms | {cpu} |"
+        )
     lines.append("")
     lines.append(
         f"idle RSS of symbol-proxy: {statistics.mean([r['idle_rss_kib']['symbol-proxy']]) / 1024:.1f} MiB"

@@ -15,17 +15,18 @@ from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 
 from symbol_proxy.config import load_text
+from tests.support.proxyserver import ProxyTestServer
 from tests.support.upstream import UpstreamStore
 
 StartProxy = Callable[..., Awaitable[TestServer]]
 
 
 @pytest.fixture
-async def start_proxy(
-    tmp_path: Path, aiohttp_server: Callable[..., Awaitable[TestServer]]
-) -> AsyncIterator[StartProxy]:
-    """Start a real proxy: ``await start_proxy(sources, cache={...}, ...)`` returns its server."""
+async def start_proxy(tmp_path: Path) -> AsyncIterator[StartProxy]:
+    """Start a real proxy: ``await start_proxy(sources, cache={...}, ...)`` returns its server, whose
+    connections start on the lean path as in production (``server/fastpath.py``)."""
     counter = itertools.count()
+    started: list[ProxyTestServer] = []
 
     async def start(sources: list[dict[str, Any]], **settings: Any) -> TestServer:
         n = next(counter)
@@ -39,10 +40,14 @@ async def start_proxy(
 
         config = load_text(yaml.safe_dump(document))
         app = create_app(config, registry=CollectorRegistry())
-        server: TestServer = await aiohttp_server(app)
+        server = ProxyTestServer(app)
+        await server.start_server()
+        started.append(server)
         return server
 
     yield start
+    for server in reversed(started):
+        await server.close()
 
 
 @pytest.fixture

@@ -90,8 +90,7 @@ def with_overrides(config: ProxyConfig, args: argparse.Namespace) -> ProxyConfig
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
+    from symbol_proxy.server import serving
     from symbol_proxy.server.app import create_app
 
     config, path = _load(args.config)
@@ -108,17 +107,7 @@ def _serve(args: argparse.Namespace) -> int:
         config.listen.port,
         config.cache.dir,
     )
-    web.run_app(
-        app,
-        host=config.listen.host,
-        port=config.listen.port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=10,
-        # A client that goes away stops waiting: its handler is cancelled, so a download nobody
-        # waits for any more can be cancelled too (``Downloads.attending``).
-        handler_cancellation=True,
-    )
+    asyncio.run(serving.serve(app, config.listen.host, config.listen.port))
     return 0
 
 

@@ -106,6 +106,17 @@ class Metrics:
             "When the active configuration was loaded.",
             registry=registry,
         )
+        self.lean_answers = Counter(
+            "symproxy_lean_path_answers_total",
+            "Requests answered on the lean path (hits, remembered 404s, health checks from memory).",
+            registry=registry,
+        )
+        self.lean_handovers = Counter(
+            "symproxy_lean_path_handovers_total",
+            "Connections handed to the full request path (a request the lean path does not answer); "
+            "that request and every later one on the connection take the full path.",
+            registry=registry,
+        )
         # Pre-create the known series so they exist at zero from the start.
         # The request path looks children up in plain dicts: ``labels()`` costs a lock and a hash
         # of the label tuple on every call.

@@ -22,7 +22,7 @@ from aiohttp import web
 from symbol_proxy.cache.store import CachedFile
 from symbol_proxy.server import ranges
 
-__all__ = ["HotFiles", "head_response", "send_file"]
+__all__ = ["HotFiles", "head_response", "send_file", "validators"]
 
 FALLBACK_CHUNK = 256 * 1024
 
@@ -37,6 +37,8 @@ class HotFiles:
         self._bytes = 0
         self._lock = threading.Lock()
         self._handles: collections.OrderedDict[tuple[str, int], BinaryIO] = collections.OrderedDict()
+        self._borrowed: dict[BinaryIO, int] = {}
+        self._retired: set[BinaryIO] = set()
 
     def get(self, entry: CachedFile) -> bytes | None:
         key = (str(entry.path), entry.mtime_ns)
@@ -63,40 +65,75 @@ class HotFiles:
         with self._lock:
             self._items.clear()
             self._bytes = 0
-            handles = list(self._handles.values())
+            closing = [h for handle in self._handles.values() for h in self._retire_locked(handle)]
             self._handles.clear()
-        for handle in handles:
+        for handle in closing:
             handle.close()
 
     # Open handles of large files, like nginx's open_file_cache: a hit then costs no open() and no
     # executor round trip; sendfile passes explicit offsets, so concurrent responses can share one
-    # handle. A response only uses a handle while its request pins the file, and the cache tells
-    # us (``forget``) about every file it removes, which is never a pinned one: the handle is
-    # closed at once, so a removed file's blocks never stay on disk beyond the cap.
+    # handle. A response borrows a handle (``borrow``/``give_back``) while its request pins the
+    # file; a handle leaves the table when its file leaves the cache (``forget``) or when newer
+    # ones push it out, and is closed as soon as nobody borrows it: never under a response (its
+    # descriptor number could be reused by another file), and a removed file's blocks never stay
+    # on disk longer than the responses that send it.
     max_handles = 32
 
-    def handle(self, entry: CachedFile) -> BinaryIO | None:
+    def borrow(self, entry: CachedFile) -> BinaryIO | None:
         key = (str(entry.path), entry.mtime_ns)
         with self._lock:
             handle = self._handles.get(key)
             if handle is not None:
                 self._handles.move_to_end(key)
+                self._borrowed[handle] = self._borrowed.get(handle, 0) + 1
             return handle
 
-    def keep_handle(self, entry: CachedFile, handle: BinaryIO) -> None:
+    def give_back(self, handle: BinaryIO) -> None:
         with self._lock:
-            self._handles[(str(entry.path), entry.mtime_ns)] = handle
-            while len(self._handles) > self.max_handles:
-                _, old = self._handles.popitem(last=False)
-                old.close()
+            users = self._borrowed.pop(handle, 0) - 1
+            if users > 0:
+                self._borrowed[handle] = users
+                return
+            close = handle in self._retired
+            self._retired.discard(handle)
+        if close:
+            handle.close()
+
+    def keep_handle(self, entry: CachedFile, handle: BinaryIO) -> BinaryIO:
+        """Keep ``handle`` (already borrowed once by the caller); returns the handle to use, which
+        is the one already kept if another response opened the same file meanwhile."""
+        key = (str(entry.path), entry.mtime_ns)
+        with self._lock:
+            kept = self._handles.get(key)
+            if kept is not None:
+                self._borrowed[kept] = self._borrowed.get(kept, 0) + 1
+                closing = [handle]
+                handle = kept
+            else:
+                self._handles[key] = handle
+                self._borrowed[handle] = self._borrowed.get(handle, 0) + 1
+                closing = []
+                while len(self._handles) > self.max_handles:
+                    _, old = self._handles.popitem(last=False)
+                    closing += self._retire_locked(old)
+        for old in closing:
+            old.close()
+        return handle
+
+    def _retire_locked(self, handle: BinaryIO) -> list[BinaryIO]:
+        if self._borrowed.get(handle, 0) > 0:
+            self._retired.add(handle)
+            return []
+        return [handle]
 
     def forget(self, path: Path) -> None:
-        """``path`` left the cache: close its handles. Safe from any thread."""
+        """``path`` left the cache: close its handles once no response uses them. Any thread."""
         name = str(path)
+        closing: list[BinaryIO] = []
         with self._lock:
-            gone = [key for key in self._handles if key[0] == name]
-            handles = [self._handles.pop(key) for key in gone]
-        for handle in handles:
+            for key in [key for key in self._handles if key[0] == name]:
+                closing += self._retire_locked(self._handles.pop(key))
+        for handle in closing:
             handle.close()
 
 
@@ -108,6 +145,11 @@ def _read_whole(entry: CachedFile) -> bytes:
     return data
 
 
+def validators(entry: CachedFile) -> dict[str, str]:
+    """``ETag``, ``Last-Modified`` and ``Accept-Ranges`` of a cached file's responses."""
+    return {"ETag": entry.etag, "Last-Modified": ranges.http_date(entry.mtime_ns), "Accept-Ranges": "bytes"}
+
+
 async def send_file(
     request: web.Request, entry: CachedFile, headers: dict[str, str], hot: HotFiles
 ) -> web.StreamResponse:
@@ -116,12 +158,7 @@ async def send_file(
     decision = ranges.plan(
         request.method, request.headers, size=entry.size, mtime_ns=entry.mtime_ns, etag=etag
     )
-    headers = {
-        **headers,
-        "ETag": etag,
-        "Last-Modified": ranges.http_date(entry.mtime_ns),
-        "Accept-Ranges": "bytes",
-    }
+    headers = {**headers, **validators(entry)}
     if decision.status in (304, 412):
         return web.Response(status=decision.status, headers={"ETag": etag})
     if decision.content_range is not None:
@@ -137,13 +174,23 @@ async def send_file(
             data = await loop.run_in_executor(None, _read_whole, entry)
             hot.put(entry, data)
         return web.Response(status=decision.status, headers=headers, body=data[decision.start : decision.end])
-    handle = hot.handle(entry)
+    handle = hot.borrow(entry)
     if handle is None:
-        handle = await loop.run_in_executor(None, open, entry.path, "rb")
-        if os.fstat(handle.fileno()).st_size != entry.size:
-            handle.close()
+        opened = await loop.run_in_executor(None, open, entry.path, "rb")
+        if os.fstat(opened.fileno()).st_size != entry.size:
+            opened.close()
             raise FileNotFoundError(entry.path)
-        hot.keep_handle(entry, handle)
+        handle = hot.keep_handle(entry, opened)
+    try:
+        return await _send_range(request, decision, headers, handle)
+    finally:
+        hot.give_back(handle)
+
+
+async def _send_range(
+    request: web.Request, decision: ranges.Plan, headers: dict[str, str], handle: BinaryIO
+) -> web.StreamResponse:
+    loop = asyncio.get_running_loop()
     response = web.StreamResponse(status=decision.status, headers=headers)
     response.content_length = decision.length
     await response.prepare(request)

@@ -34,7 +34,7 @@ from symbol_proxy.fetching import fetch_into
 from symbol_proxy.server import cabs, contents, files
 from symbol_proxy.server.state import STATE, State
 
-__all__ = ["routes"]
+__all__ = ["debuginfod_file", "file_headers", "parse_debuginfod", "parse_symsrv", "parse_unified", "routes"]
 
 log = logging.getLogger(__name__)
 
@@ -54,23 +54,23 @@ size to stream a CAB of, asks again."""
 
 # Parsing is pure, and the same keys are asked for again and again: remember recent results
 # (including the NotALookup ones, which the wrappers re-raise).
-_parse_symsrv = functools.lru_cache(maxsize=16384)(keys.parse_symsrv_request)
-_parse_unified = functools.lru_cache(maxsize=16384)(keys.parse_unified_request)
-_parse_debuginfod = functools.lru_cache(maxsize=16384)(keys.parse_debuginfod_request)
+parse_symsrv = functools.lru_cache(maxsize=16384)(keys.parse_symsrv_request)
+parse_unified = functools.lru_cache(maxsize=16384)(keys.parse_unified_request)
+parse_debuginfod = functools.lru_cache(maxsize=16384)(keys.parse_debuginfod_request)
 
 
 async def symbols(request: web.Request) -> web.StreamResponse:
-    return await _lookup(request, "symsrv", partial(_parse_symsrv, request.match_info["path"]))
+    return await _lookup(request, "symsrv", partial(parse_symsrv, request.match_info["path"]))
 
 
 async def unified(request: web.Request) -> web.StreamResponse:
-    return await _lookup(request, "unified", partial(_parse_unified, request.match_info["path"]))
+    return await _lookup(request, "unified", partial(parse_unified, request.match_info["path"]))
 
 
 async def debuginfod(request: web.Request) -> web.StreamResponse:
     build_id = request.match_info["build_id"]
     kind = request.match_info["kind"]
-    return await _lookup(request, "debuginfod", partial(_parse_debuginfod, build_id, kind))
+    return await _lookup(request, "debuginfod", partial(parse_debuginfod, build_id, kind))
 
 
 async def debuginfod_unsupported(request: web.Request) -> web.StreamResponse:
@@ -139,7 +139,7 @@ async def _debuginfod_lookup(request: web.Request, state: State, lookup: keys.Lo
     return await _serve(request, state, "debuginfod", lookup, maxsize=maxsize)
 
 
-def _debuginfod_file(state: State, lookup: keys.Lookup) -> str:
+def debuginfod_file(state: State, lookup: keys.Lookup) -> str:
     """What elfutils' server puts in ``X-DEBUGINFOD-FILE``: the file's path where it is stored. Here
     that is its location in the source that had it; after a restart (locations are not kept on
     disk) the request's own path, ``/buildid/<id>/<kind>``."""
@@ -154,10 +154,15 @@ def _extra_headers(state: State, protocol: str, lookup: keys.Lookup, size: int |
     headers = {"Content-Type": OCTET_STREAM}
     if protocol == "debuginfod":
         headers["Cache-Control"] = "public"
-        headers["X-DEBUGINFOD-FILE"] = _debuginfod_file(state, lookup)
+        headers["X-DEBUGINFOD-FILE"] = debuginfod_file(state, lookup)
         if size is not None:
             headers["X-DEBUGINFOD-SIZE"] = str(size)
     return headers
+
+
+def file_headers(state: State, protocol: str, lookup: keys.Lookup, entry: CachedFile) -> dict[str, str]:
+    """The headers of a whole cached file sent as ``lookup``'s answer (the lean path sends the same)."""
+    return {**_extra_headers(state, protocol, lookup, entry.size), **files.validators(entry)}
 
 
 async def _serve(
@@ -195,9 +200,7 @@ async def _serve_pinned(
         metrics.count_request(protocol, "hit")
         if lookup.variant is keys.Variant.COMPRESSED:
             return await _serve_cab(request, state, protocol, lookup, entry)
-        return await files.send_file(
-            request, entry, _extra_headers(state, protocol, lookup, entry.size), state.hot
-        )
+        return await files.send_file(request, entry, file_headers(state, protocol, lookup, entry), state.hot)
 
     download = _start_download(state, lookup)
     with state.downloads.attending(download):
@@ -227,7 +230,7 @@ async def _serve_pinned(
                 if compressed:
                     return await _serve_cab(request, state, protocol, lookup, cached)
                 return await files.send_file(
-                    request, cached, _extra_headers(state, protocol, lookup, cached.size), state.hot
+                    request, cached, file_headers(state, protocol, lookup, cached), state.hot
                 )
         if compressed:
             if started.size is None:

@@ -1,0 +1,458 @@
+"""The lean path: cache hits, remembered 404s and health checks answered below aiohttp's routing.
+
+Most of what a symbol proxy answers is the same few thousand files and misses, asked for again and
+again. aiohttp's general request path (a request object, routing, middlewares, a response object,
+header serialisation) costs several times what the answer itself does, so every connection starts
+on ``FastProtocol``, a plain ``asyncio.Protocol`` that reads requests itself and answers those it
+can answer exactly as the full handlers would, from memory:
+
+- ``GET``/``HEAD`` of ``/symbols/``, ``/proxy/``, ``/unified/`` and ``/buildid/<id>/<kind>`` whose
+  answer is a cached file (small files from the in-memory ``HotFiles``, larger ones with
+  ``sendfile`` from a handle ``HotFiles`` keeps open) or a remembered "not found";
+- a path that is not a lookup (the same fast 404 the handlers give), ``/healthz``, ``/healthcheck``.
+
+Anything else (a miss, a CAB, a range or conditional request, a ``SymbolChecksum``, a query string,
+escapes, repeated slashes, a body, HTTP/1.0, ``Connection`` or ``Expect`` headers, a header block
+it cannot read) hands the connection to aiohttp from that request on, with every byte not yet
+answered, and aiohttp serves it and whatever follows on that connection as before. So the full
+handlers remain the reference: the lean path answers a request only when it knows their answer,
+and the tests run against this path (``tests/sidecar/test_fastpath.py`` compares the two).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import email.utils
+import logging
+import socket
+import time
+import weakref
+from collections.abc import Callable
+from typing import BinaryIO
+
+from aiohttp import web
+from aiohttp.http import SERVER_SOFTWARE
+
+from symbol_proxy import keys
+from symbol_proxy.cache.store import CachedFile, Miss
+from symbol_proxy.server import handlers
+from symbol_proxy.server.state import STATE, State
+
+__all__ = ["Answer", "FastProtocol", "FastSite"]
+
+log = logging.getLogger(__name__)
+
+MAX_HEAD = 8190
+"""A request head longer than this is left to aiohttp, whose limit for one line is the same: it
+answers 400 or 431 as it should, or serves a long but valid head."""
+KEEPALIVE_SECONDS = 75.0
+"""Idle keep-alive connections are closed after this long, as aiohttp does."""
+_REQUEST_END = b"\r\n\r\n"
+_HANDED_OVER_HEADERS = frozenset(
+    {
+        "range",
+        "if-range",
+        "if-match",
+        "if-none-match",
+        "if-modified-since",
+        "if-unmodified-since",
+        "symbolchecksum",
+        "x-debuginfod-maxsize",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "expect",
+        "upgrade",
+    }
+)
+"""Request headers that can change the answer or the framing: such requests take the full path."""
+_STATUS_LINES = {200: b"HTTP/1.1 200 OK\r\n", 404: b"HTTP/1.1 404 Not Found\r\n"}
+SERVER = SERVER_SOFTWARE
+"""The ``Server`` header aiohttp sends on the full path: the two paths answer alike."""
+
+
+class _Dates:
+    """The ``Date`` header, formatted once a second."""
+
+    __slots__ = ("_line", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._line = b""
+
+    def line(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._line = f"Date: {email.utils.formatdate(now, usegmt=True)}\r\n".encode()
+        return self._line
+
+
+_DATES = _Dates()
+
+
+class Answer:
+    """What the lean path answers one request with: a head (without ``Date``), then either a body
+    in memory or ``length`` bytes of an open file sent with ``sendfile`` while the file is pinned."""
+
+    __slots__ = ("body", "handle", "head", "key", "length")
+
+    def __init__(
+        self,
+        head: bytes,
+        body: bytes = b"",
+        *,
+        handle: BinaryIO | None = None,
+        length: int = 0,
+        key: str = "",
+    ) -> None:
+        self.head = head
+        self.body = body
+        self.handle = handle
+        self.length = length
+        self.key = key
+
+
+def _head(status: int, headers: dict[str, str], length: int) -> bytes:
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return _STATUS_LINES[status] + f"Server: {SERVER}\r\n{lines}Content-Length: {length}\r\n".encode()
+
+
+def _text(status: int, text: str, head_only: bool) -> Answer:
+    body = text.encode()
+    head = _head(status, {"Content-Type": "text/plain; charset=utf-8"}, len(body))
+    return Answer(head, b"" if head_only else body)
+
+
+_PROTOCOLS: tuple[tuple[str, str, Callable[[str], keys.Lookup]], ...] = (
+    ("/symbols/", "symsrv", handlers.parse_symsrv),
+    ("/proxy/", "symsrv", handlers.parse_symsrv),
+    ("/unified/", "unified", handlers.parse_unified),
+)
+
+
+class Answers:
+    """Decides, from the application's state, whether the lean path can answer a request."""
+
+    __slots__ = ("_app", "_heads")
+
+    MAX_HEADS = 8192
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+        self._heads: dict[tuple[str, str, int, int, str], bytes] = {}
+
+    @property
+    def state(self) -> State:
+        return self._app[STATE]
+
+    def answer(self, method: str, path: str, headers: dict[str, str]) -> Answer | None:
+        head_only = method == "HEAD"
+        if path == "/healthz":
+            return _text(200, "ok\n", head_only)
+        if path == "/healthcheck":
+            return _text(200, "ok", head_only)
+        for prefix, protocol, parse in _PROTOCOLS:
+            if path.startswith(prefix):
+                rest = path[len(prefix) :]
+                if not rest:
+                    return None
+                return self._lookup(protocol, parse, (rest,), head_only)
+        if path.startswith("/buildid/"):
+            parts = path[len("/buildid/") :].split("/")
+            if len(parts) != 2 or not parts[0] or not parts[1] or "x-debuginfod-maxsize" in headers:
+                return None
+            build_id, kind = parts
+            return self._lookup("debuginfod", handlers.parse_debuginfod, (build_id, kind), head_only)
+        return None
+
+    def _lookup(
+        self,
+        protocol: str,
+        parse: Callable[..., keys.Lookup],
+        args: tuple[str, ...],
+        head_only: bool,
+    ) -> Answer | None:
+        state = self.state
+        started = time.monotonic()
+        try:
+            lookup = parse(*args)
+        except keys.NotALookup as exc:
+            state.metrics.count_request(protocol, "invalid")
+            state.metrics.observe_request(protocol, time.monotonic() - started)
+            return _text(404, f"not found: {exc}\n", head_only)
+        if lookup.variant is keys.Variant.COMPRESSED:
+            return None
+        key = state.runtime.resolver.cache_key(lookup)
+        entry = state.cache.get(key)
+        if isinstance(entry, Miss):
+            if entry.kind not in ("not_found", "denied"):
+                return None  # a remembered upstream failure: its Retry-After is worked out there
+            state.metrics.count_request(protocol, "negative_hit")
+            state.metrics.observe_request(protocol, time.monotonic() - started)
+            return _text(404, "not found: no configured source has this file\n", head_only)
+        if not isinstance(entry, CachedFile):
+            return None
+        lookup = lookup if key == lookup.cache_key else _with_key(lookup, key)
+        hot = state.hot
+        body = b""
+        handle: BinaryIO | None = None
+        if head_only:
+            pass
+        elif entry.size <= hot.max_file:
+            body = hot.get(entry)  # type: ignore[assignment]
+            if body is None:
+                return None  # the full path reads it (once) into HotFiles
+        else:
+            handle = hot.borrow(entry)
+            if handle is None:
+                return None  # the full path opens it (once) and keeps the handle
+        head = self._hit_head(state, protocol, lookup, entry)
+        state.metrics.count_request(protocol, "hit")
+        state.metrics.observe_request(protocol, time.monotonic() - started)
+        return Answer(head, body, handle=handle, length=entry.size, key=key)
+
+    def _hit_head(self, state: State, protocol: str, lookup: keys.Lookup, entry: CachedFile) -> bytes:
+        location = handlers.debuginfod_file(state, lookup) if protocol == "debuginfod" else ""
+        memo = (entry.key, protocol, entry.mtime_ns, entry.size, location)
+        head = self._heads.get(memo)
+        if head is None:
+            headers = handlers.file_headers(state, protocol, lookup, entry)
+            head = _head(200, headers, entry.size)
+            if len(self._heads) >= self.MAX_HEADS:
+                self._heads.clear()
+            self._heads[memo] = head
+        return head
+
+
+def _with_key(lookup: keys.Lookup, key: str) -> keys.Lookup:
+    return dataclasses.replace(lookup, cache_key=key)
+
+
+def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]] | None:
+    """(method, path, lowercased headers) of a request head the lean path may answer, else None."""
+    try:
+        text = head.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    lines = text.split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or parts[2] != "HTTP/1.1" or parts[0] not in ("GET", "HEAD"):
+        return None
+    method, path, _ = parts
+    if not path.startswith("/") or "?" in path or "%" in path or "//" in path or "/." in path:
+        return None
+    if "#" in path:
+        return None
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip() or name[0] in " \t":
+            return None
+        name = name.lower()
+        if name in _HANDED_OVER_HEADERS or name in headers:
+            return None
+        headers[name] = value.strip()
+    return method, path, headers
+
+
+class FastProtocol(asyncio.Protocol):
+    """One client connection, answered on the lean path until a request needs the full one."""
+
+    def __init__(self, server: web.Server, answers: Answers, live: weakref.WeakSet[FastProtocol]) -> None:
+        self._server = server
+        self._answers = answers
+        self._live = live
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._sending: asyncio.Task[None] | None = None
+        self._paused = False
+        self._handed_over = False
+        self.last_active = 0.0
+
+    # -- asyncio.Protocol -----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self.last_active = time.monotonic()
+        self._live.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        self.last_active = time.monotonic()
+        self._process()
+
+    def eof_received(self) -> bool | None:
+        return None  # close once what was asked is answered (the transport closes after writes)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # A file being sent finds the transport closed, gives its handle back and unpins.
+        self._live.discard(self)
+        self._transport = None
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.resume_reading()
+            self._process()
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def close_if_idle(self, now: float) -> None:
+        idle = self._sending is None and not self._buffer and now - self.last_active > KEEPALIVE_SECONDS
+        if idle and self._transport is not None:
+            self._transport.close()
+
+    def _process(self) -> None:
+        transport = self._transport
+        while transport is not None and not self._handed_over and self._sending is None and not self._paused:
+            end = self._buffer.find(_REQUEST_END, 0, MAX_HEAD + len(_REQUEST_END))
+            if end < 0 and len(self._buffer) <= MAX_HEAD:
+                return  # not complete yet
+            if end < 0:
+                self._hand_over()  # longer than any lookup: aiohttp judges it (400 or 431)
+                return
+            parsed = _parse_head(bytes(self._buffer[:end]))
+            answer = None
+            if parsed is not None:
+                try:
+                    answer = self._answers.answer(*parsed)
+                except Exception:  # never fail a request here: the full path will answer it
+                    log.exception("lean path: unexpected failure, handing the request to aiohttp")
+                    answer = None
+            if answer is None:
+                self._hand_over()
+                return
+            self._answers.state.metrics.lean_answers.inc()
+            del self._buffer[: end + len(_REQUEST_END)]
+            transport.write(answer.head + _DATES.line() + b"\r\n" + answer.body)
+            if answer.handle is not None:
+                # Pinned now, before anything else runs: the file and its handle stay until sent.
+                pin = contextlib.ExitStack()
+                pin.enter_context(self._answers.state.cache.pinned(answer.key))
+                self._sending = asyncio.ensure_future(self._send_file(answer, pin, transport))
+
+    async def _send_file(
+        self, answer: Answer, pin: contextlib.ExitStack, transport: asyncio.Transport
+    ) -> None:
+        assert answer.handle is not None
+        loop = asyncio.get_running_loop()
+        with pin:
+            try:
+                await loop.sendfile(transport, answer.handle, 0, answer.length, fallback=True)
+            except (OSError, ValueError, RuntimeError):
+                # The client went away mid-body: the headers are out, so only cutting the
+                # connection keeps a client from taking a short body for a whole file.
+                transport.abort()
+                return
+            finally:
+                self._answers.state.hot.give_back(answer.handle)
+                self._sending = None
+        self.last_active = time.monotonic()
+        self._process()
+
+    def _hand_over(self) -> None:
+        """From the current request on, aiohttp serves this connection."""
+        transport = self._transport
+        assert transport is not None
+        self._handed_over = True
+        self._live.discard(self)
+        self._answers.state.metrics.lean_handovers.inc()
+        protocol = self._server()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if self._paused:
+            protocol.pause_writing()
+        if self._buffer:
+            pending = bytes(self._buffer)
+            self._buffer.clear()
+            protocol.data_received(pending)
+
+
+class FastSite(web.BaseSite):
+    """A TCP site whose connections start on the lean path (``FastProtocol``).
+
+    ``reuse_port`` lets several processes listen on one port (``--workers``); ``sock`` serves an
+    already bound socket instead of ``host``/``port``."""
+
+    __slots__ = ("_host", "_live", "_port", "_reuse_port", "_sock", "_sweeper")
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        reuse_port: bool = False,
+        sock: socket.socket | None = None,
+        backlog: int = 1024,
+    ) -> None:
+        super().__init__(runner, backlog=backlog)
+        self._host = host
+        self._port = port
+        self._reuse_port = reuse_port
+        self._sock = sock
+        self._live: weakref.WeakSet[FastProtocol] = weakref.WeakSet()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    @property
+    def port(self) -> int:
+        assert isinstance(self._server, asyncio.Server)
+        sockets = self._server.sockets
+        return int(sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        await super().start()
+        runner = self._runner
+        server = runner.server
+        assert server is not None and isinstance(runner, web.AppRunner)
+        answers = Answers(runner.app)
+        loop = asyncio.get_running_loop()
+
+        def factory() -> FastProtocol:
+            return FastProtocol(server, answers, self._live)
+
+        if self._sock is not None:
+            self._server = await loop.create_server(factory, sock=self._sock, backlog=self._backlog)
+        else:
+            self._server = await loop.create_server(
+                factory,
+                self._host,
+                self._port,
+                backlog=self._backlog,
+                reuse_address=True,
+                reuse_port=self._reuse_port or None,
+            )
+        self._sweeper = asyncio.ensure_future(self._sweep())
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(KEEPALIVE_SECONDS / 5)
+            now = time.monotonic()
+            for protocol in list(self._live):
+                protocol.close_if_idle(now)
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await super().stop()
+        for protocol in list(self._live):
+            protocol.close_if_idle(float("inf"))
