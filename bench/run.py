@@ -156,6 +156,12 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--skip-2gib", action="store_true")
+    parser.add_argument(
+        "--proxy",
+        default=str(REPO / ".venv/bin/symbol-proxy"),
+        help="the symbol-proxy executable (another checkout's, for a before/after run)",
+    )
+    parser.add_argument("--out", default="latest.json", help="file name under bench/results/")
     args = parser.parse_args()
     for tool in ("wrk", "nginx", "debuginfod", "gcc", "objcopy", "curl"):
         if not shutil.which(tool):
@@ -245,7 +251,7 @@ http {{
             proxy = stack.enter_context(
                 process(
                     [
-                        str(REPO / ".venv/bin/symbol-proxy"),
+                        args.proxy,
                         "--log-level",
                         "warning",
                         "serve",
@@ -317,7 +323,7 @@ http {{
 
     out = REPO / "bench" / "results"
     out.mkdir(exist_ok=True)
-    (out / "latest.json").write_text(json.dumps(results, indent=2))
+    (out / args.out).write_text(json.dumps(results, indent=2))
     print(report(results))
     return 0
 

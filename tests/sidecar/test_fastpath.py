@@ -1,9 +1,9 @@
 """The lean path (``server/fastpath.py``) answers exactly as the full request path would.
 
-Every connection starts on the lean path; a request with a ``Connection`` header (or anything else
-the lean path leaves alone) hands its connection to aiohttp's full routing. So the same request
-sent twice, plainly and with ``Connection: keep-alive``, gets one answer from each path: they must
-be the same, byte for byte, apart from ``Date``. The lean path's counters say which path answered.
+Every connection starts on the lean path; a request with a query string (which the handlers
+ignore) or anything else the lean path leaves alone hands its connection to aiohttp's full
+routing. So the same request sent twice, with and without ``?full``, gets one answer from each
+path: they must be the same, byte for byte, apart from ``Date``. The lean path's counters say which path answered.
 Raw sockets drive the sequences real clients produce: pipelined requests, a request split across
 writes, a lean request after a handed-over one, a file evicted while it is being sent.
 """
@@ -103,12 +103,12 @@ def counted(server: TestServer) -> tuple[float, float]:
 async def ask_both(server: TestServer, path: str, method: str = "GET") -> tuple[Answer, Answer]:
     """The answer of the full path, then of the lean path, to the same request."""
     full = await Raw.open(server)
-    await full.send(request(path, method, "Connection: keep-alive\r\n"))
+    await full.send(request(path + "?full", method))
     full_answer = await full.response(head_request=method == "HEAD")
     await full.close()
     lean = await Raw.open(server)
     before = counted(server)
-    await lean.send(request(path, method))
+    await lean.send(request(path, method, "Connection: keep-alive\r\n"))  # as requests sends
     lean_answer = await lean.response(head_request=method == "HEAD")
     after = counted(server)
     await lean.close()

@@ -12,7 +12,7 @@ can answer exactly as the full handlers would, from memory:
 - a path that is not a lookup (the same fast 404 the handlers give), ``/healthz``, ``/healthcheck``.
 
 Anything else (a miss, a CAB, a range or conditional request, a ``SymbolChecksum``, a query string,
-escapes, repeated slashes, a body, HTTP/1.0, ``Connection`` or ``Expect`` headers, a header block
+escapes, repeated slashes, a body, HTTP/1.0, ``Connection: close``, ``Expect``, a header block
 it cannot read) hands the connection to aiohttp from that request on, with every byte not yet
 answered, and aiohttp serves it and whatever follows on that connection as before. So the full
 handlers remain the reference: the lean path answers a request only when it knows their answer,
@@ -30,7 +30,7 @@ import socket
 import time
 import weakref
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
@@ -62,7 +62,6 @@ _HANDED_OVER_HEADERS = frozenset(
         "x-debuginfod-maxsize",
         "content-length",
         "transfer-encoding",
-        "connection",
         "expect",
         "upgrade",
     }
@@ -136,12 +135,13 @@ _PROTOCOLS: tuple[tuple[str, str, Callable[[str], keys.Lookup]], ...] = (
 class Answers:
     """Decides, from the application's state, whether the lean path can answer a request."""
 
-    __slots__ = ("_app", "_heads")
+    __slots__ = ("_app", "_heads", "_sendfile")
 
     MAX_HEADS = 8192
 
-    def __init__(self, app: web.Application) -> None:
+    def __init__(self, app: web.Application, *, sendfile: bool) -> None:
         self._app = app
+        self._sendfile = sendfile
         self._heads: dict[tuple[str, str, int, int, str], bytes] = {}
 
     @property
@@ -205,6 +205,8 @@ class Answers:
             body = hot.get(entry)  # type: ignore[assignment]
             if body is None:
                 return None  # the full path reads it (once) into HotFiles
+        elif not self._sendfile:
+            return None  # uvloop has no sendfile: the full path copies through the loop
         else:
             handle = hot.borrow(entry)
             if handle is None:
@@ -254,7 +256,10 @@ def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]] | None:
         name = name.lower()
         if name in _HANDED_OVER_HEADERS or name in headers:
             return None
-        headers[name] = value.strip()
+        value = value.strip()
+        if name == "connection" and value.lower() != "keep-alive":
+            return None  # close (or anything else): the full path answers and closes
+        headers[name] = value
     return method, path, headers
 
 
@@ -275,11 +280,11 @@ class FastProtocol(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not subclasses of asyncio's, but have the same methods.
+        self._transport = cast(asyncio.Transport, transport)
         self.last_active = time.monotonic()
         self._live.add(self)
-        sock = transport.get_extra_info("socket")
+        sock = self._transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -422,8 +427,9 @@ class FastSite(web.BaseSite):
         runner = self._runner
         server = runner.server
         assert server is not None and isinstance(runner, web.AppRunner)
-        answers = Answers(runner.app)
         loop = asyncio.get_running_loop()
+        # asyncio's own loop sends files with sendfile(2); others (uvloop) may not have it at all.
+        answers = Answers(runner.app, sendfile=isinstance(loop, asyncio.BaseEventLoop))
 
         def factory() -> FastProtocol:
             return FastProtocol(server, answers, self._live)
