@@ -19,6 +19,7 @@ lint:
 bench:  ## the side-by-side benchmark against nginx and elfutils debuginfod
 	scripts/setup --bench
 	.venv/bin/python bench/run.py
+	.venv/bin/python bench/fanout.py
 
 mutation:  ## mutation testing of the core modules with mutmut (slow, not part of test); MODULES="keys ranges" for some
 	scripts/setup --test
