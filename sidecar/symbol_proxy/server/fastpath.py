@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import email.utils
+import functools
 import logging
 import socket
 import time
@@ -119,7 +120,9 @@ def _head(status: int, headers: dict[str, str], length: int) -> bytes:
     return _STATUS_LINES[status] + f"Server: {SERVER}\r\n{lines}Content-Length: {length}\r\n".encode()
 
 
+@functools.lru_cache(maxsize=1024)
 def _text(status: int, text: str, head_only: bool) -> Answer:
+    """A text answer; the same few (404s, health) are built once. Answers are never modified."""
     body = text.encode()
     head = _head(status, {"Content-Type": "text/plain; charset=utf-8"}, len(body))
     return Answer(head, b"" if head_only else body)
