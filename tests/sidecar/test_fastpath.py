@@ -3,9 +3,10 @@
 Every connection starts on the lean path; a request with a query string (which the handlers
 ignore) or anything else the lean path leaves alone hands its connection to aiohttp's full
 routing. So the same request sent twice, with and without ``?full``, gets one answer from each
-path: they must be the same, byte for byte, apart from ``Date``. The lean path's counters say which path answered.
-Raw sockets drive the sequences real clients produce: pipelined requests, a request split across
-writes, a lean request after a handed-over one, a file evicted while it is being sent.
+path: they must be the same, byte for byte, apart from ``Date``. The lean path's counters say
+which path answered. Raw sockets drive the sequences real clients produce: pipelined requests, a
+request split across writes, a connection that returns to the lean path after the full one, a file
+evicted while it is being sent.
 """
 
 from __future__ import annotations
@@ -301,3 +302,55 @@ def test_a_kept_handle_is_closed_only_when_no_response_uses_it(tmp_path: Path) -
     assert not second.closed  # still kept
     hot.clear()
     assert second.closed
+
+
+async def test_a_connection_returns_to_the_lean_path_once_aiohttp_has_answered(
+    tmp_path: Path, start_proxy: StartProxy
+) -> None:
+    """A debugger keeps one connection and mixes misses with hits: after each request the full
+    path answered, the next hit is a lean answer again."""
+    server = await start_proxy(_store(tmp_path))
+    small = "/" + _keys(SMALL_ELF, "debuginfod")[0]
+    pdb = "/symbols/" + _keys(PDB, "symsrv")[0]
+    conn = await Raw.open(server)
+    steps = [
+        (small, "", "full", SMALL_ELF),  # a miss (its answer also keeps the file in memory)
+        (small, "", "lean", SMALL_ELF),
+        (pdb, "", "full", PDB),  # another miss on the same connection
+        (small, "", "lean", SMALL_ELF),
+        (small, "Range: bytes=0-99\r\n", "full", SMALL_ELF),
+        (small, "", "lean", SMALL_ELF),
+    ]
+    for path, extra, where, fixture in steps:
+        before = counted(server)
+        await conn.send(request(path, extra=extra))
+        status, _, body = await conn.response()
+        data = (FIXTURES / fixture).read_bytes()
+        assert (status, body) == ((206, data[:100]) if extra else (200, data)), (path, extra)
+        lean, handed = counted(server)
+        assert (lean - before[0], handed - before[1]) == ((1, 0) if where == "lean" else (0, 1)), (
+            path,
+            where,
+        )
+    await conn.close()
+
+
+async def test_after_a_request_with_a_body_the_connection_stays_with_aiohttp(
+    tmp_path: Path, start_proxy: StartProxy
+) -> None:
+    server = await start_proxy(_store(tmp_path))
+    small = "/" + _keys(SMALL_ELF, "debuginfod")[0]
+    conn = await Raw.open(server)
+    for _ in range(2):
+        await conn.send(request(small))
+        await conn.response()
+    await conn.send(b"POST /healthz HTTP/1.1\r\nHost: proxy\r\nContent-Length: 5\r\n\r\nhello")
+    status, _, _ = await conn.response()
+    assert status == 405
+    before = counted(server)
+    for _ in range(2):
+        await conn.send(request(small))
+        status, _, body = await conn.response()
+        assert status == 200 and body == (FIXTURES / SMALL_ELF).read_bytes()
+    assert counted(server) == before  # answered by the handler that read the body
+    await conn.close()

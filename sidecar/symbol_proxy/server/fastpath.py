@@ -13,8 +13,9 @@ can answer exactly as the full handlers would, from memory:
 
 Anything else (a miss, a CAB, a range or conditional request, a ``SymbolChecksum``, a query string,
 escapes, repeated slashes, a body, HTTP/1.0, ``Connection: close``, ``Expect``, a header block
-it cannot read) hands the connection to aiohttp from that request on, with every byte not yet
-answered, and aiohttp serves it and whatever follows on that connection as before. So the full
+it cannot read) goes to an aiohttp handler attached to the connection, with every byte not yet
+answered; once that handler has answered everything and waits, the lean path takes the
+connection back (``FastProtocol``). So the full
 handlers remain the reference: the lean path answers a request only when it knows their answer,
 and the tests run against this path (``tests/sidecar/test_fastpath.py`` compares the two).
 """
@@ -35,6 +36,7 @@ from typing import BinaryIO, cast
 
 from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
+from aiohttp.web_protocol import RequestHandler
 
 from symbol_proxy import keys
 from symbol_proxy.cache.store import CachedFile, Miss
@@ -266,8 +268,40 @@ def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]] | None:
     return method, path, headers
 
 
+_BODY_HEADERS = (b"\r\ncontent-length:", b"\r\ntransfer-encoding:", b"\r\nupgrade:")
+
+
+def _bodiless_heads(data: bytes) -> bool:
+    """Whether ``data`` is nothing but complete request heads without a body: what an aiohttp
+    handler can be given and later let go of without losing bytes it has not parsed yet."""
+    for head in data.split(_REQUEST_END)[:-1]:
+        lowered = head.lower()
+        if any(name in lowered for name in _BODY_HEADERS):
+            return False
+    return data.endswith(_REQUEST_END)
+
+
+def _idle(handler: RequestHandler) -> bool:
+    """Whether aiohttp's handler has answered everything it was given and waits for more. Read
+    from its private state; where that is not what this version of aiohttp has, the answer is
+    "not idle", and the connection simply stays with aiohttp."""
+    waiter = getattr(handler, "_waiter", None)
+    return (
+        isinstance(waiter, asyncio.Future)
+        and not waiter.done()
+        and not getattr(handler, "_messages", True)
+        and getattr(handler, "_payload_parser", True) is None
+        and getattr(handler, "_upgraded", True) is False
+        and getattr(handler, "_current_request", True) is None
+    )
+
+
 class FastProtocol(asyncio.Protocol):
-    """One client connection, answered on the lean path until a request needs the full one."""
+    """One client connection: requests the lean path can answer are answered here; for one it
+    cannot, an aiohttp handler is attached to the connection and given every byte not yet
+    answered. Once that handler has answered all it was given and waits for more (and was given
+    nothing but whole body-less requests), it is let go and the lean path takes over again, so a
+    debugger that mixes misses and hits on one connection keeps the fast hits."""
 
     def __init__(self, server: web.Server, answers: Answers, live: weakref.WeakSet[FastProtocol]) -> None:
         self._server = server
@@ -277,7 +311,9 @@ class FastProtocol(asyncio.Protocol):
         self._buffer = bytearray()
         self._sending: asyncio.Task[None] | None = None
         self._paused = False
-        self._handed_over = False
+        self._child: RequestHandler | None = None
+        self._child_clean = False
+        """Whether the attached handler was given only whole body-less requests (so it can go)."""
         self.last_active = 0.0
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
@@ -293,26 +329,42 @@ class FastProtocol(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
-        self._buffer += data
         self.last_active = time.monotonic()
+        child = self._child
+        if child is not None:
+            if not (self._child_clean and _idle(child)):
+                self._child_clean = self._child_clean and _bodiless_heads(data)
+                child.data_received(data)
+                return
+            self._let_go()
+        self._buffer += data
         self._process()
 
     def eof_received(self) -> bool | None:
+        if self._child is not None:
+            self._child.eof_received()
         return None  # close once what was asked is answered (the transport closes after writes)
 
     def connection_lost(self, exc: Exception | None) -> None:
         # A file being sent finds the transport closed, gives its handle back and unpins.
         self._live.discard(self)
         self._transport = None
+        if self._child is not None:
+            self._child.connection_lost(exc)
+            self._child = None
 
     def pause_writing(self) -> None:
         self._paused = True
-        if self._transport is not None:
+        if self._child is not None:
+            self._child.pause_writing()
+        elif self._transport is not None:
             self._transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._paused = False
-        if self._transport is not None and not self._transport.is_closing():
+        if self._child is not None:
+            self._child.resume_writing()
+        elif self._transport is not None and not self._transport.is_closing():
             self._transport.resume_reading()
             self._process()
 
@@ -320,12 +372,12 @@ class FastProtocol(asyncio.Protocol):
 
     def close_if_idle(self, now: float) -> None:
         idle = self._sending is None and not self._buffer and now - self.last_active > KEEPALIVE_SECONDS
-        if idle and self._transport is not None:
-            self._transport.close()
+        if idle and self._child is None and self._transport is not None:
+            self._transport.close()  # (an attached handler keeps its own keep-alive time)
 
     def _process(self) -> None:
         transport = self._transport
-        while transport is not None and not self._handed_over and self._sending is None and not self._paused:
+        while transport is not None and self._child is None and self._sending is None and not self._paused:
             end = self._buffer.find(_REQUEST_END, 0, MAX_HEAD + len(_REQUEST_END))
             if end < 0 and len(self._buffer) <= MAX_HEAD:
                 return  # not complete yet
@@ -372,21 +424,29 @@ class FastProtocol(asyncio.Protocol):
         self._process()
 
     def _hand_over(self) -> None:
-        """From the current request on, aiohttp serves this connection."""
+        """aiohttp serves the current request and what follows, until it is idle again."""
         transport = self._transport
-        assert transport is not None
-        self._handed_over = True
-        self._live.discard(self)
+        assert transport is not None and self._child is None
         self._answers.state.metrics.lean_handovers.inc()
-        protocol = self._server()
-        transport.set_protocol(protocol)
-        protocol.connection_made(transport)
+        child = self._server()
+        self._child = child
+        child.connection_made(transport)
         if self._paused:
-            protocol.pause_writing()
-        if self._buffer:
-            pending = bytes(self._buffer)
-            self._buffer.clear()
-            protocol.data_received(pending)
+            child.pause_writing()
+        pending = bytes(self._buffer)
+        self._buffer.clear()
+        self._child_clean = _bodiless_heads(pending)
+        if pending:
+            child.data_received(pending)
+
+    def _let_go(self) -> None:
+        """Detach the idle aiohttp handler without closing the connection: it forgets the
+        transport first, so its clean-up (unregistering, cancelling its task) leaves it open."""
+        child = self._child
+        assert child is not None
+        self._child = None
+        child.transport = None
+        child.connection_lost(None)
 
 
 class FastSite(web.BaseSite):
