@@ -134,3 +134,28 @@ def test_a_wrapped_body_that_unpacks_to_another_file_type_is_refused(fmt: str, t
             assert "not a pe file" in response.text
             assert stored_files(proxy.cache_dir) == []
             assert list((proxy.cache_dir / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["cab", "zip"])
+def test_a_wrapped_file_larger_than_the_cap_is_streamed_through_as_a_cab_for_an_underscore_request(
+    fmt: str, tmp_path: Path
+) -> None:
+    # A CAB and a zip announce the file's size before its first byte, so a `_` request can stream
+    # its stored cabinet from the passed-through bytes (a gzip or zstd file's size is unknown).
+    data = b"MZ" + random.Random(fmt).randbytes(SIZE - 2)
+    location, pack = WRAPPERS[fmt]
+    with FaultyUpstream() as upstream:
+        upstream.put(location, pack(data, tmp_path))
+        config = {
+            "cache": {"dir": str(tmp_path / "cache"), "max_size": TOO_SMALL},
+            "upstream": {"retries": 0},
+            "sources": [{"id": "up", "type": "http", "url": upstream.url, "layout": {"type": "symstore"}}],
+        }
+        with running_proxy(tmp_path, config) as proxy, DiskSampler(proxy.cache_dir, proxy.pid) as sampler:
+            response = requests.get(f"{proxy.url}/symbols/{NAME[:-1]}_", timeout=60)
+            assert response.status_code == 200, response.text
+            out = io.BytesIO()
+            compression.unpack(io.BytesIO(response.content), out, max_size=2 * SIZE)
+            assert out.getvalue() == data
+            assert stored_files(proxy.cache_dir) == []
+        assert sampler.peak <= TOO_SMALL
