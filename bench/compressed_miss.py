@@ -149,6 +149,8 @@ def run_proxy(work: Path, sidecar: Path, cap: int, size: int) -> dict[str, objec
                 break
             except OSError:
                 time.sleep(0.1)
+        # A first miss warms the process (thread pool, connections): not part of any row.
+        curl(f"http://127.0.0.1:{port}/symbols/none.pdb/{GUID}1/none.pdb", proxy.pid)
         for wrapping in WRAPPINGS:
             name = f"{wrapping}.pdb"
             result = curl(f"http://127.0.0.1:{port}/symbols/{name}/{GUID}1/{name}", proxy.pid)
