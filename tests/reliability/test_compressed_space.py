@@ -159,3 +159,25 @@ def test_a_wrapped_file_larger_than_the_cap_is_streamed_through_as_a_cab_for_an_
             assert out.getvalue() == data
             assert stored_files(proxy.cache_dir) == []
         assert sampler.peak <= TOO_SMALL
+
+
+@pytest.mark.parametrize("cap", [FITS_UNPACKED, TOO_SMALL])
+def test_a_body_with_gzip_content_encoding_is_served_cached_when_it_fits_and_passed_through_else(
+    cap: int, tmp_path: Path
+) -> None:
+    # Decoded by the HTTP client as it arrives (the length is then unknown): the plain path.
+    data = b"MZ" + random.Random(cap).randbytes(SIZE - 2)
+    with FaultyUpstream() as upstream:
+        upstream.put(NAME, data)
+        upstream.faults[NAME] = "gzip_encoding"
+        config = {
+            "cache": {"dir": str(tmp_path / "cache"), "max_size": cap},
+            "upstream": {"retries": 0},
+            "sources": [{"id": "up", "type": "http", "url": upstream.url, "layout": {"type": "symstore"}}],
+        }
+        with running_proxy(tmp_path, config) as proxy, DiskSampler(proxy.cache_dir, proxy.pid) as sampler:
+            response = requests.get(f"{proxy.url}/symbols/{NAME}", timeout=60)
+            assert response.status_code == 200, response.text
+            assert response.content == data
+            assert stored_files(proxy.cache_dir) == ([data] if cap >= SIZE else [])
+        assert sampler.peak <= cap
