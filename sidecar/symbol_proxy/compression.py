@@ -292,11 +292,13 @@ class StreamUnpacker:
         return self._sink.written
 
     def feed(self, data: bytes) -> None:
+        """Queue the next chunk of the body (counted in :attr:`received`). Bytes after the end of
+        the container are counted but not kept, as :func:`unpack` ignores them."""
         if self._ended:
             raise ValueError("feed() after end()")
-        if data:
+        self.received += len(data)
+        if data and not self.done:
             self._pending.append(data)
-            self.received += len(data)
 
     def end(self) -> None:
         """No more input: the next :meth:`read` finishes the file or finds it truncated."""

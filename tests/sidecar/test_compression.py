@@ -820,3 +820,17 @@ def test_containers_that_need_the_whole_file_are_not_unpacked_as_they_arrive() -
     struct.pack_into("<I", data_first, 36, 44)  # the folder's data would start inside the headers
     for packed in (lzx_stored_cab(data, b"f.pdb"), lzma_zip, bytes(data_first), data):
         assert compression.StreamUnpacker.for_head(packed[:64], max_size=BIG) is None
+
+
+def test_bytes_after_the_end_of_a_cab_are_counted_but_not_kept() -> None:
+    data = PDB.read_bytes()
+    unpacker = compression.StreamUnpacker.for_head(cab_via_write_cab(data)[:64], max_size=BIG)
+    assert unpacker is not None
+    unpacker.feed(cab_via_write_cab(data))
+    assert b"".join(iter(unpacker.read, b"")) == data
+    assert unpacker.done
+    for _ in range(100):
+        unpacker.feed(bytes(1 << 20))
+        assert unpacker.read() == b""
+    assert unpacker.received > 100 << 20
+    assert not unpacker._pending, "trailing bytes are not held in memory"
