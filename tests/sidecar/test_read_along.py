@@ -207,3 +207,32 @@ async def test_a_passed_through_download_keeps_pace_with_a_slow_reader(tmp_path:
         assert small.size == 0
     finally:
         await downloads.aclose()
+
+
+async def test_a_passed_through_download_goes_on_without_a_reader_that_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inflight, "PASS_THROUGH_PATIENCE", 0.2)
+    small = DiskCache(tmp_path / "small", max_size=MiB)
+    small.open()
+    downloads = Downloads(small, negative_ttl=300.0, error_ttl=7.0)
+    data = random.Random(6).randbytes(3 * inflight.READ_ALONG_MEMORY)
+    try:
+
+        async def producer(sink: Sink) -> None:
+            sink.start(len(data))
+            for start in range(0, len(data), 256 * KiB):
+                await sink.write(data[start : start + 256 * KiB])
+
+        download = downloads.fetch("k", producer)
+        stalled = download.read(0, 256 * KiB)
+        assert await anext(stalled) == data[: 256 * KiB]  # then it stops reading
+        with pytest.raises(DownloadFailed) as passed:
+            async with asyncio.timeout(TIMEOUT):
+                await download.finished()
+        assert passed.value.kind == "space", "the download ended without the stalled reader"
+        with pytest.raises(DownloadFailed, match="fell behind"):
+            await anext(stalled)
+        await stalled.aclose()
+    finally:
+        await downloads.aclose()

@@ -48,6 +48,10 @@ at once joins it again)."""
 PASS_THROUGH_LEAD = READ_ALONG_MEMORY // 2
 """How far a download passed through (no file to read back from) may run ahead of its slowest
 reader: it waits for that reader beyond this, so every reader keeps within the bytes in memory."""
+PASS_THROUGH_PATIENCE = 30.0
+"""Seconds a passed-through download waits for readers behind it to move; then it goes on without
+them (a reader that stopped reading is cut once it falls out of memory), so a stalled client cannot
+hold an upstream download for ever."""
 NEARLY_DONE = 0.75
 """A download nobody waits for is finished anyway once this share of its announced size is in."""
 
@@ -97,6 +101,7 @@ class Download:
         self._recent_size = 0
         self._failure: DownloadFailed | None = None
         self._positions: dict[int, int] = {}  # reader → the next offset it asks for
+        self._given_up: set[int] = set()  # readers a passed-through download no longer waits for
         self._readers = 0
         self._moved: asyncio.Event | None = None  # set when a reader moves on, if the producer waits
         # Consumers may never await these futures (a client that went away): silence "never retrieved".
@@ -141,19 +146,30 @@ class Download:
     def _reader_at(self, reader: int, position: int | None) -> None:
         if position is None:
             self._positions.pop(reader, None)
-        else:
+            self._given_up.discard(reader)
+        elif reader not in self._given_up:
             self._positions[reader] = position
         if self._moved is not None:
             self._moved.set()
 
     async def _keep_pace(self) -> None:
-        """Passed through: wait while the slowest reader is more than ``PASS_THROUGH_LEAD`` behind.
-        Readers that are about to start (a response still sending its headers) get a turn first."""
+        """Passed through: wait while a reader is more than ``PASS_THROUGH_LEAD`` behind, unless it
+        has not moved for ``PASS_THROUGH_PATIENCE``. Readers that are about to start (a response
+        still sending its headers) get a turn first."""
         await asyncio.sleep(0)
-        while self._positions and min(self._positions.values()) < self._available - PASS_THROUGH_LEAD:
+        while True:
+            behind = [r for r, p in self._positions.items() if p < self._available - PASS_THROUGH_LEAD]
+            if not behind:
+                return
             self._moved = asyncio.Event()
             try:
-                await self._moved.wait()
+                async with asyncio.timeout(PASS_THROUGH_PATIENCE):
+                    await self._moved.wait()
+            except TimeoutError:
+                for reader in behind:
+                    if self._positions.get(reader, self._available) < self._available - PASS_THROUGH_LEAD:
+                        del self._positions[reader]
+                        self._given_up.add(reader)
             finally:
                 self._moved = None
 
