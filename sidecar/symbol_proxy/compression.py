@@ -15,8 +15,11 @@ Design constraints, and why:
   everything streams in blocks of at most :data:`BLOCK` bytes, the output is counted before it is
   written and unpacking stops with :class:`TooLarge` as soon as ``max_size`` would be exceeded.
   Neither the input nor the output is ever held in memory whole.
-* The functions are synchronous and work on paths and file objects only (no network, no aiohttp):
-  the server runs them in an executor thread.
+* The functions are synchronous and work on paths, file objects and byte strings only (no network,
+  no aiohttp): the server runs them in an executor thread. Formats that can be read front to back
+  (gzip, zlib, zstd, an in-order single-file CAB with an uncompressed or MSZIP folder, a one-entry
+  zip with a stored or deflated entry) are also unpacked while the body arrives
+  (:class:`StreamUnpacker`), by the very parsers :func:`unpack` runs over a file.
 * The CAB reader and writer are written here from the format description rather than taken from a
   library: the only pure-Python one reads MSZIP only and loads whole files. MSZIP (each CFDATA block
   is ``CK`` + a raw deflate stream whose 32 KiB history carries over from the previous block) and
@@ -32,6 +35,7 @@ cannot be the one object a key names.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import lzma
@@ -44,9 +48,9 @@ import threading
 import time
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, Protocol, TypeVar
 
 import zstandard
 
@@ -59,6 +63,7 @@ __all__ = [
     "Malformed",
     "StoredBlocks",
     "StoredCab",
+    "StreamUnpacker",
     "TooLarge",
     "decompress_file",
     "stored_cab",
@@ -129,27 +134,26 @@ def unpack(src: BinaryIO, dst: IO[bytes], *, max_size: int, src_path: Path | Non
     if container is None:
         raise Malformed("not a compressed file or archive")
     sink = _Sink(dst, max_size)
-    if container is Container.GZIP:
-        _inflate(src, sink, wbits=16 + zlib.MAX_WBITS, multi_member=True)
-        return ""
-    if container is Container.ZLIB:
-        _inflate(src, sink, wbits=zlib.MAX_WBITS, multi_member=False)
-        return ""
-    if container is Container.ZSTD:
-        _unzstd(src, sink)
-        return ""
     if container is Container.ZIP:
         return _unzip(src, sink)
-    return _uncab(src, sink, src_path)
+    if container is Container.CAB:
+        return _uncab(src, sink, src_path)
+    return _drive(_SEQUENTIAL[container](sink), src)
+
+
+class _Output(Protocol):
+    def write(self, data: bytes | memoryview, /) -> object: ...
 
 
 class _Sink:
     """The output, with the running total checked before every write."""
 
-    def __init__(self, out: IO[bytes], max_size: int) -> None:
+    def __init__(self, out: _Output, max_size: int) -> None:
         self.out = out
         self.max_size = max_size
         self.written = 0
+        self.size: int | None = None
+        """The unpacked file's size, once a header has announced it (CAB)."""
 
     @property
     def room(self) -> int:
@@ -177,16 +181,171 @@ def _read_exact(src: IO[bytes], size: int, what: str) -> bytes:
 
 
 # --------------------------------------------------------------------------------------------------
+# Parsers that read their input in order, so they can unpack a body while it arrives.
+#
+# Each one is a generator: it yields how many input bytes it wants next and is sent them (at most
+# that many, fewer if fewer are at hand, b"" once the input is over), or it yields 0 after writing
+# output, so whoever drives it may pause there. ``_drive`` feeds one from a file (``unpack``);
+# ``StreamUnpacker`` feeds it the chunks of a body as they come, and pauses it once enough output
+# is out or the input at hand is used up. One parser per format serves both.
+
+_T = TypeVar("_T")
+_Parser = Generator[int, bytes, _T]
+
+
+def _drive(parser: _Parser[_T], src: IO[bytes]) -> _T:
+    try:
+        wanted = next(parser)
+        while True:
+            wanted = parser.send(src.read(wanted) if wanted else b"")
+    except StopIteration as stop:
+        result: _T = stop.value
+        return result
+
+
+def _exact(size: int, what: str) -> _Parser[bytes]:
+    """Exactly ``size`` input bytes; :class:`Malformed` if the input ends before."""
+    parts: list[bytes] = []
+    left = size
+    while left > 0:
+        data = yield left
+        if not data:
+            raise Malformed(f"truncated: {what} ends early")
+        parts.append(data)
+        left -= len(data)
+    return b"".join(parts)
+
+
+def _exact_or_end(size: int, what: str) -> _Parser[bytes]:
+    """Exactly ``size`` input bytes, or b"" when the input is already over."""
+    first = yield size
+    if not first or len(first) == size:
+        return first
+    return first + (yield from _exact(size - len(first), what))
+
+
+def _skip_input(size: int, what: str) -> _Parser[None]:
+    while size > 0:
+        size -= len((yield from _exact(min(size, BLOCK), what)))
+
+
+_SEQUENTIAL: dict[Container, Callable[[_Sink], _Parser[str]]] = {
+    Container.GZIP: lambda sink: _inflate(sink, wbits=16 + zlib.MAX_WBITS, multi_member=True),
+    Container.ZLIB: lambda sink: _inflate(sink, wbits=zlib.MAX_WBITS, multi_member=False),
+    Container.ZSTD: lambda sink: _unzstd(sink),
+}
+"""The formats whose parser reads front to back whatever the file holds."""
+
+
+class _Pieces(list[bytes]):
+    def write(self, data: bytes | memoryview, /) -> None:
+        self.append(bytes(data))
+
+
+class StreamUnpacker:
+    """Unpacks a container while its body arrives: chunks go in (:meth:`feed`, :meth:`end`), the
+    unpacked bytes come out (:meth:`read`), and neither side is ever held whole.
+
+    Memory is bounded by the chunk being fed and the ``limit`` of one :meth:`read` (plus a block of
+    the format). The checks are those of :func:`unpack`, output counted against ``max_size``;
+    :meth:`read` raises :class:`Malformed` (:class:`TooLarge`) as soon as it sees the fault, and a
+    truncated body once :meth:`end` said no more input comes. Not thread-safe: one caller at a time
+    (the proxy calls :meth:`read` in an executor, one call after the other).
+    """
+
+    def __init__(self, parser: Callable[[_Sink], _Parser[str]], *, max_size: int) -> None:
+        self._out = _Pieces()
+        self._sink = _Sink(self._out, max_size)
+        self._parser = parser(self._sink)
+        self._chunk = b""
+        self._offset = 0
+        self._pending: collections.deque[bytes] = collections.deque()
+        self._ended = False
+        self.received = 0
+        """Input bytes fed so far."""
+        self.done = False
+        """The container ended (every byte of the file is out)."""
+        self._wanted = next(self._parser)
+
+    @classmethod
+    def for_head(cls, head: bytes, *, max_size: int) -> StreamUnpacker | None:
+        """An unpacker for the body starting with ``head`` (its first 64 bytes or more), or
+        ``None`` when that container can only be unpacked whole (:func:`unpack`): an LZX or Quantum
+        cabinet or one whose data does not follow its headers, a zip entry that is neither stored nor
+        deflated (or stored without its size up front)."""
+        container = sniff(head)
+        if container in _SEQUENTIAL:
+            return cls(_SEQUENTIAL[container], max_size=max_size)
+        if container is Container.CAB and _cab_in_order(head):
+            return cls(_uncab_in_order, max_size=max_size)
+        if container is Container.ZIP and _zip_in_order(head):
+            return cls(_unzip_in_order, max_size=max_size)
+        return None
+
+    @property
+    def size(self) -> int | None:
+        """The unpacked file's size once a header has announced it (a CAB's), else ``None``."""
+        return self._sink.size
+
+    @property
+    def written(self) -> int:
+        return self._sink.written
+
+    def feed(self, data: bytes) -> None:
+        """Queue the next chunk of the body (counted in :attr:`received`). Bytes after the end of
+        the container are counted but not kept, as :func:`unpack` ignores them."""
+        if self._ended:
+            raise ValueError("feed() after end()")
+        self.received += len(data)
+        if data and not self.done:
+            self._pending.append(data)
+
+    def end(self) -> None:
+        """No more input: the next :meth:`read` finishes the file or finds it truncated."""
+        self._ended = True
+
+    def _take(self, wanted: int) -> bytes:
+        while self._offset >= len(self._chunk):
+            if not self._pending:
+                return b""
+            self._chunk, self._offset = self._pending.popleft(), 0
+        if self._offset == 0 and len(self._chunk) <= wanted:
+            data = self._chunk
+        else:
+            data = self._chunk[self._offset : self._offset + wanted]
+        self._offset += len(data)
+        return data
+
+    def read(self, limit: int = 1 << 20) -> bytes:
+        """Unpacked bytes: at least ``limit`` of them unless the input at hand runs out first;
+        b"" once the file is complete, or when more input is needed."""
+        start = self._sink.written
+        while not self.done and self._sink.written - start < limit:
+            data = b""
+            if self._wanted:
+                data = self._take(self._wanted)
+                if not data and not self._ended:
+                    break  # wait for the next chunk
+            try:
+                self._wanted = self._parser.send(data)
+            except StopIteration:
+                self.done = True
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
 # gzip and zlib
 
 
-def _inflate(src: IO[bytes], sink: _Sink, *, wbits: int, multi_member: bool) -> None:
+def _inflate(sink: _Sink, *, wbits: int, multi_member: bool) -> _Parser[str]:
     """Inflate a zlib stream, or a series of gzip members (NUL padding between/after is skipped)."""
     inflater = zlib.decompressobj(wbits)
     pending = b""
     while True:
         if not pending:
-            pending = src.read(BLOCK)
+            pending = yield BLOCK
         try:
             if pending:
                 # Capping the output keeps memory flat however well the input compresses.
@@ -198,29 +357,31 @@ def _inflate(src: IO[bytes], sink: _Sink, *, wbits: int, multi_member: bool) -> 
                     raise Malformed("truncated: the compressed stream ends early")
         except zlib.error as exc:
             raise Malformed(f"corrupt deflate stream: {exc}") from None
-        sink.write(out)
+        if out:
+            sink.write(out)
+            yield 0
         pending = inflater.unconsumed_tail
         if not inflater.eof:
             continue
         rest = inflater.unused_data
         if not multi_member:
-            if rest or src.read(1):
+            if rest or (yield 1):
                 raise Malformed("trailing data after the zlib stream")
-            return
-        rest = _skip_nul_padding(src, rest)
+            return ""
+        rest = yield from _skip_nul_padding(rest)
         if not rest:
-            return
+            return ""
         inflater = zlib.decompressobj(wbits)  # the next gzip member
         pending = rest
 
 
-def _skip_nul_padding(src: IO[bytes], rest: bytes) -> bytes:
+def _skip_nul_padding(rest: bytes) -> _Parser[bytes]:
     """What follows a gzip member once NUL padding is skipped ("" at the end of the input)."""
     while True:
         rest = rest.lstrip(b"\0")
         if rest:
             return rest
-        rest = src.read(BLOCK)
+        rest = yield BLOCK
         if not rest:
             return b""
 
@@ -241,28 +402,26 @@ _ZSTD_RLE = 1
 _ZSTD_RESERVED = 3
 
 
-def _unzstd(src: IO[bytes], sink: _Sink) -> None:
+def _unzstd(sink: _Sink) -> _Parser[str]:
     frames = 0
     while True:
-        first = src.read(4)
+        first = yield from _exact_or_end(4, "zstd frame magic")
         if not first:
             if frames == 0:
                 raise Malformed("empty zstd file")
-            return
-        if len(first) < 4:
-            raise Malformed("truncated: zstd frame magic ends early")
+            return ""
         magic = int.from_bytes(first, "little")
         if magic in _ZSTD_SKIPPABLE:
-            (size,) = struct.unpack("<I", _read_exact(src, 4, "zstd skippable frame"))
-            _skip(src, size, "zstd skippable frame")
+            (size,) = struct.unpack("<I", (yield from _exact(4, "zstd skippable frame")))
+            yield from _skip_input(size, "zstd skippable frame")
         elif magic == _ZSTD_MAGIC:
-            _unzstd_frame(src, sink, first)
+            yield from _unzstd_frame(sink, first)
             frames += 1
         else:
             raise Malformed("not a zstd frame")
 
 
-def _unzstd_frame(src: IO[bytes], sink: _Sink, magic: bytes) -> None:
+def _unzstd_frame(sink: _Sink, magic: bytes) -> _Parser[None]:
     decoder = zstandard.ZstdDecompressor().decompressobj()
 
     def feed(data: bytes) -> None:
@@ -271,29 +430,30 @@ def _unzstd_frame(src: IO[bytes], sink: _Sink, magic: bytes) -> None:
         except zstandard.ZstdError as exc:
             raise Malformed(f"corrupt zstd frame: {exc}") from None
 
-    descriptor = _read_exact(src, 1, "zstd frame header")
+    descriptor = yield from _exact(1, "zstd frame header")
     fhd = descriptor[0]
     if fhd & 0x08:
         raise Malformed("zstd frame header has its reserved bit set")
     single_segment = bool(fhd & 0x20)
     fcs_size = (1 if single_segment else 0, 2, 4, 8)[fhd >> 6]
     header_size = (0 if single_segment else 1) + (0, 1, 2, 4)[fhd & 3] + fcs_size
-    header_rest = _read_exact(src, header_size, "zstd frame header")
+    header_rest = yield from _exact(header_size, "zstd frame header")
     if fcs_size:
         content_size = int.from_bytes(header_rest[-fcs_size:], "little") + (256 if fcs_size == 2 else 0)
         sink.expect(content_size)
     feed(magic + descriptor + header_rest)
     while True:
-        block_header = _read_exact(src, 3, "zstd block header")
+        block_header = yield from _exact(3, "zstd block header")
         value = int.from_bytes(block_header, "little")
         last, kind, size = value & 1, (value >> 1) & 3, value >> 3
         if kind == _ZSTD_RESERVED or size > _ZSTD_BLOCK_MAX:
             raise Malformed("corrupt zstd block header")
-        feed(block_header + _read_exact(src, 1 if kind == _ZSTD_RLE else size, "zstd block"))
+        feed(block_header + (yield from _exact(1 if kind == _ZSTD_RLE else size, "zstd block")))
+        yield 0
         if last:
             break
     if fhd & 0x04:
-        feed(_read_exact(src, 4, "zstd content checksum"))
+        feed((yield from _exact(4, "zstd content checksum")))
     if not decoder.eof:
         raise Malformed("corrupt zstd frame: the decoder did not reach its end")
 
@@ -338,6 +498,140 @@ def _unzip(src: BinaryIO, sink: _Sink) -> str:
                 if not chunk:
                     return entry.filename
                 sink.write(chunk)
+
+
+# A zip archive read front to back: the local header of its first entry, the entry, then the central
+# directory, which must list that one entry only. Stored and deflated entries, as ``zip`` and
+# ``zipfile`` write them; the sizes and CRC come from the local header or from the data descriptor
+# after the entry (written when the sizes were not known up front), zip64 sizes from the extra field.
+
+_ZIP_LOCAL = struct.Struct("<4sHHHHHIIIHH")
+_ZIP_CENTRAL = struct.Struct("<4sHHHHHHIIIHHHHHII")
+_ZIP_CENTRAL_SIGNATURE = b"PK\x01\x02"
+_ZIP_END_SIGNATURE = b"PK\x05\x06"
+_ZIP64_END_SIGNATURE = b"PK\x06\x06"
+_ZIP_DESCRIPTOR_SIGNATURE = b"PK\x07\x08"
+_ZIP_ENCRYPTED = 0x0001
+_ZIP_DESCRIPTOR = 0x0008
+_ZIP_UTF8 = 0x0800
+_ZIP_STORED = 0
+_ZIP_DEFLATED = 8
+_ZIP64_EXTRA = 0x0001
+_ZIP64_MARK = 0xFFFFFFFF
+
+
+def _zip_in_order(head: bytes) -> bool:
+    """Whether the zip archive starting with ``head`` can be unpacked front to back: its first entry
+    is stored or deflated, not encrypted, and a stored one announces its size."""
+    if len(head) < _ZIP_LOCAL.size:
+        return False
+    _, _, flags, method, *_ = _ZIP_LOCAL.unpack_from(head)
+    if flags & _ZIP_ENCRYPTED:
+        return False
+    return method == _ZIP_DEFLATED or (method == _ZIP_STORED and not flags & _ZIP_DESCRIPTOR)
+
+
+def _zip64_sizes(extra: bytes, size: int, packed_size: int) -> tuple[int, int]:
+    """The sizes from the zip64 extra field, for those the header marks as 0xFFFFFFFF."""
+    while len(extra) >= 4:
+        tag, length = struct.unpack_from("<HH", extra)
+        if tag == _ZIP64_EXTRA:
+            values = list(struct.unpack_from(f"<{length // 8}Q", extra, 4))
+            if size == _ZIP64_MARK and values:
+                size = values.pop(0)
+            if packed_size == _ZIP64_MARK and values:
+                packed_size = values.pop(0)
+            break
+        extra = extra[4 + length :]
+    if _ZIP64_MARK in (size, packed_size):
+        raise Malformed("corrupt zip archive: zip64 sizes missing")
+    return size, packed_size
+
+
+def _unzip_in_order(sink: _Sink) -> _Parser[str]:
+    header = yield from _exact(_ZIP_LOCAL.size, "zip local header")
+    _, _, flags, method, _, _, crc, packed_size, size, name_size, extra_size = _ZIP_LOCAL.unpack(header)
+    raw_name = yield from _exact(name_size, "zip entry name")
+    extra = yield from _exact(extra_size, "zip extra field")
+    if flags & _ZIP_ENCRYPTED or method not in (_ZIP_STORED, _ZIP_DEFLATED):
+        raise Malformed("only stored and deflated zip entries are unpacked as they arrive")
+    zip64 = _ZIP64_MARK in (size, packed_size)
+    if zip64:
+        size, packed_size = _zip64_sizes(extra, size, packed_size)
+    name = raw_name.decode("utf-8" if flags & _ZIP_UTF8 else "cp437", errors="replace")
+    if name.endswith("/"):
+        raise Malformed("the only entry of the zip archive is a directory")
+    described = bool(flags & _ZIP_DESCRIPTOR)
+    if not described:
+        sink.expect(size)
+        sink.size = size
+    digest = 0
+    rest = b""
+    if method == _ZIP_STORED:
+        left = packed_size
+        while left > 0:
+            data = yield from _exact(min(left, BLOCK), "zip entry")
+            digest = zlib.crc32(data, digest)
+            sink.write(data)
+            yield 0
+            left -= len(data)
+    else:
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        pending = b""
+        while not inflater.eof:
+            if not pending:
+                pending = yield BLOCK
+                if not pending:
+                    raise Malformed("truncated: the zip entry ends early")
+            try:
+                out = inflater.decompress(pending, BLOCK)
+            except zlib.error as exc:
+                raise Malformed(f"corrupt zip entry: {exc}") from None
+            if out:
+                digest = zlib.crc32(out, digest)
+                sink.write(out)
+                yield 0
+            pending = inflater.unconsumed_tail
+        rest = inflater.unused_data
+    if described:
+        word, rest = yield from _exact_after(rest, 4, "zip data descriptor")
+        if word == _ZIP_DESCRIPTOR_SIGNATURE:
+            word, rest = yield from _exact_after(rest, 4, "zip data descriptor")
+        (crc,) = struct.unpack("<I", word)
+        sizes, rest = yield from _exact_after(rest, 16 if zip64 else 8, "zip data descriptor")
+        size = struct.unpack("<QQ" if zip64 else "<II", sizes)[1]
+    if digest != crc or sink.written != size:
+        raise Malformed("corrupt zip entry: its CRC or size does not match")
+    central, rest = yield from _exact_after(rest, _ZIP_CENTRAL.size, "zip central directory")
+    if not central.startswith(_ZIP_CENTRAL_SIGNATURE):
+        raise Malformed("a zip archive must hold exactly one entry, its central directory right after it")
+    fields = _ZIP_CENTRAL.unpack(central)
+    _, rest = yield from _exact_after(rest, sum(fields[10:13]), "zip central directory")
+    end, rest = yield from _exact_after(rest, 4, "zip end of central directory")
+    if end == _ZIP64_END_SIGNATURE:  # the zip64 record (its size, then that many bytes), its locator
+        record_size, rest = yield from _exact_after(rest, 8, "zip64 end record")
+        rest = yield from _skip_after(rest, int.from_bytes(record_size, "little") + 20, "zip64 end record")
+        end, rest = yield from _exact_after(rest, 4, "zip end of central directory")
+    if end != _ZIP_END_SIGNATURE:
+        raise Malformed("a zip archive must hold exactly one entry")
+    record, rest = yield from _exact_after(rest, 18, "zip end of central directory")
+    yield from _skip_after(rest, struct.unpack_from("<H", record, 16)[0], "zip comment")
+    return name
+
+
+def _skip_after(rest: bytes, size: int, what: str) -> _Parser[bytes]:
+    """Skip ``size`` bytes of ``rest`` and then the input; what is left of ``rest``."""
+    if len(rest) >= size:
+        return rest[size:]
+    yield from _skip_input(size - len(rest), what)
+    return b""
+
+
+def _exact_after(rest: bytes, size: int, what: str) -> _Parser[tuple[bytes, bytes]]:
+    """``size`` bytes from ``rest`` (input read ahead) and then the input; and what is left of ``rest``."""
+    if len(rest) >= size:
+        return rest[:size], rest[size:]
+    return rest + (yield from _exact(size - len(rest), what)), b""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -388,16 +682,18 @@ def _uncab(src: BinaryIO, sink: _Sink, src_path: Path | None) -> str:
     sink.expect(cab.file_size)
     kind = cab.compression & 0x000F
     if kind in (_COMPRESS_NONE, _COMPRESS_MSZIP):
-        _decode_folder(src, sink, cab)
+        src.seek(cab.data_offset)
+        _drive(_decode_folder(sink, cab), src)
     else:
         _cabextract(src, sink, cab, src_path, _COMPRESS_NAMES.get(kind, f"compression type {kind}"))
     return cab.name
 
 
-def _read_cab_headers(src: BinaryIO) -> _Cabinet:
-    (signature, _, cb_cabinet, _, coff_files, _, _, major, folders, files, flags, _, _) = _CFHEADER.unpack(
-        _read_exact(src, _CFHEADER.size, "CAB header")
-    )
+def _cfheader(header: bytes) -> tuple[int, int, int]:
+    """``cbCabinet``, ``coffFiles`` and ``flags`` of a CFHEADER, once it is checked to describe a
+    single-file cabinet we can read."""
+    fields = _CFHEADER.unpack(header)
+    (signature, _, cb_cabinet, _, coff_files, _, _, major, folders, files, flags, _, _) = fields
     if signature != b"MSCF":
         raise Malformed("not a CAB file")
     if major != 1:
@@ -406,6 +702,20 @@ def _read_cab_headers(src: BinaryIO) -> _Cabinet:
         raise Malformed("spanned CAB sets are not supported")
     if folders != 1 or files != 1:
         raise Malformed(f"a CAB must hold exactly one file in one folder, this one has {files} in {folders}")
+    return cb_cabinet, coff_files, flags
+
+
+def _cabinet(folder: bytes, data_reserve: int, cffile: bytes, raw_name: bytes) -> _Cabinet:
+    data_offset, blocks, compression = _CFFOLDER.unpack(folder)
+    file_size, file_offset, folder_index, _, _, attribs = _CFFILE.unpack(cffile)
+    if folder_index != 0:
+        raise Malformed("the CAB file continues in another cabinet")
+    name = raw_name.decode("utf-8" if attribs & _ATTR_NAME_IS_UTF else "latin-1", errors="replace")
+    return _Cabinet(data_offset, blocks, compression, data_reserve, name, file_size, file_offset)
+
+
+def _read_cab_headers(src: BinaryIO) -> _Cabinet:
+    cb_cabinet, coff_files, flags = _cfheader(_read_exact(src, _CFHEADER.size, "CAB header"))
     src.seek(0, os.SEEK_END)
     if src.tell() < cb_cabinet:
         raise Malformed("truncated: the CAB file is shorter than its header says")
@@ -415,32 +725,90 @@ def _read_cab_headers(src: BinaryIO) -> _Cabinet:
         reserves = _read_exact(src, 4, "CAB header reserve sizes")
         header_reserve, folder_reserve, data_reserve = struct.unpack("<HBB", reserves)
         _skip(src, header_reserve, "CAB header reserve")
-    data_offset, blocks, compression = _CFFOLDER.unpack(_read_exact(src, _CFFOLDER.size, "CFFOLDER"))
+    folder = _read_exact(src, _CFFOLDER.size, "CFFOLDER")
     _skip(src, folder_reserve, "CFFOLDER reserve")
     src.seek(coff_files)
-    file_size, file_offset, folder, _, _, attribs = _CFFILE.unpack(_read_exact(src, _CFFILE.size, "CFFILE"))
-    if folder != 0:
-        raise Malformed("the CAB file continues in another cabinet")
+    cffile = _read_exact(src, _CFFILE.size, "CFFILE")
     raw_name, nul, _ = src.read(_MAX_NAME + 1).partition(b"\0")
     if not nul:
         raise Malformed("the CAB file name is not terminated")
-    name = raw_name.decode("utf-8" if attribs & _ATTR_NAME_IS_UTF else "latin-1", errors="replace")
-    return _Cabinet(data_offset, blocks, compression, data_reserve, name, file_size, file_offset)
+    return _cabinet(folder, data_reserve, cffile, raw_name)
 
 
-def _decode_folder(src: BinaryIO, sink: _Sink, cab: _Cabinet) -> None:
-    """Decode the CFDATA blocks of an uncompressed or MSZIP folder, writing the file's byte range."""
+def _uncab_in_order(sink: _Sink) -> _Parser[str]:
+    """A single-file cabinet read front to back (headers, file entry, data: the order ``makecab``,
+    ``gcab`` and :func:`write_cab` write), for an uncompressed or MSZIP folder. The file's size is
+    announced (``sink.size``) before its first byte."""
+    _, coff_files, flags = _cfheader((yield from _exact(_CFHEADER.size, "CAB header")))
+    position = _CFHEADER.size
+    folder_reserve = data_reserve = 0
+    if flags & _FLAG_RESERVE_PRESENT:
+        reserves = yield from _exact(4, "CAB header reserve sizes")
+        header_reserve, folder_reserve, data_reserve = struct.unpack("<HBB", reserves)
+        yield from _skip_input(header_reserve, "CAB header reserve")
+        position += 4 + header_reserve
+    folder = yield from _exact(_CFFOLDER.size, "CFFOLDER")
+    yield from _skip_input(folder_reserve, "CFFOLDER reserve")
+    position += _CFFOLDER.size + folder_reserve
+    if coff_files < position:
+        raise Malformed("the CAB's file entry overlaps its headers")
+    yield from _skip_input(coff_files - position, "CAB headers")
+    cffile = yield from _exact(_CFFILE.size, "CFFILE")
+    raw_name = b""
+    while (byte := (yield from _exact(1, "CAB file name"))) != b"\0":
+        raw_name += byte
+        if len(raw_name) > _MAX_NAME:
+            raise Malformed("the CAB file name is not terminated")
+    cab = _cabinet(folder, data_reserve, cffile, raw_name)
+    position = coff_files + _CFFILE.size + len(raw_name) + 1
+    if cab.data_offset < position:
+        raise Malformed("the CAB's data overlaps its file entry")
+    if cab.compression & 0x000F not in (_COMPRESS_NONE, _COMPRESS_MSZIP):
+        raise Malformed("only uncompressed and MSZIP cabinets are unpacked as they arrive")
+    yield from _skip_input(cab.data_offset - position, "CAB headers")
+    sink.expect(cab.file_size)
+    sink.size = cab.file_size
+    yield from _decode_folder(sink, cab)
+    return cab.name
+
+
+def _cab_in_order(head: bytes) -> bool:
+    """Whether the cabinet starting with ``head`` can be read front to back (``_uncab_in_order``):
+    its folder is uncompressed or MSZIP, and its file entry and data follow the folder entry. A
+    cabinet that cannot be told from ``head`` is unpacked whole."""
+    if len(head) < _CFHEADER.size + _CFFOLDER.size:
+        return False
+    coff_files, flags = _CFHEADER.unpack_from(head)[4], _CFHEADER.unpack_from(head)[10]
+    folder_at = _CFHEADER.size
+    folder_reserve = 0
+    if flags & _FLAG_RESERVE_PRESENT:
+        if len(head) < folder_at + 4:
+            return False
+        header_reserve, folder_reserve, _ = struct.unpack_from("<HBB", head, folder_at)
+        folder_at += 4 + header_reserve
+        if len(head) < folder_at + _CFFOLDER.size:
+            return False
+    data_offset, _, compression = _CFFOLDER.unpack_from(head, folder_at)
+    return (
+        compression & 0x000F in (_COMPRESS_NONE, _COMPRESS_MSZIP)
+        and coff_files >= folder_at + _CFFOLDER.size + folder_reserve
+        and data_offset > coff_files + _CFFILE.size
+    )
+
+
+def _decode_folder(sink: _Sink, cab: _Cabinet) -> _Parser[None]:
+    """Decode the CFDATA blocks of an uncompressed or MSZIP folder (read from its start), writing
+    the file's byte range."""
     mszip = cab.compression & 0x000F == _COMPRESS_MSZIP
     start, end = cab.file_offset, cab.file_offset + cab.file_size
     position = 0  # offset of the next block in the folder's uncompressed data
     history = b""
-    src.seek(cab.data_offset)
     for _ in range(cab.blocks):
         if position >= end:
             break
-        header = _read_exact(src, _CFDATA.size + cab.data_reserve, "CFDATA header")
+        header = yield from _exact(_CFDATA.size + cab.data_reserve, "CFDATA header")
         checksum, packed_size, size = _CFDATA.unpack_from(header)
-        data = _read_exact(src, packed_size, "CFDATA block")
+        data = yield from _exact(packed_size, "CFDATA block")
         if checksum and cab_checksum(header[4:8], cab_checksum(data)) != checksum:
             raise Malformed("CAB data block checksum mismatch")
         if mszip:
@@ -451,6 +819,7 @@ def _decode_folder(src: BinaryIO, sink: _Sink, cab: _Cabinet) -> None:
         else:
             block = data
         sink.write(memoryview(block)[max(start - position, 0) : max(end - position, 0)])
+        yield 0
         position += size
     if position < end:
         raise Malformed("truncated: the CAB folder holds less data than its file")

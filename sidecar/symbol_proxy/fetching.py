@@ -3,12 +3,14 @@
 Plain files go straight through: every chunk is handed to readers and written behind them into
 the cache's temporary file. When the source promises an MD5 (S3's ETag, GCS's ``x-goog-hash``), the
 cache checks it on the finished file before the commit instead of the backend on the stream.
-Compressed upstream files (a CAB ``.pd_``, gzip, zstd, a one-entry zip) are spooled, unpacked in an
-executor with a size limit, checked again, and then fed to the cache, so clients that asked for the
-plain name get the plain file. A lookup with the client's ``SymbolChecksum`` is spooled too, and a
-portable PDB that does not hash to that checksum is a miss for that lookup (``docs/caching.md``).
-The spooled file and the unpacked one are temporary files of the cache, counted against its cap,
-and the plain one becomes the cached file without another copy.
+Compressed upstream files (a CAB ``.pd_``, gzip, zstd, a one-entry zip) are unpacked while they
+arrive, in an executor with a size limit, and only the unpacked bytes are fed to the cache (and to
+the readers): clients that asked for the plain name get the plain file, and the cache needs room for
+that file alone. Containers that cannot be read front to back (an LZX CAB, a zip entry compressed
+otherwise) are spooled and unpacked whole. A lookup with the client's ``SymbolChecksum`` is spooled
+too, and a portable PDB that does not hash to that checksum is a miss for that lookup
+(``docs/caching.md``). The spooled file and the unpacked one are temporary files of the cache,
+counted against its cap, and the plain one becomes the cached file without another copy.
 
 A timeout while the body streams is a timeout (504), not any upstream failure (502).
 """
@@ -33,6 +35,10 @@ __all__ = ["fetch_found_into", "fetch_into"]
 log = logging.getLogger(__name__)
 
 COPY_CHUNK = 1024 * 1024
+HEAD_BYTES = 64
+"""Unpacked bytes checked against the file type before any is handed on."""
+UNPACK_BATCH = 1024 * 1024
+"""Unpacked bytes produced per executor call, at most (plus one block of the format)."""
 
 
 async def fetch_into(
@@ -96,6 +102,11 @@ async def fetch_found_into(
                     raise base.Malformed("file exceeds the configured maximum size")
                 await sink.write(chunk)
             metrics.upstream_bytes.labels(kind).observe(received)
+        elif found.candidate.checksum is None and (
+            unpacker := compression.StreamUnpacker.for_head(found.head, max_size=max_file_size)
+        ):
+            await _fetch_unpacking(sink, found, unpacker, max_file_size=max_file_size)
+            metrics.upstream_bytes.labels(kind).observe(unpacker.received)
         else:
             await _fetch_spooled(sink, found, max_file_size=max_file_size)
     except base.UpstreamTimeout as exc:
@@ -128,6 +139,46 @@ def _matches_checksum(path: Path, header: str) -> bool:
                 hasher.update(block)
             position += len(block)
     return any(hashers[a].hexdigest() == digest for a, digest in wanted if a in hashers)
+
+
+async def _fetch_unpacking(
+    sink: Sink, found: Found, unpacker: compression.StreamUnpacker, *, max_file_size: int
+) -> None:
+    """Unpack the body while it arrives and hand on only the unpacked bytes: the cache writes the
+    plain file and nothing else (no packed copy), and readers get each piece as it is unpacked.
+    The first bytes are held back until they show the file type that was asked for, so a wrong
+    file fails before anyone got a byte of it."""
+    loop = asyncio.get_running_loop()
+    head = b""
+    started = False
+
+    async def hand_on(data: bytes, last: bool = False) -> None:
+        nonlocal head, started
+        if not started:
+            head += data
+            if len(head) < HEAD_BYTES and not last:
+                return
+            if not found.candidate.accepts(head[:HEAD_BYTES]):
+                raise base.Malformed(f"unpacked file is not a {found.candidate.filetype} file")
+            sink.start(unpacker.size)
+            started = True
+            data, head = head, b""
+        if data:
+            await sink.write(data)
+
+    try:
+        async for chunk in found.body():
+            unpacker.feed(chunk)
+            if unpacker.received > max_file_size:
+                raise base.Malformed("file exceeds the configured maximum size")
+            while out := await loop.run_in_executor(None, unpacker.read, UNPACK_BATCH):
+                await hand_on(out)
+        unpacker.end()
+        while out := await loop.run_in_executor(None, unpacker.read, UNPACK_BATCH):
+            await hand_on(out)
+    except compression.Malformed as exc:
+        raise base.Malformed(f"cannot unpack: {exc}") from None
+    await hand_on(b"", last=True)
 
 
 async def _fetch_spooled(sink: Sink, found: Found, *, max_file_size: int) -> None:

@@ -8,6 +8,7 @@ behind: no CAB built for nobody and no cached copy of one.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from symbol_proxy.compression import write_cab
 from symbol_proxy.server.state import STATE
 from tests.conftest import StartProxy, app_of
 from tests.e2e.test_proxy_behaviour import PDB, PDB_KEY, cache_bytes, symstore
@@ -86,6 +88,50 @@ async def test_a_cab_starts_before_the_plain_file_is_complete(
         body = first + await response.read()
     assert int(response.headers["Content-Length"]) == len(body)
     assert extract(body, tmp_path) == data
+
+
+@pytest.mark.parametrize("wrap", ["gzip", "cab"])
+async def test_a_wrapped_upstream_file_flows_to_every_reader_before_its_body_is_complete(
+    tmp_path: Path,
+    start_proxy: StartProxy,
+    aiohttp_server: Callable[..., asyncio.Future[TestServer]],
+    http: aiohttp.ClientSession,
+    wrap: str,
+) -> None:
+    # Issue 8: a gzip (or CAB) body is unpacked as it arrives, so readers get the plain file's
+    # first bytes while the upstream still holds back most of the body, and nothing but the plain
+    # file is written (no packed scratch copy).
+    data = large_pdb(12 * 1024 * 1024)
+    if wrap == "gzip":
+        packed = gzip.compress(data, 1)
+    else:
+        (tmp_path / "plain").write_bytes(data)
+        write_cab(tmp_path / "plain", tmp_path / "packed", PLAIN_NAME, level=1)
+        packed = (tmp_path / "packed").read_bytes()
+    held = HeldUpstream(packed, first=3 * 1024 * 1024)
+    server = await aiohttp_server(held.app)
+    proxy = await start_proxy([symstore(str(server.make_url("/")))])
+    state = app_of(proxy)[STATE]
+    async with (
+        http.get(proxy.make_url(f"/symbols/{PDB_KEY}")) as one,
+        http.get(proxy.make_url(f"/symbols/{PDB_KEY}")) as other,
+    ):
+        # No timing is asserted: without unpacking as it arrives these reads wait for a release
+        # that never comes.
+        firsts = [
+            await asyncio.wait_for(response.content.readexactly(1024 * 1024), timeout=60)
+            for response in (one, other)
+        ]
+        assert [response.status for response in (one, other)] == [200, 200]
+        assert firsts == [data[: 1024 * 1024]] * 2
+        scratch = [
+            p.name for p in state.cache.tmp_dir.iterdir() if p.name.startswith(("packed-", "unpacked-"))
+        ]
+        assert scratch == [], "no scratch copy of the packed body"
+        held.release.set()
+        bodies = [first + await response.read() for first, response in zip(firsts, (one, other), strict=True)]
+    assert bodies == [data, data]
+    assert state.cache.count == 1
 
 
 async def test_a_cancelled_cab_request_leaves_no_work_and_no_cached_copy(

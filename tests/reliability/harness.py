@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import gzip
 import json
 import os
 import signal
@@ -41,6 +42,7 @@ FAULTS = (
     "html",  # 200 with a sign-in page
     "redirect_loop",
     "chunked",  # no Content-Length, chunked transfer encoding (not a fault: must work)
+    "gzip_encoding",  # the body gzip-compressed with ``Content-Encoding: gzip`` (not a fault either)
 )
 
 
@@ -119,6 +121,9 @@ class FaultyUpstream:
             return web.Response(status=404, text="not found")
         response = web.StreamResponse(status=200)
         response.content_type = "application/octet-stream"
+        if fault == "gzip_encoding":
+            data = gzip.compress(data, 1)
+            response.headers["Content-Encoding"] = "gzip"
         if fault == "chunked":
             response.enable_chunked_encoding()
         else:

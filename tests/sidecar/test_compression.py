@@ -15,6 +15,7 @@ import gzip
 import io
 import json
 import os
+import random
 import shutil
 import struct
 import subprocess
@@ -680,3 +681,156 @@ def test_a_stored_cab_refuses_more_bytes_than_announced() -> None:
         blocks.feed(b"x" * 11)
     with pytest.raises(compression.TooLarge):
         compression.stored_cab(compression.MAX_CAB_SIZE + 1, "big.pdb", 0.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Unpacking while the body arrives (StreamUnpacker): the same parsers, fed chunk by chunk
+
+
+def zip_streamed(data: bytes, zip64: bool = False) -> bytes:
+    """A zip written to a pipe-like output: the sizes and CRC follow the entry (data descriptor)."""
+
+    class Unseekable(io.BytesIO):
+        def seekable(self) -> bool:
+            return False
+
+        def seek(self, *args: Any) -> int:
+            raise io.UnsupportedOperation
+
+    buffer = Unseekable()
+    with (
+        zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive,
+        archive.open("f.pdb", "w", force_zip64=zip64) as entry,
+    ):
+        entry.write(data)
+    packed = buffer.getvalue()
+    assert struct.unpack_from("<H", packed, 6)[0] & 0x08, "expected a data descriptor"
+    return packed
+
+
+def zip64_of(data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with (
+        zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive,
+        archive.open("f.pdb", "w", force_zip64=True) as entry,
+    ):
+        entry.write(data)
+    return buffer.getvalue()
+
+
+STREAMED: dict[str, Callable[[bytes], bytes]] = {
+    **PACKERS,
+    "zip-stored": lambda data: zip_of({"f.pdb": data}, zipfile.ZIP_STORED),
+    "zip-streamed": zip_streamed,
+    "zip64": zip64_of,
+    "zip64-streamed": lambda data: zip_streamed(data, zip64=True),
+    "cab-stored": lambda data: cab_of(data, b"f.pdb"),
+    "cab-reserve": lambda data: cab_of(data, b"f.pdb", reserve=(4, 2, 3)),
+}
+SIZED = {"cab", "cab-stored", "cab-reserve", "zip", "zip-stored", "zip64"}
+"""Containers that announce the unpacked size before its first byte."""
+
+
+def stream_unpack(packed: bytes, *, max_size: int = BIG, limit: int = 100_000) -> tuple[bytes, int | None]:
+    """``packed`` fed in chunks of random sizes (1 byte to 1 MiB); the output and the size the
+    unpacker announced before its first byte."""
+    unpacker = compression.StreamUnpacker.for_head(packed[:64], max_size=max_size)
+    assert unpacker is not None
+    rng = random.Random(len(packed))
+    out: list[bytes] = []
+    announced: list[int | None] = []
+    position = 0
+    while not unpacker.done or position < len(packed):
+        if position < len(packed):
+            size = rng.choice([1, 7, 100, 4096, 65536, 1 << 20])
+            unpacker.feed(packed[position : position + size])
+            position += size
+        else:
+            unpacker.end()
+        while piece := unpacker.read(limit):
+            assert len(piece) <= limit + (1 << 17), "one read is bounded by its limit and one block"
+            if not out:
+                announced.append(unpacker.size)
+            out.append(piece)
+        if position >= len(packed) and not unpacker.done:
+            unpacker.end()
+            while piece := unpacker.read(limit):
+                out.append(piece)
+            assert unpacker.done
+    return b"".join(out), announced[0] if announced else unpacker.size
+
+
+@pytest.mark.parametrize("kind", sorted(STREAMED))
+def test_a_container_unpacked_as_it_arrives_gives_the_same_file(tmp_path: Path, kind: str) -> None:
+    data = LARGEST.read_bytes()
+    packed = STREAMED[kind](data)
+    unpacked, announced = stream_unpack(packed)
+    assert unpacked == data
+    assert unpacked == unpack_to(tmp_path, packed)[1]
+    assert announced == (len(data) if kind in SIZED else None)
+
+
+@pytest.mark.parametrize("cut", ["header", "half", "last-byte"])
+@pytest.mark.parametrize("kind", sorted(STREAMED))
+def test_a_truncated_body_is_malformed_once_it_ends(kind: str, cut: str) -> None:
+    packed = STREAMED[kind](PDB.read_bytes())
+    keep = {"header": 6, "half": len(packed) // 2, "last-byte": len(packed) - 1}[cut]
+    unpacker = compression.StreamUnpacker.for_head(packed[:64], max_size=BIG)
+    assert unpacker is not None
+    unpacker.feed(packed[:keep])
+    while unpacker.read():
+        pass
+    assert not unpacker.done
+    unpacker.end()
+    with pytest.raises(Malformed):
+        while unpacker.read():
+            pass
+
+
+@pytest.mark.parametrize("kind", sorted(STREAMED))
+def test_a_damaged_body_is_malformed(kind: str) -> None:
+    packed = bytearray(STREAMED[kind](PDB.read_bytes()))
+    packed[len(packed) // 2] ^= 0x55
+    with pytest.raises(Malformed):
+        stream_unpack(bytes(packed))
+
+
+@pytest.mark.parametrize("kind", sorted(STREAMED))
+def test_a_body_unpacking_beyond_max_size_is_too_large(kind: str) -> None:
+    data = LARGEST.read_bytes()
+    with pytest.raises(TooLarge):
+        stream_unpack(STREAMED[kind](data), max_size=len(data) - 1)
+    assert stream_unpack(STREAMED[kind](data), max_size=len(data))[0] == data
+
+
+def test_a_zip_with_two_entries_or_only_a_directory_is_malformed_as_it_arrives() -> None:
+    with pytest.raises(Malformed, match="exactly one entry"):
+        stream_unpack(zip_of({"a.pdb": b"MZ" * 1000, "b.pdb": b"MZ" * 1000}))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.mkdir("only")
+    with pytest.raises(Malformed, match="directory"):
+        stream_unpack(buffer.getvalue())
+
+
+def test_containers_that_need_the_whole_file_are_not_unpacked_as_they_arrive() -> None:
+    data = PDB.read_bytes()
+    lzma_zip = zip_of({"f.pdb": data}, zipfile.ZIP_LZMA)
+    data_first = bytearray(cab_of(data, b"f.pdb"))
+    struct.pack_into("<I", data_first, 36, 44)  # the folder's data would start inside the headers
+    for packed in (lzx_stored_cab(data, b"f.pdb"), lzma_zip, bytes(data_first), data):
+        assert compression.StreamUnpacker.for_head(packed[:64], max_size=BIG) is None
+
+
+def test_bytes_after_the_end_of_a_cab_are_counted_but_not_kept() -> None:
+    data = PDB.read_bytes()
+    unpacker = compression.StreamUnpacker.for_head(cab_via_write_cab(data)[:64], max_size=BIG)
+    assert unpacker is not None
+    unpacker.feed(cab_via_write_cab(data))
+    assert b"".join(iter(unpacker.read, b"")) == data
+    assert unpacker.done
+    for _ in range(100):
+        unpacker.feed(bytes(1 << 20))
+        assert unpacker.read() == b""
+    assert unpacker.received > 100 << 20
+    assert not unpacker._pending, "trailing bytes are not held in memory"

@@ -176,3 +176,63 @@ async def test_a_write_error_behind_the_readers_fails_the_download(
         assert list(cache.tmp_dir.iterdir()) == []
     finally:
         await downloads.aclose()
+
+
+async def test_a_passed_through_download_keeps_pace_with_a_slow_reader(tmp_path: Path) -> None:
+    # No room in the cache (a cap smaller than the file): nothing to read back from, so the
+    # producer waits for its slowest reader instead of running out of the bytes in memory.
+    small = DiskCache(tmp_path / "small", max_size=MiB)
+    small.open()
+    downloads = Downloads(small, negative_ttl=300.0, error_ttl=7.0)
+    data = random.Random(5).randbytes(3 * inflight.READ_ALONG_MEMORY + 123)
+    try:
+
+        async def producer(sink: Sink) -> None:
+            sink.start(len(data))
+            for start in range(0, len(data), 256 * KiB):
+                await sink.write(data[start : start + 256 * KiB])
+
+        download = downloads.fetch("k", producer)
+        received: list[bytes] = []
+        async with asyncio.timeout(TIMEOUT * 3):
+            async for chunk in download.read(0, 256 * KiB):  # joins before the producer runs
+                assert download._available - sum(map(len, received)) <= inflight.READ_ALONG_MEMORY
+                received.append(chunk)
+                await asyncio.sleep(0.001)  # a reader slower than the producer
+        assert download.uncached
+        assert b"".join(received) == data
+        with pytest.raises(DownloadFailed) as failed:
+            await download.finished()
+        assert failed.value.kind == "space"
+        assert small.size == 0
+    finally:
+        await downloads.aclose()
+
+
+async def test_a_passed_through_download_goes_on_without_a_reader_that_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inflight, "PASS_THROUGH_PATIENCE", 0.2)
+    small = DiskCache(tmp_path / "small", max_size=MiB)
+    small.open()
+    downloads = Downloads(small, negative_ttl=300.0, error_ttl=7.0)
+    data = random.Random(6).randbytes(3 * inflight.READ_ALONG_MEMORY)
+    try:
+
+        async def producer(sink: Sink) -> None:
+            sink.start(len(data))
+            for start in range(0, len(data), 256 * KiB):
+                await sink.write(data[start : start + 256 * KiB])
+
+        download = downloads.fetch("k", producer)
+        stalled = download.read(0, 256 * KiB)
+        assert await anext(stalled) == data[: 256 * KiB]  # then it stops reading
+        with pytest.raises(DownloadFailed) as passed:
+            async with asyncio.timeout(TIMEOUT):
+                await download.finished()
+        assert passed.value.kind == "space", "the download ended without the stalled reader"
+        with pytest.raises(DownloadFailed, match="fell behind"):
+            await anext(stalled)
+        await stalled.aclose()
+    finally:
+        await downloads.aclose()

@@ -11,8 +11,10 @@ then it is cancelled, so work nobody wants cannot pile up behind a slow source. 
 verified file is committed; any failure discards the temporary file and remembers a short miss.
 
 When the cache has no room for a file (pinned files and other downloads hold the cap), the file is
-passed through instead: readers that keep up get every byte from memory, nothing is written, and
-nothing is remembered, since a full cache says nothing about the upstream.
+passed through instead: readers get every byte from memory, nothing is written, and nothing is
+remembered, since a full cache says nothing about the upstream. With no file to fall back on, the
+download then keeps pace with its slowest reader (``PASS_THROUGH_LEAD``), so no reader that stays
+connected falls out of the bytes in memory.
 """
 
 from __future__ import annotations
@@ -43,6 +45,13 @@ there instead of reading them back from the temporary file; the bound on that me
 CANCEL_GRACE = 2.0
 """Seconds a download nobody waits for keeps running before it is cancelled (a client that retries
 at once joins it again)."""
+PASS_THROUGH_LEAD = READ_ALONG_MEMORY // 2
+"""How far a download passed through (no file to read back from) may run ahead of its slowest
+reader: it waits for that reader beyond this, so every reader keeps within the bytes in memory."""
+PASS_THROUGH_PATIENCE = 30.0
+"""Seconds a passed-through download waits for readers behind it to move; then it goes on without
+them (a reader that stopped reading is cut once it falls out of memory), so a stalled client cannot
+hold an upstream download for ever."""
 NEARLY_DONE = 0.75
 """A download nobody waits for is finished anyway once this share of its announced size is in."""
 
@@ -91,6 +100,10 @@ class Download:
         self._recent: collections.deque[tuple[int, bytes]] = collections.deque()
         self._recent_size = 0
         self._failure: DownloadFailed | None = None
+        self._positions: dict[int, int] = {}  # reader → the next offset it asks for
+        self._given_up: set[int] = set()  # readers a passed-through download no longer waits for
+        self._readers = 0
+        self._moved: asyncio.Event | None = None  # set when a reader moves on, if the producer waits
         # Consumers may never await these futures (a client that went away): silence "never retrieved".
         self._started.add_done_callback(_consume)
         self._finished.add_done_callback(_consume)
@@ -130,6 +143,36 @@ class Download:
             self._recent_size -= len(chunk)
             recent.popleft()
 
+    def _reader_at(self, reader: int, position: int | None) -> None:
+        if position is None:
+            self._positions.pop(reader, None)
+            self._given_up.discard(reader)
+        elif reader not in self._given_up:
+            self._positions[reader] = position
+        if self._moved is not None:
+            self._moved.set()
+
+    async def _keep_pace(self) -> None:
+        """Passed through: wait while a reader is more than ``PASS_THROUGH_LEAD`` behind, unless it
+        has not moved for ``PASS_THROUGH_PATIENCE``. Readers that are about to start (a response
+        still sending its headers) get a turn first."""
+        await asyncio.sleep(0)
+        while True:
+            behind = [r for r, p in self._positions.items() if p < self._available - PASS_THROUGH_LEAD]
+            if not behind:
+                return
+            self._moved = asyncio.Event()
+            try:
+                async with asyncio.timeout(PASS_THROUGH_PATIENCE):
+                    await self._moved.wait()
+            except TimeoutError:
+                for reader in behind:
+                    if self._positions.get(reader, self._available) < self._available - PASS_THROUGH_LEAD:
+                        del self._positions[reader]
+                        self._given_up.add(reader)
+            finally:
+                self._moved = None
+
     def _from_memory(self, position: int, limit: int) -> bytes | None:
         """Written bytes from ``position`` (at most ``limit``) if they are still in memory."""
         if not self._recent or position < self._recent[0][0]:
@@ -151,22 +194,28 @@ class Download:
 
     async def read(self, offset: int = 0, chunk_size: int = 1024 * 1024) -> AsyncIterator[bytes]:
         """The file's bytes from ``offset``, following the download as it lands."""
-        await self.started()
+        self._readers += 1
+        reader = self._readers
+        self._reader_at(reader, offset)  # from the first step: a passed-through download waits for it
         loop = asyncio.get_running_loop()
+        fd: int | None = None
         try:
-            fd = None if self.uncached else await loop.run_in_executor(None, self._open_for_reading)
-        except DownloadFailed:
-            # The temporary file went away: discarded by a failure (report that failure), or renamed
-            # into the cache before ``result`` was set (wait for it, then open the cached file).
-            with contextlib.suppress(DownloadFailed):
-                await self.finished()
-            if self._failure is not None:
-                raise self._failure from None
-            fd = None if self.uncached else await loop.run_in_executor(None, self._open_for_reading)
-        try:
+            await self.started()
+            try:
+                fd = None if self.uncached else await loop.run_in_executor(None, self._open_for_reading)
+            except DownloadFailed:
+                # The temporary file went away: discarded by a failure (report that failure), or
+                # renamed into the cache before ``result`` was set (wait for it, then open the cached
+                # file).
+                with contextlib.suppress(DownloadFailed):
+                    await self.finished()
+                if self._failure is not None:
+                    raise self._failure from None
+                fd = None if self.uncached else await loop.run_in_executor(None, self._open_for_reading)
             position = offset
             while True:
                 changed = self._changed
+                self._reader_at(reader, position)
                 if position < self._available:
                     data = self._from_memory(position, chunk_size)
                     if data is None:  # behind the bytes in memory, so in the file: read them back
@@ -185,6 +234,7 @@ class Download:
                     return
                 await changed.wait()
         finally:
+            self._reader_at(reader, None)
             if fd is not None:
                 os.close(fd)
 
@@ -327,6 +377,7 @@ class Sink:
         self._download._publish(data)
         if self._download.uncached:
             self._download._wrote(self._download._written)
+            await self._download._keep_pace()
             return
         self._pending.append(data)
         self._pending_size += len(data)
