@@ -22,6 +22,7 @@ from typing import Any
 from symbol_proxy.config import Layout, LayoutType
 from symbol_publish import identities, plans, progress, scanning
 from symbol_publish.identities import Identity
+from symbol_publish.publishing import DEFAULT_BLOCK_THRESHOLD
 
 __all__ = ["ExitCode", "main"]
 
@@ -107,7 +108,40 @@ def build_parser() -> argparse.ArgumentParser:
     remote.add_argument(
         "--batch-size", type=int, default=100, help="debug entries per POST (service limit 1000)"
     )
+    remote.add_argument(
+        "--block-threshold",
+        type=_size,
+        default=DEFAULT_BLOCK_THRESHOLD,
+        metavar="SIZE",
+        help="upload files larger than this in 2 MiB blocks, each retried on its own and resumable "
+        "(bytes, or with K/M/G; default 16M)",
+    )
+    state = parser.add_argument_group("state kept between runs")
+    state.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="hash cache and block-upload journal (default $SYMBOL_PUBLISH_STATE_DIR, "
+        "else $XDG_CACHE_HOME/symbol-publish, else ~/.cache/symbol-publish)",
+    )
+    state.add_argument("--no-state", action="store_true", help="neither read nor write the state directory")
     return parser
+
+
+def _size(text: str) -> int:
+    units = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+    number, unit = text[:-1], text[-1:].upper()
+    if unit not in units or unit == "":
+        number, unit = text, ""
+    try:
+        value = int(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a size: {text!r} (bytes, or a number with K, M or G)"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("a size is at least 1 byte")
+    return value
 
 
 def _report_skipped(skipped: Sequence[plans.Skipped]) -> None:
@@ -194,7 +228,7 @@ def _run_store(args: argparse.Namespace, plan: plans.Plan) -> ExitCode:
 def _run_service(args: argparse.Namespace, plan: plans.Plan) -> ExitCode:
     import aiohttp
 
-    from symbol_publish import publishing, service
+    from symbol_publish import publishing, service, state
 
     token = os.environ.get(args.token_env)
     if not token:
@@ -207,14 +241,18 @@ def _run_service(args: argparse.Namespace, plan: plans.Plan) -> ExitCode:
         seal=args.seal,
         batch_size=args.batch_size,
         concurrency=args.concurrency,
+        block_threshold=args.block_threshold,
     )
+    state_dir = None if args.no_state else (args.state_dir or state.default_dir())
     bar = progress.make(args.progress, "uploading", sys.stderr.isatty())
     hashing = progress.make(args.progress, "hashing", sys.stderr.isatty())
 
     async def run() -> publishing.Outcome:
         async with aiohttp.ClientSession() as session:
             client = service.SymbolService(args.server, token, session)
-            return await publishing.publish(client, plan, options, bar, hashing)
+            cache = state.HashCache(state_dir)
+            journal = state.BlockJournal(state_dir, client.url)
+            return await publishing.publish(client, plan, options, bar, hashing, cache, journal)
 
     try:
         outcome = asyncio.run(run())
@@ -228,14 +266,20 @@ def _run_service(args: argparse.Namespace, plan: plans.Plan) -> ExitCode:
         print(f"symbol-publish: {exc}; run the same command again to finish the request", file=sys.stderr)
         return ExitCode.SERVER_ERROR
     request = outcome.request
-    state = "already sealed by an earlier run" if outcome.already_sealed else str(request.get("status"))
+    status = "already sealed by an earlier run" if outcome.already_sealed else str(request.get("status"))
     print(
-        f"symbol-publish: request {args.request!r} {state}"
+        f"symbol-publish: request {args.request!r} {status}"
         f"{' (resumed)' if outcome.resumed and not outcome.already_sealed else ''}: "
         f"{outcome.entries} entries, {outcome.uploaded_blobs} new blobs "
         f"({_human(outcome.uploaded_bytes)} uploaded), "
         f"{_human(outcome.deduplicated_bytes)} deduplicated, {len(plan.skipped)} files skipped\n"
-        f"  {request.get('url', '')}"
+        f"  {request.get('url', '')}\n"
+        f"  {outcome.hashed_files} files hashed, {outcome.cached_files} from the hash cache"
+        + (
+            f"; {outcome.uploaded_blocks} blocks uploaded, {outcome.resumed_blocks} resumed"
+            if outcome.uploaded_blocks or outcome.resumed_blocks
+            else ""
+        )
     )
     return _final_code(plan.skipped)
 
