@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from symbol_proxy.config import Layout, LayoutType
-from symbol_publish import identities, plans, progress, scanning
+from symbol_publish import identities, plans, progress, scanning, state
 from symbol_publish.identities import Identity
 from symbol_publish.publishing import DEFAULT_BLOCK_THRESHOLD
 
@@ -114,14 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_BLOCK_THRESHOLD,
         metavar="SIZE",
         help="upload files larger than this in 2 MiB blocks, each retried on its own and resumable "
-        "(bytes, or with K/M/G; default 16M)",
+        "(bytes, or with K/M/G; default 64M)",
     )
     state = parser.add_argument_group("state kept between runs")
     state.add_argument(
         "--state-dir",
         type=Path,
         metavar="DIR",
-        help="hash cache and block-upload journal (default $SYMBOL_PUBLISH_STATE_DIR, "
+        help="scan and hash cache, block-upload journal (default $SYMBOL_PUBLISH_STATE_DIR, "
         "else $XDG_CACHE_HOME/symbol-publish, else ~/.cache/symbol-publish)",
     )
     state.add_argument("--no-state", action="store_true", help="neither read nor write the state directory")
@@ -225,10 +225,10 @@ def _run_store(args: argparse.Namespace, plan: plans.Plan) -> ExitCode:
     return _final_code(skipped)
 
 
-def _run_service(args: argparse.Namespace, plan: plans.Plan) -> ExitCode:
+def _run_service(args: argparse.Namespace, plan: plans.Plan, cache: state.FileCache) -> ExitCode:
     import aiohttp
 
-    from symbol_publish import publishing, service, state
+    from symbol_publish import publishing, service
 
     token = os.environ.get(args.token_env)
     if not token:
@@ -243,15 +243,13 @@ def _run_service(args: argparse.Namespace, plan: plans.Plan) -> ExitCode:
         concurrency=args.concurrency,
         block_threshold=args.block_threshold,
     )
-    state_dir = None if args.no_state else (args.state_dir or state.default_dir())
     bar = progress.make(args.progress, "uploading", sys.stderr.isatty())
     hashing = progress.make(args.progress, "hashing", sys.stderr.isatty())
 
     async def run() -> publishing.Outcome:
         async with aiohttp.ClientSession() as session:
             client = service.SymbolService(args.server, token, session)
-            cache = state.HashCache(state_dir)
-            journal = state.BlockJournal(state_dir, client.url)
+            journal = state.BlockJournal(cache.directory, client.url)
             return await publishing.publish(client, plan, options, bar, hashing, cache, journal)
 
     try:
@@ -274,7 +272,8 @@ def _run_service(args: argparse.Namespace, plan: plans.Plan) -> ExitCode:
         f"({_human(outcome.uploaded_bytes)} uploaded), "
         f"{_human(outcome.deduplicated_bytes)} deduplicated, {len(plan.skipped)} files skipped\n"
         f"  {request.get('url', '')}\n"
-        f"  {outcome.hashed_files} files hashed, {outcome.cached_files} from the hash cache"
+        f"  {cache.scan_misses} files scanned, {cache.scan_hits} from the cache; "
+        f"{outcome.hashed_files} hashed, {outcome.cached_files} from the cache"
         + (
             f"; {outcome.uploaded_blocks} blocks uploaded, {outcome.resumed_blocks} resumed"
             if outcome.uploaded_blocks or outcome.resumed_blocks
@@ -310,7 +309,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--concurrency is at least 1")
 
     # Path order decides which of two files claiming one key keeps it, whatever the directory walk does.
-    results = sorted(scanning.scan(args.directory, args.include, args.exclude), key=lambda r: r.relative)
+    cache = state.FileCache(None if args.no_state else (args.state_dir or state.default_dir()))
+    scanned = scanning.scan(args.directory, args.include, args.exclude, cache)
+    results = sorted(scanned, key=lambda r: r.relative)
+    cache.save()
     keys_of: Callable[[Identity], list[str]]
     if args.store is not None:
         layout = Layout(type=LayoutType(args.layout))
@@ -341,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.store is not None:
         return int(_run_store(args, plan))
     if args.server is not None:
-        return int(_run_service(args, plan))
+        return int(_run_service(args, plan, cache))
     parser.error("nothing to do: give --dry-run, --store DIR or --server URL --request NAME")
     return int(ExitCode.USAGE)  # not reached: parser.error exits
 

@@ -17,7 +17,7 @@ re-post → seal), made restartable:
   Each acknowledged block is journaled (``state.BlockJournal``), so an interrupted upload resumes
   after the last acknowledged block; if the service no longer holds them (the re-post still says
   ``blobMissing``), every block is sent once more.
-* ``state.HashCache`` spares a re-run the hashing of files that did not change.
+* ``state.FileCache`` spares a re-run the hashing of files that did not change.
 """
 
 from __future__ import annotations
@@ -36,12 +36,12 @@ from symbol_publish.files import Hashed
 from symbol_publish.plans import Entry, Plan, Scanned
 from symbol_publish.progress import Progress
 from symbol_publish.service import RETRIES, RequestExists, ServerError, ServiceError, SymbolService
-from symbol_publish.state import BlockJournal, HashCache
+from symbol_publish.state import BlockJournal, FileCache
 from symbol_service import vsohash
 
 __all__ = ["DEFAULT_BLOCK_THRESHOLD", "Options", "Outcome", "publish"]
 
-DEFAULT_BLOCK_THRESHOLD = 16 * 1024 * 1024
+DEFAULT_BLOCK_THRESHOLD = 64 * 1024 * 1024
 """Files larger than this are uploaded in blocks; smaller ones in one PUT."""
 
 _FINGERPRINT = "symbol-publish content "
@@ -85,18 +85,18 @@ def _level(entry: Entry) -> str:
     return "private" if entry.identity.has_debug_info or entry.identity.kind == "dbg" else "binary"
 
 
-async def _hash_all(plan: Plan, progress: Progress, cache: HashCache) -> dict[str, Hashed]:
+async def _hash_all(plan: Plan, progress: Progress, cache: FileCache) -> dict[str, Hashed]:
     """Blob id and block hashes of every file: from the cache, or hashed in threads."""
     loop = asyncio.get_running_loop()
 
     def hashed(path: Path) -> Hashed:
         before = path.stat().st_mtime_ns
         result = files.hash_file(path)
-        cache.put(path, result, before)
+        cache.put_hashed(path, before, result)
         return result
 
     async def one(file: Scanned) -> Hashed:
-        result = cache.get(file.path)
+        result = cache.hashed(file.path)
         if result is None:
             result = await loop.run_in_executor(None, hashed, file.path)
         progress.advance(file.size)
@@ -165,18 +165,18 @@ async def publish(
     options: Options,
     progress: Progress,
     hashing: Progress,
-    cache: HashCache | None = None,
+    cache: FileCache | None = None,
     journal: BlockJournal | None = None,
 ) -> Outcome:
     """Publish ``plan``; ``hashing`` shows the hashing of every file, ``progress`` the uploads."""
-    cache = cache or HashCache(None)
+    cache = cache or FileCache(None)
     journal = journal or BlockJournal(None, service.url)
     hashes = await _hash_all(plan, hashing, cache)
     blob_ids = {relative: h.blob.base64 for relative, h in hashes.items()}
     description = _FINGERPRINT + fingerprint(plan, blob_ids)
     request, resumed = await _open_request(service, options, description)
     outcome = Outcome(request=request, entries=len(plan.entries), resumed=resumed)
-    outcome.cached_files, outcome.hashed_files = cache.hits, len(plan.files) - cache.hits
+    outcome.cached_files, outcome.hashed_files = cache.hash_hits, cache.hash_misses
     if request.get("status") == "sealed":
         outcome.already_sealed = True
         return outcome
@@ -242,24 +242,33 @@ async def publish(
         skip = set(hashed.blocks) - only if only is not None else journal.acknowledged(hashed.blob)
         if only is None and skip:
             journaled[hashed.blob.base64] = set(skip)
-        done: set[bytes] = set()
+        todo: dict[bytes, int] = {}  # block → the index of its first occurrence
+        seen: set[bytes] = set()
         for index, block in enumerate(hashed.blocks):
             size = min(vsohash.BLOCK_SIZE, file.size - index * vsohash.BLOCK_SIZE)
-            if block in skip:
-                skip.discard(block)
-                done.add(block)
-                outcome.resumed_blocks += only is None
-            if block in done:  # sent, or the same content earlier in this file: each block once
+            if block in seen:  # the same content earlier in this file: each block is sent once
                 progress.advance(size)
                 continue
-            data = await loop.run_in_executor(None, files.read_block, file.path, index)
-            if len(data) != size or await loop.run_in_executor(None, vsohash.block_hash, data) != block:
-                raise ServiceError(f"{file.relative} changed while it was published; run again")
-            await _retried(lambda: service.upload_block(uri, block, data))  # noqa: B023
+            seen.add(block)
+            if block in skip:
+                outcome.resumed_blocks += only is None
+                progress.advance(size)
+            else:
+                todo[block] = index
+        sending = asyncio.Semaphore(options.concurrency)
+
+        async def send(block: bytes, index: int) -> None:
+            size = min(vsohash.BLOCK_SIZE, file.size - index * vsohash.BLOCK_SIZE)
+            async with sending:
+                data = await loop.run_in_executor(None, files.read_block, file.path, index)
+                if len(data) != size or await loop.run_in_executor(None, vsohash.block_hash, data) != block:
+                    raise ServiceError(f"{file.relative} changed while it was published; run again")
+                await _retried(lambda: service.upload_block(uri, block, data))
             journal.add(hashed.blob, block)
-            done.add(block)
             outcome.uploaded_blocks += 1
             progress.advance(size)
+
+        await asyncio.gather(*(send(block, index) for block, index in todo.items()))
         blocked.add(hashed.blob.base64)
 
     async def upload(uri: str, file: Scanned) -> None:

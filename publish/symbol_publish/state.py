@@ -1,7 +1,8 @@
 """What ``symbol-publish`` remembers between runs, in a state directory (docs/publish-cli.md).
 
-* ``hashes.json``: ``(absolute path, size, mtime_ns)`` → the file's blob id and block hashes, so a
-  re-run does not hash unchanged files again. A file whose mtime is less than ``RACY_NS`` old when
+* ``files.json``: ``(absolute path, size, mtime_ns)`` → the objects ``symbolic`` found in the file
+  (format, kind, arch, ids, features: an ``Identity`` each) and its blob id and block hashes, so a
+  re-run neither parses nor hashes unchanged files again. A file whose mtime is less than ``RACY_NS`` old when
   it is hashed is not remembered (it may still change within the clock's granularity without
   changing its mtime: git's "racy" rule). At most ``MAX_FILES`` files are kept, the least recently
   used dropped first.
@@ -25,10 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from symbol_proxy.objects import DebugId, InvalidId
 from symbol_publish.files import Hashed
+from symbol_publish.identities import Format, Identity
 from symbol_service import vsohash
 
-__all__ = ["BlockJournal", "HashCache", "default_dir"]
+__all__ = ["BlockJournal", "FileCache", "default_dir"]
 
 RACY_NS = 2_000_000_000
 MAX_FILES = 100_000
@@ -45,20 +48,24 @@ def default_dir() -> Path:
     return (Path(cache) if cache else Path.home() / ".cache") / "symbol-publish"
 
 
-class HashCache:
-    """The blob ids of files hashed before; ``hits`` and ``misses`` count this run's lookups."""
+class FileCache:
+    """What was read from files before: their objects (the scan) and their hashes.
+
+    ``scan_hits``/``hash_hits`` count this run's answers from the cache, ``*_misses`` the files read
+    again. A record belongs to one ``(size, mtime_ns)`` of its path; a changed file starts a new one.
+    """
 
     def __init__(self, directory: Path | None) -> None:
-        self.path = None if directory is None else directory / "hashes.json"
-        self._files: dict[str, list[Any]] = {}
-        self.hits = 0
-        self.misses = 0
+        self.directory = directory
+        self.path = None if directory is None else directory / "files.json"
+        self._files: dict[str, dict[str, Any]] = {}
+        self.scan_hits = self.scan_misses = self.hash_hits = self.hash_misses = 0
         self._changed = False
         if self.path is not None:
             self._files = self._load(self.path)
 
     @staticmethod
-    def _load(path: Path) -> dict[str, list[Any]]:
+    def _load(path: Path) -> dict[str, dict[str, Any]]:
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -66,7 +73,9 @@ class HashCache:
         if not isinstance(document, dict) or document.get("version") != _VERSION:
             return {}
         files = document.get("files")
-        return files if isinstance(files, dict) else {}
+        if not isinstance(files, dict):
+            return {}
+        return {k: v for k, v in files.items() if isinstance(v, dict)}
 
     @staticmethod
     def _stamp(path: Path) -> tuple[str, int, int] | None:
@@ -74,34 +83,64 @@ class HashCache:
             info = path.stat()
         except OSError:
             return None
-        return str(path.resolve()), info.st_size, info.st_mtime_ns
+        return str(path.absolute()), info.st_size, info.st_mtime_ns
 
-    def get(self, path: Path) -> Hashed | None:
+    def _record(self, path: Path, field: str) -> Any:
         stamp = self._stamp(path)
-        found = self._files.get(stamp[0]) if stamp is not None else None
-        try:
-            if stamp is not None and found is not None and found[:2] == [stamp[1], stamp[2]]:
-                hashed = Hashed(
-                    vsohash.BlobId.from_base64(found[2]), tuple(bytes.fromhex(b) for b in found[3])
-                )
-                self._files[stamp[0]] = self._files.pop(stamp[0])  # recently used: kept longest
-                self.hits += 1
-                return hashed
-        except (TypeError, ValueError, IndexError):
-            pass  # a corrupt record: hash again
-        self.misses += 1
-        return None
+        if stamp is None:
+            return None
+        record = self._files.get(stamp[0])
+        if record is None or [record.get("size"), record.get("mtime_ns")] != [stamp[1], stamp[2]]:
+            return None
+        self._files[stamp[0]] = self._files.pop(stamp[0])  # recently used: kept longest
+        return record.get(field)
 
-    def put(self, path: Path, hashed: Hashed, mtime_ns: int) -> None:
-        """Remember ``hashed`` for the file as it was at ``mtime_ns`` (stat before hashing)."""
+    def _put(self, path: Path, mtime_ns: int, field: str, value: Any) -> None:
+        """Remember ``value`` for the file as it was at ``mtime_ns`` (its stat before reading it)."""
         stamp = self._stamp(path)
         if self.path is None or stamp is None or stamp[2] != mtime_ns:
-            return  # changed while it was hashed
+            return  # changed while it was read
         if time.time_ns() - mtime_ns < RACY_NS:
             return
-        self._files.pop(stamp[0], None)
-        self._files[stamp[0]] = [stamp[1], stamp[2], hashed.blob.base64, [b.hex() for b in hashed.blocks]]
+        record = self._files.pop(stamp[0], None)
+        if record is None or [record.get("size"), record.get("mtime_ns")] != [stamp[1], stamp[2]]:
+            record = {"size": stamp[1], "mtime_ns": stamp[2]}
+        record[field] = value
+        self._files[stamp[0]] = record
         self._changed = True
+
+    def objects(self, path: Path) -> tuple[Identity, ...] | None:
+        """The objects an earlier scan found in the unchanged file."""
+        found = self._record(path, "objects")
+        try:
+            if isinstance(found, list) and found:
+                identities = tuple(_identity(item) for item in found)
+                self.scan_hits += 1
+                return identities
+        except (TypeError, ValueError, KeyError, InvalidId):
+            pass  # a corrupt record: read the file again
+        self.scan_misses += 1
+        return None
+
+    def put_objects(self, path: Path, mtime_ns: int, identities: tuple[Identity, ...]) -> None:
+        self._put(path, mtime_ns, "objects", [_identity_record(i) for i in identities])
+
+    def hashed(self, path: Path) -> Hashed | None:
+        found = self._record(path, "hash")
+        try:
+            if isinstance(found, list):
+                hashed = Hashed(
+                    vsohash.BlobId.from_base64(found[0]), tuple(bytes.fromhex(b) for b in found[1])
+                )
+                self.hash_hits += 1
+                return hashed
+        except (TypeError, ValueError, IndexError):
+            pass
+        self.hash_misses += 1
+        return None
+
+    def put_hashed(self, path: Path, mtime_ns: int, hashed: Hashed) -> None:
+        self._put(path, mtime_ns, "hash", [hashed.blob.base64, [b.hex() for b in hashed.blocks]])
 
     def save(self) -> None:
         if self.path is None or not self._changed:
@@ -109,6 +148,34 @@ class HashCache:
         while len(self._files) > MAX_FILES:
             del self._files[next(iter(self._files))]
         _write_atomically(self.path, json.dumps({"version": _VERSION, "files": self._files}))
+        self._changed = False
+
+
+def _identity_record(identity: Identity) -> dict[str, Any]:
+    return {
+        "name": identity.name,
+        "format": identity.format.value,
+        "kind": identity.kind,
+        "arch": identity.arch,
+        "debug_id": None if identity.debug_id is None else str(identity.debug_id),
+        "code_id": identity.code_id,
+        "features": sorted(identity.features),
+        "module_name": identity.module_name,
+    }
+
+
+def _identity(record: dict[str, Any]) -> Identity:
+    debug_id = record["debug_id"]
+    return Identity(
+        name=str(record["name"]),
+        format=Format(record["format"]),
+        kind=str(record["kind"]),
+        arch=str(record["arch"]),
+        debug_id=None if debug_id is None else DebugId.parse(str(debug_id)),
+        code_id=None if record["code_id"] is None else str(record["code_id"]),
+        features=frozenset(str(f) for f in record["features"]),
+        module_name=None if record["module_name"] is None else str(record["module_name"]),
+    )
 
 
 def _write_atomically(path: Path, text: str) -> None:

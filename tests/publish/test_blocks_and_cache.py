@@ -7,9 +7,10 @@ Breakpad file of a few MiB with ``--block-threshold`` set below its size is uplo
 half-way (a forwarder in front of the service) and run again resumes after the acknowledged
 blocks: every block reaches the service once. A journal whose blocks the service no longer holds
 (the staged blocks removed between the runs) makes the rerun send every block again, and the
-publish completes. The hash cache: a second run hashes nothing (the summary counts the cache's
-answers), a file changed in place (same size, new mtime) is hashed again and published with its new
-content, and a corrupt state file is ignored.
+publish completes. The scan and hash cache: a second run neither parses nor hashes a file (the
+summary counts the cache's answers) and the dry run it gives equals an uncached one; a file changed
+in place (same size, new mtime) is read and hashed again and published with its new content; a
+corrupt state file is ignored and rewritten.
 """
 
 from __future__ import annotations
@@ -73,11 +74,12 @@ def _content(target: Service, name: str) -> bytes:
     return data
 
 
-def _counted(out: str) -> tuple[int, int]:
-    """(files hashed, files from the cache) of the summary."""
-    match = re.search(r"(\d+) files hashed, (\d+) from the hash cache", out)
+def _counted(out: str) -> tuple[int, int, int, int]:
+    """(files scanned, scans from the cache, files hashed, hashes from the cache) of the summary."""
+    match = re.search(r"(\d+) files scanned, (\d+) from the cache; (\d+) hashed, (\d+) from the cache", out)
     assert match, out
-    return int(match.group(1)), int(match.group(2))
+    scanned, scan_hits, hashed, hash_hits = map(int, match.groups())
+    return scanned, scan_hits, hashed, hash_hits
 
 
 def test_a_large_file_is_uploaded_in_blocks(service: Service, tmp_path: Path) -> None:  # noqa: F811
@@ -176,18 +178,22 @@ async def test_an_interrupted_block_upload_resumes(
     assert not list((tmp_path / "publish-state" / "blocks").rglob("*"))[1:]  # the journal is gone
 
 
-def test_a_rerun_reads_the_hash_cache_and_rehashes_a_changed_file(service: Service, tmp_path: Path) -> None:  # noqa: F811
+def test_a_rerun_reads_the_cache_and_reads_a_changed_file_again(service: Service, tmp_path: Path) -> None:  # noqa: F811
     build = tmp_path / "build"
     shutil.copytree(shared.FIXTURES / "breakpad", build)  # copies keep their (old) mtimes
     files = sorted(p for p in build.rglob("*.sym"))
     first = service.publish(build, "cache/1")
     assert first.code in (ExitCode.OK, ExitCode.SKIPPED), first.err
-    hashed, cached = _counted(first.out)
-    assert hashed > 1 and cached == 0
+    scanned, _, hashed, _ = _counted(first.out)
+    assert _counted(first.out) == (scanned, 0, hashed, 0) and scanned >= hashed > 1
 
     second = service.publish(build, "cache/1")
     assert "already sealed by an earlier run" in second.out
-    assert _counted(second.out) == (0, hashed)
+    assert _counted(second.out) == (0, scanned, 0, hashed)
+    # What the cache gives is what symbolic reads: the dry run's objects and keys are the same.
+    cached = run_process(build, "--dry-run", "--format", "json")
+    fresh = run_process(build, "--dry-run", "--format", "json", "--no-state")
+    assert cached.out == fresh.out and cached.json()["entries"]
 
     # One file changed in place: same size, another byte, a new (but not racy) mtime.
     changed = next(p for p in files if b"FUNC " in p.read_bytes())
@@ -202,7 +208,7 @@ def test_a_rerun_reads_the_hash_cache_and_rehashes_a_changed_file(service: Servi
     assert changed.stat().st_size == stat.st_size and time.time_ns() - changed.stat().st_mtime_ns > 2 * 10**9
     third = service.publish(build, "cache/2")
     assert third.code in (ExitCode.OK, ExitCode.SKIPPED), third.err
-    assert _counted(third.out) == (1, hashed - 1)
+    assert _counted(third.out) == (1, scanned - 1, 1, hashed - 1)
     request = service.get("requests?requestName=cache/2")
     contents = {
         service.get(f"requests/{request['id']}/contents/{e['id']}")
@@ -210,8 +216,8 @@ def test_a_rerun_reads_the_hash_cache_and_rehashes_a_changed_file(service: Servi
     }
     assert flipped in contents and text not in contents
 
-    (tmp_path / "publish-state" / "hashes.json").write_text('{"version": 1, "files": {"x": [')
+    (tmp_path / "publish-state" / "files.json").write_text('{"version": 1, "files": {"x": [')
     corrupt = service.publish(build, "cache/2")
     assert corrupt.code in (ExitCode.OK, ExitCode.SKIPPED), corrupt.err
-    assert _counted(corrupt.out) == (hashed, 0)
-    assert _counted(service.publish(build, "cache/2").out) == (0, hashed)  # rewritten whole
+    assert _counted(corrupt.out) == (scanned, 0, hashed, 0)
+    assert _counted(service.publish(build, "cache/2").out) == (0, scanned, 0, hashed)  # rewritten whole
