@@ -179,16 +179,21 @@ def _identity(record: dict[str, Any]) -> Identity:
 
 
 def _write_atomically(path: Path, text: str) -> None:
+    """A temporary file beside ``path``, renamed over it: a reader sees the old or the new file.
+    A state directory that cannot be written is left alone (the cache is an optimisation)."""
+    temporary: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(
             "w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8"
         ) as file:
+            temporary = file.name
             file.write(text)
-        os.replace(file.name, path)
+        os.replace(temporary, path)
     except OSError:
-        with contextlib.suppress(OSError, UnboundLocalError):
-            os.unlink(file.name)
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
 
 
 class BlockJournal:

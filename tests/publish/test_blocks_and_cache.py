@@ -32,6 +32,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from symbol_publish import files, state
 from symbol_publish.cli import ExitCode
 from symbol_service import vsohash
 from tests.publish.conftest import run_process
@@ -221,3 +222,33 @@ def test_a_rerun_reads_the_cache_and_reads_a_changed_file_again(service: Service
     assert corrupt.code in (ExitCode.OK, ExitCode.SKIPPED), corrupt.err
     assert _counted(corrupt.out) == (scanned, 0, hashed, 0)
     assert _counted(service.publish(build, "cache/2").out) == (0, scanned, 0, hashed)  # rewritten whole
+
+
+def test_the_cache_skips_files_younger_than_the_mtime_granularity_and_a_broken_state_dir(
+    tmp_path: Path,
+) -> None:
+    old = tmp_path / "old.bin"
+    old.write_bytes(b"x" * 100)
+    stamp = old.stat().st_mtime_ns - 10 * 10**9
+    os.utime(old, ns=(stamp, stamp))
+    young = tmp_path / "young.bin"
+    young.write_bytes(b"y" * 100)
+    cache = state.FileCache(tmp_path / "state")
+    for path in (old, young):
+        cache.put_hashed(path, path.stat().st_mtime_ns, files.hash_file(path))
+    cache.save()
+    again = state.FileCache(tmp_path / "state")
+    assert again.hashed(old) == files.hash_file(old)
+    assert again.hashed(young) is None  # could still change without changing its mtime
+    assert (again.hash_hits, again.hash_misses) == (1, 1)
+
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the state directory should be")
+    unwritable = state.FileCache(blocked)
+    unwritable.put_hashed(old, old.stat().st_mtime_ns, files.hash_file(old))
+    unwritable.save()  # nothing raised, nothing written
+    assert blocked.read_text().startswith("a file")
+    journal = state.BlockJournal(blocked, "http://x")
+    blob = files.hash_file(old).blob
+    journal.add(blob, b"\0" * 32)
+    assert journal.acknowledged(blob) == set()
