@@ -3,14 +3,14 @@
 Against the real ``symbol-service serve`` process (``tests.publish.test_service``). A generated
 Breakpad file of a few MiB with ``--block-threshold`` set below its size is uploaded in 2 MiB blocks
 (the service counts ``put_block`` calls and no whole-blob ``PUT``), the entry re-posted with
-``blobDetails``, and the content read back byte-identical. The CLI SIGKILLed while a block is held
-half-way (a forwarder in front of the service) and run again resumes after the acknowledged
-blocks: every block reaches the service once. A journal whose blocks the service no longer holds
-(the staged blocks removed between the runs) makes the rerun send every block again, and the
-publish completes. The scan and hash cache: a second run neither parses nor hashes a file (the
-summary counts the cache's answers) and the dry run it gives equals an uncached one; a file changed
-in place (same size, new mtime) is read and hashed again and published with its new content; a
-corrupt state file is ignored and rewritten.
+``blobDetails``, and the content read back byte-identical; a block that repeats is sent once. The
+CLI SIGKILLed while a block is held half-way (a forwarder in front of the service) and run again
+resumes after the acknowledged blocks: every block reaches the service once. A journal whose blocks
+the service no longer holds (the staged blocks removed between the runs) makes the rerun send every
+block again, and the publish completes. The scan and hash cache: a second run neither parses nor
+hashes a file (the summary counts the cache's answers) and the dry run it gives equals an uncached
+one; a file changed in place (same size, new mtime) is read and hashed again and published with its
+new content; a corrupt state file is ignored and rewritten.
 """
 
 from __future__ import annotations
@@ -97,6 +97,21 @@ def test_a_large_file_is_uploaded_in_blocks(service: Service, tmp_path: Path) ->
     # Below the threshold, one PUT.
     small = service.publish(build, "blocks/2", "--block-threshold", "8M", "--no-state")
     assert small.code == ExitCode.OK and "blocks uploaded" not in small.out
+
+
+def test_a_block_that_repeats_is_sent_once(service: Service, tmp_path: Path) -> None:  # noqa: F811
+    build = tmp_path / "build"
+    build.mkdir()
+    head = b"MODULE Linux x86_64 0123456789ABCDEF0123456789ABCDEF0 repeats.so\nFILE 0 a.c\n"
+    filler = b"PUBLIC 2000 0 q\n"  # 16 bytes: a block of them is exactly 2 MiB
+    first_block = head + b"#" * (vsohash.BLOCK_SIZE - len(head) - 1) + b"\n"
+    data = first_block + filler * (3 * vsohash.BLOCK_SIZE // len(filler))
+    (build / "repeats.sym").write_bytes(data)
+    result = service.publish(build, "repeats/1", "--block-threshold", THRESHOLD)
+    assert result.code == ExitCode.OK, result.err
+    assert "2 blocks uploaded, 0 resumed" in result.out  # of 4: the last three are one block
+    assert _calls(service, "put_block") == {"201": 2}
+    assert _content(service, "repeats/1") == data
 
 
 class _BlockHolder:
