@@ -1,4 +1,4 @@
-"""Large files in blocks, resumable; and the hash cache that spares a re-run the hashing.
+"""Large files in blocks, resumable; and the cache that spares a re-run the scan and the hashing.
 
 Against the real ``symbol-service serve`` process (``tests.publish.test_service``). A generated
 Breakpad file of a few MiB with ``--block-threshold`` set below its size is uploaded in 2 MiB blocks
@@ -6,11 +6,12 @@ Breakpad file of a few MiB with ``--block-threshold`` set below its size is uplo
 ``blobDetails``, and the content read back byte-identical; a block that repeats is sent once. The
 CLI SIGKILLed while a block is held half-way (a forwarder in front of the service) and run again
 resumes after the acknowledged blocks: every block reaches the service once. A journal whose blocks
-the service no longer holds (the staged blocks removed between the runs) makes the rerun send every
-block again, and the publish completes. The scan and hash cache: a second run neither parses nor
+the service no longer holds (the staged blocks removed between the runs) makes the rerun send those
+blocks again, and the publish completes. The scan and hash cache: a second run neither parses nor
 hashes a file (the summary counts the cache's answers) and the dry run it gives equals an uncached
 one; a file changed in place (same size, new mtime) is read and hashed again and published with its
-new content; a corrupt state file is ignored and rewritten.
+new content; a corrupt state file is ignored and rewritten; a file younger than the mtime granularity
+is not cached; an unusable state directory is ignored.
 """
 
 from __future__ import annotations
