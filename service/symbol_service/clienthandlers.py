@@ -1,7 +1,7 @@
 """``client`` and ``client/{clientType}``: the service hands out its own publish CLI (spec §4 rows 2–3).
 
 ``HEAD client`` answers 200 with ``symbol-client-version`` (the task reads 404 as "feature not
-enabled"). ``GET client/wheel`` streams the wheel of ``clientwheel``, built once per process on
+enabled"). ``GET client/wheel`` answers the wheel of ``clientwheel``, built once per process on
 first use (in a thread) and kept in memory, with an ``ETag`` (``If-None-Match`` → 304). Azure's own
 client types ``EXE`` and ``TASK`` are Microsoft's to distribute: 404 ``ClientNotFoundException``;
 any other type: 404 ``ClientTypeInvalidException``.
