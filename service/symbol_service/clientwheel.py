@@ -3,7 +3,7 @@
 Pipelines on any OS with Python fetch the client that matches the server and ``pip install`` it.
 The wheel is built from the service's own installed code, not shipped beside it:
 
-* ``closure`` follows the imports of ``symbol_publish`` (read with ``ast``, never executed) through
+* ``closure`` follows the imports of ``symbol_publish`` (compiled and read, never executed) through
   this distribution's packages, so the wheel holds exactly the modules the CLI can import (the
   publish package, the proxy's layouts and filesystem backend, the service's VSO-Hash), and the
   third-party top-level modules they name;
@@ -19,15 +19,16 @@ The wheel is built from the service's own installed code, not shipped beside it:
 
 from __future__ import annotations
 
-import ast
 import base64
 import dataclasses
+import dis
 import hashlib
 import importlib.metadata
 import importlib.util
 import io
 import re
 import sys
+import types
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -53,20 +54,30 @@ class ClientWheel:
     """Quoted, from the wheel's SHA-256: the same on every replica serving the same code."""
 
 
-def _imported(tree: ast.Module, module: str, is_package: bool) -> set[str]:
-    """Every absolute module name the source imports, function-local imports included."""
+def _imported(code: types.CodeType, module: str, is_package: bool) -> set[str]:
+    """Every absolute module name the compiled source imports, function-local imports included.
+
+    Read from the bytecode (``IMPORT_NAME``, after the constants ``level`` and ``fromlist``, as
+    ``modulefinder`` reads it), not from ``ast``: CPython 3.11 can fail converting a syntax tree
+    while another thread does the same (``AST constructor recursion depth mismatch``).
+    """
     names: set[str] = set()
     package = module if is_package else module.rpartition(".")[0]
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                base = f"{parent}.{base}" if base else parent
-            names.add(base)
-            names.update(f"{base}.{alias.name}" for alias in node.names)  # maybe submodules
+    instructions = list(dis.get_instructions(code))
+    for index, instruction in enumerate(instructions):
+        if instruction.opname != "IMPORT_NAME" or index < 2:
+            continue
+        level, fromlist = instructions[index - 2].argval, instructions[index - 1].argval
+        base = str(instruction.argval)
+        if isinstance(level, int) and level > 0:
+            parent = package.rsplit(".", level - 1)[0] if level > 1 else package
+            base = f"{parent}.{base}" if base else parent
+        names.add(base)
+        if isinstance(fromlist, tuple):
+            names.update(f"{base}.{name}" for name in fromlist if name != "*")  # maybe submodules
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            names |= _imported(constant, module, is_package)
     return names
 
 
@@ -93,8 +104,8 @@ def closure(
         parent = module.rpartition(".")[0]
         if parent:
             queue.append(parent)  # importing a.b.c runs a/__init__ and a/b/__init__ first
-        tree = ast.parse(path.read_bytes(), filename=str(path))
-        for name in _imported(tree, module, is_package):
+        code = compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+        for name in _imported(code, module, is_package):
             top = name.partition(".")[0]
             if top in OURS:
                 queue.append(name)

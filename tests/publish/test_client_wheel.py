@@ -153,3 +153,34 @@ def test_the_wheel_holds_the_import_closure_of_the_cli() -> None:
     assert {f"symbol_publish.{p.stem}" for p in publish_dir.glob("*.py") if p.stem != "__init__"} <= modules
     assert "symbol_proxy.server" not in modules and "symbol_service.handlers" not in modules
     assert clientwheel.from_installed().data == wheel.data  # the same bytes every time: one ETag
+
+
+def test_the_closure_follows_relative_and_function_local_imports(tmp_path: Path) -> None:
+    package = tmp_path / "symbol_publish"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from . import b\n\ndef later():\n    import rich.console\n")
+    (package / "b.py").write_text("from .c import thing\nfrom symbol_service.vsohash import BlobId\n")
+    (package / "c.py").write_text("import aiohttp\nthing = 1\n")
+    (package / "unused.py").write_text("import kopf\n")
+    service_package = tmp_path / "symbol_service"
+    service_package.mkdir()
+    (service_package / "__init__.py").write_text("")
+    (service_package / "vsohash.py").write_text("import hashlib\n")
+
+    def find(module: str) -> tuple[Path, bool] | None:
+        base = tmp_path.joinpath(*module.split("."))
+        if (base / "__init__.py").is_file():
+            return base / "__init__.py", True
+        return (base.with_suffix(".py"), False) if base.with_suffix(".py").is_file() else None
+
+    modules, third_party = clientwheel.closure(["symbol_publish.a"], find)
+    assert set(modules) == {
+        "symbol_publish",
+        "symbol_publish.a",
+        "symbol_publish.b",
+        "symbol_publish.c",
+        "symbol_service",
+        "symbol_service.vsohash",
+    }
+    assert third_party == {"rich", "aiohttp"}
