@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from symbol_proxy.config import Layout, LayoutType
-from symbol_publish import identities, plans, progress, scanning
+from symbol_publish import identities, plans, progress, scanning, state
 from symbol_publish.identities import Identity
+from symbol_publish.publishing import DEFAULT_BLOCK_THRESHOLD
 
 __all__ = ["ExitCode", "main"]
 
@@ -107,7 +108,40 @@ def build_parser() -> argparse.ArgumentParser:
     remote.add_argument(
         "--batch-size", type=int, default=100, help="debug entries per POST (service limit 1000)"
     )
+    remote.add_argument(
+        "--block-threshold",
+        type=_size,
+        default=DEFAULT_BLOCK_THRESHOLD,
+        metavar="SIZE",
+        help="upload files larger than this in 2 MiB blocks, each retried on its own and resumable "
+        "(bytes, or with K/M/G; default 64M)",
+    )
+    state = parser.add_argument_group("state kept between runs")
+    state.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="scan and hash cache, block-upload journal (default $SYMBOL_PUBLISH_STATE_DIR, "
+        "else $XDG_CACHE_HOME/symbol-publish, else ~/.cache/symbol-publish)",
+    )
+    state.add_argument("--no-state", action="store_true", help="neither read nor write the state directory")
     return parser
+
+
+def _size(text: str) -> int:
+    units = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+    number, unit = text[:-1], text[-1:].upper()
+    if unit not in units or unit == "":
+        number, unit = text, ""
+    try:
+        value = int(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a size: {text!r} (bytes, or a number with K, M or G)"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("a size is at least 1 byte")
+    return value
 
 
 def _report_skipped(skipped: Sequence[plans.Skipped]) -> None:
@@ -191,7 +225,7 @@ def _run_store(args: argparse.Namespace, plan: plans.Plan) -> ExitCode:
     return _final_code(skipped)
 
 
-def _run_service(args: argparse.Namespace, plan: plans.Plan) -> ExitCode:
+def _run_service(args: argparse.Namespace, plan: plans.Plan, cache: state.FileCache) -> ExitCode:
     import aiohttp
 
     from symbol_publish import publishing, service
@@ -207,6 +241,7 @@ def _run_service(args: argparse.Namespace, plan: plans.Plan) -> ExitCode:
         seal=args.seal,
         batch_size=args.batch_size,
         concurrency=args.concurrency,
+        block_threshold=args.block_threshold,
     )
     bar = progress.make(args.progress, "uploading", sys.stderr.isatty())
     hashing = progress.make(args.progress, "hashing", sys.stderr.isatty())
@@ -214,7 +249,8 @@ def _run_service(args: argparse.Namespace, plan: plans.Plan) -> ExitCode:
     async def run() -> publishing.Outcome:
         async with aiohttp.ClientSession() as session:
             client = service.SymbolService(args.server, token, session)
-            return await publishing.publish(client, plan, options, bar, hashing)
+            journal = state.BlockJournal(cache.directory, client.url)
+            return await publishing.publish(client, plan, options, bar, hashing, cache, journal)
 
     try:
         outcome = asyncio.run(run())
@@ -228,14 +264,21 @@ def _run_service(args: argparse.Namespace, plan: plans.Plan) -> ExitCode:
         print(f"symbol-publish: {exc}; run the same command again to finish the request", file=sys.stderr)
         return ExitCode.SERVER_ERROR
     request = outcome.request
-    state = "already sealed by an earlier run" if outcome.already_sealed else str(request.get("status"))
+    status = "already sealed by an earlier run" if outcome.already_sealed else str(request.get("status"))
     print(
-        f"symbol-publish: request {args.request!r} {state}"
+        f"symbol-publish: request {args.request!r} {status}"
         f"{' (resumed)' if outcome.resumed and not outcome.already_sealed else ''}: "
         f"{outcome.entries} entries, {outcome.uploaded_blobs} new blobs "
         f"({_human(outcome.uploaded_bytes)} uploaded), "
         f"{_human(outcome.deduplicated_bytes)} deduplicated, {len(plan.skipped)} files skipped\n"
-        f"  {request.get('url', '')}"
+        f"  {request.get('url', '')}\n"
+        f"  {cache.scan_misses} files scanned, {cache.scan_hits} from the cache; "
+        f"{outcome.hashed_files} hashed, {outcome.cached_files} from the cache"
+        + (
+            f"; {outcome.uploaded_blocks} blocks uploaded, {outcome.resumed_blocks} resumed"
+            if outcome.uploaded_blocks or outcome.resumed_blocks
+            else ""
+        )
     )
     return _final_code(plan.skipped)
 
@@ -266,7 +309,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--concurrency is at least 1")
 
     # Path order decides which of two files claiming one key keeps it, whatever the directory walk does.
-    results = sorted(scanning.scan(args.directory, args.include, args.exclude), key=lambda r: r.relative)
+    cache = state.FileCache(None if args.no_state else (args.state_dir or state.default_dir()))
+    scanned = scanning.scan(args.directory, args.include, args.exclude, cache)
+    results = sorted(scanned, key=lambda r: r.relative)
+    cache.save()
     keys_of: Callable[[Identity], list[str]]
     if args.store is not None:
         layout = Layout(type=LayoutType(args.layout))
@@ -297,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.store is not None:
         return int(_run_store(args, plan))
     if args.server is not None:
-        return int(_run_service(args, plan))
+        return int(_run_service(args, plan, cache))
     parser.error("nothing to do: give --dry-run, --store DIR or --server URL --request NAME")
     return int(ExitCode.USAGE)  # not reached: parser.error exits
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from symbol_proxy.objects import DebugId, InvalidId
 from symbol_publish.identities import Format, Identity
 from symbol_publish.plans import Scanned, Skipped
+from symbol_publish.state import FileCache
 
 __all__ = ["Scanned", "Skipped", "scan", "selected"]
 
@@ -130,10 +131,32 @@ def _read(path: Path, relative: str) -> Scanned | Skipped:
     return Scanned(path, relative, info.st_size, tuple(identities))
 
 
-def scan(root: Path, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> Iterator[Scanned | Skipped]:
+def _cached_read(path: Path, relative: str, cache: FileCache | None) -> Scanned | Skipped:
+    """``_read``, or what it found in the unchanged file before (``cache``)."""
+    if cache is None:
+        return _read(path, relative)
+    identities = cache.objects(path)
+    if identities is not None:
+        try:
+            return Scanned(path, relative, path.stat().st_size, identities)
+        except OSError:
+            pass
+    try:
+        before = path.stat().st_mtime_ns
+    except OSError:
+        before = None
+    result = _read(path, relative)
+    if isinstance(result, Scanned) and before is not None:
+        cache.put_objects(path, before, result.identities)
+    return result
+
+
+def scan(
+    root: Path, include: Sequence[str] = (), exclude: Sequence[str] = (), cache: FileCache | None = None
+) -> Iterator[Scanned | Skipped]:
     """Every selected file under ``root`` (recursively, in path order, links to files followed)."""
     if root.is_file():
-        yield _read(root, root.name)
+        yield _cached_read(root, root.name, cache)
         return
     for directory, subdirectories, files in os.walk(root):
         subdirectories.sort()
@@ -142,7 +165,7 @@ def scan(root: Path, include: Sequence[str] = (), exclude: Sequence[str] = ()) -
             relative = path.relative_to(root).as_posix()
             if not selected(relative, include, exclude):
                 continue
-            result = _read(path, relative)
+            result = _cached_read(path, relative, cache)
             if isinstance(result, Skipped) and result.category == "not-debug" and _in_dsym_bundle(relative):
                 continue
             yield result

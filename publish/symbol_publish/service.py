@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import io
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -155,20 +156,48 @@ class SymbolService:
 
     async def upload(self, blob_uri: str, data: AsyncIterator[bytes], size: int) -> None:
         """One PUT of the whole file (not retried here: the body is a stream; the caller re-posts)."""
-        headers = dict(
-            self._headers, **{"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        await self._send("PUT", blob_uri, data, size)
+
+    async def upload_block(self, blob_uri: str, block_hash: bytes, data: bytes) -> None:
+        """One block of a multi-block upload (spec §7); not retried here, the caller retries it."""
+        await self._send(
+            "POST",
+            blob_uri,
+            data,
+            len(data),
+            params={"blockHash": block_hash.hex().upper()},
+            headers={"Content-Range": f"bytes */{len(data)}"},
+        )
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        data: AsyncIterator[bytes] | bytes,
+        size: int,
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        sent = dict(
+            self._headers,
+            **{"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            **(headers or {}),
         )
         try:
-            async with self._session.put(blob_uri, data=data, headers=headers, timeout=_TIMEOUT) as response:
+            body_data = io.BytesIO(data) if isinstance(data, bytes) else data  # aiohttp streams a file
+            async with self._session.request(
+                method, url, data=body_data, params=params, headers=sent, timeout=_TIMEOUT
+            ) as response:
                 body: Any = await response.json() if response.content_type == "application/json" else None
                 if response.status in (200, 201):
                     return
                 if response.status >= 500:
                     message, _ = _message(response.status, body, response.reason or "")
-                    raise ServerError(f"PUT {blob_uri}: {response.status} {message}", status=response.status)
-                self._raise_for("PUT", blob_uri, response.status, body)
+                    raise ServerError(f"{method} {url}: {response.status} {message}", status=response.status)
+                self._raise_for(method, url, response.status, body)
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise ServerError(f"PUT {blob_uri}: {type(exc).__name__}: {exc}") from None
+            raise ServerError(f"{method} {url}: {type(exc).__name__}: {exc}") from None
 
     async def seal(self, request_id: str) -> dict[str, Any]:
         result: dict[str, Any] = await self._json(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from symbol_service.blobhandlers import BlobHandlers
+from symbol_service.clienthandlers import ClientHandlers
 from symbol_service.entryhandlers import EntryHandlers
 from symbol_service.requesthandlers import RequestHandlers
 
 __all__ = ["Api"]
 
 
-class Api(RequestHandlers, EntryHandlers, BlobHandlers):
+class Api(RequestHandlers, EntryHandlers, BlobHandlers, ClientHandlers):
     """Built with the fields of ``handlers.ApiBase``; ``handle`` runs one resolved operation."""

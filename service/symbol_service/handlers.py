@@ -22,7 +22,6 @@ from symbol_service import blobs, errors, manifests, routes, tokens, vsohash, wi
 from symbol_service.config import Limits
 from symbol_service.metrics import Metrics
 from symbol_service.requeststore import RequestRecord, RequestStore
-from symbol_service.routes import Op
 
 __all__ = [
     "AREAS",
@@ -302,10 +301,6 @@ class ApiBase:
     async def _not_built(
         self, request: web.Request, op: routes.Operation, who: tokens.Principal | None
     ) -> web.StreamResponse:
-        if op.op in (Op.CLIENT_VERSION, Op.CLIENT_DOWNLOAD):
-            raise errors.ServiceError(
-                "ClientNotFoundException", "This server does not hand out a client yet."
-            )
         raise errors.ServiceError(
             "ResourceNotFoundException", f"The operation {op.op.value} is not served yet."
         )

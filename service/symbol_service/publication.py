@@ -3,10 +3,11 @@
 The operator calls this (``symbol_operator.requests``); it lives here, beside the blobs and the
 manifests whose layout it reads. **Publishing** copies each ``created`` entry's blob to every path
 a sidecar looks for it at when it reads the store as an ordinary ``symstore`` or ``unified`` source:
-the SymSrv client key itself, and the paths the proxy's own layouts compute for the key's file type
-(``symbol_proxy.keys.parse_symstore_path`` → ``layouts.symstore_paths`` / ``unified_paths``; for an
-ELF debug file that is ``_.debug/elf-buildid-sym-…/_.debug`` and ``01/23…/debuginfo``). Copies
-are whole-object replaces in the backend, so publishing again is harmless.
+the SymSrv client key itself (and its SSQP spelling, names lower-cased), and the paths the proxy's
+own layouts compute for the key's file type (``symbol_proxy.keys.parse_symstore_path`` →
+``layouts.symstore_paths`` / ``unified_paths``; for an ELF debug file that is
+``_.debug/elf-buildid-sym-…/_.debug`` and ``01/23…/debuginfo``). Copies are whole-object replaces
+in the backend, so publishing again is harmless.
 
 **Withdrawing** (expiry, delete) is a sweep, not a reference count: the paths of the leaving
 request minus the paths every *other* live sealed request provides (read from their manifests) are
@@ -32,13 +33,24 @@ __all__ = ["Publisher", "entry_paths"]
 
 
 def entry_paths(client_key: str) -> list[str]:
-    """Where sidecars look for the file of a SymSrv client key, the key itself first."""
-    paths = [client_key]
-    parsed = keys.parse_symstore_path(client_key)
-    if parsed is not None:
-        filetypes, query = parsed
-        for filetype in filetypes:
-            paths += layouts.symstore_paths(filetype, query) + layouts.unified_paths(filetype, query)
+    """Where sidecars look for the file of a SymSrv client key, the key itself first.
+
+    The service matches client keys ignoring case, so one entry stands for the SymSrv spelling (names
+    as built: ``HelloWorld.exe/…/HelloWorld.exe``) and the SSQP one (names lower-cased), and a
+    sidecar on a case-sensitive store asks with the client's spelling: both are published.
+    """
+    parts = client_key.split("/")
+    spellings = [client_key]
+    if len(parts) == 3:
+        spellings.append(f"{parts[0].lower()}/{parts[1]}/{parts[2].lower()}")
+    paths: list[str] = []
+    for spelling in spellings:
+        paths.append(spelling)
+        parsed = keys.parse_symstore_path(spelling)
+        if parsed is not None:
+            filetypes, query = parsed
+            for filetype in filetypes:
+                paths += layouts.symstore_paths(filetype, query) + layouts.unified_paths(filetype, query)
     return list(dict.fromkeys(paths))
 
 

@@ -19,6 +19,15 @@ KEYLESS_OK = ("*.json", "*.md")
 """The fixture folder's own documentation, excluded when the fixtures are published."""
 
 
+@pytest.fixture(autouse=True)
+def _own_state_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Each test's CLI runs (in process and children) keep their hash cache and block journal in the
+    test's own directory, never in the user's."""
+    directory = tmp_path / "publish-state"
+    monkeypatch.setenv("SYMBOL_PUBLISH_STATE_DIR", str(directory))
+    return directory
+
+
 @dataclasses.dataclass
 class Run:
     code: int

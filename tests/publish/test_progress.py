@@ -34,6 +34,7 @@ def test_a_terminal_gets_the_bar(tmp_path: Path) -> None:
             shared.FIXTURES / "pdb",
             "--store",
             tmp_path / "s",
+            "--no-state",  # a running tmux server has its own environment, not this test's
         )
     )
     subprocess.run(
