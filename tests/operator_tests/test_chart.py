@@ -477,6 +477,21 @@ def test_publishing_deploys_the_service_and_gives_the_operator_its_config_and_rb
     assert args.publish_source == values.get("publishSource")
     assert operator_container.get("env", []) == container.get("env", [])
 
+    # Garbage collection: a CronJob running `symbol-service gc` on the same configuration, one at a time.
+    gc = find(documents, "CronJob", f"{service_name}-gc")
+    assert gc["spec"]["concurrencyPolicy"] == "Forbid"
+    gc_spec = gc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert gc_spec["serviceAccountName"] == service_name
+    gc_container = gc_spec["containers"][0]
+    gc_args = service_cli.build_parser().parse_args([*gc_container["command"][1:], *gc_container["args"]])
+    assert gc_args.command == "gc" and gc_args.namespace == NAMESPACE
+    assert (
+        load_config(config_files(documents, gc["spec"]["jobTemplate"], tmp_path / "gc")[gc_args.config])
+        == config
+    )
+    assert config.gc.grace_period == 24 * 3600
+    assert gc_container.get("env", []) == container.get("env", [])
+
     port = find(documents, "Service", service_name)["spec"]["ports"][0]
     assert port["port"] == config.listen.port and port["targetPort"] == container["ports"][0]["name"]
     selector = find(documents, "Service", service_name)["spec"]["selector"]

@@ -5,6 +5,7 @@ Accept header, ``X-TFS-FedAuthRedirect: Suppress``)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import io
 from collections.abc import AsyncIterator
@@ -16,12 +17,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from symbol_proxy.backends import base
 from symbol_proxy.backends.filesystem import FilesystemBackend
 from symbol_proxy.config import FilesystemSource
 from symbol_service import tokens
 from symbol_service.app import create_app
 from symbol_service.config import Limits
-from symbol_service.requeststore import MemoryRequestStore
+from symbol_service.requeststore import MemoryRequestStore, RequestStore
 
 # The S3 world (moto's server) and the guard against real cloud endpoints, shared with the backends' tests.
 from tests.sidecar.backends.conftest import _no_real_aws, s3_world, settings  # noqa: F401
@@ -82,8 +84,8 @@ def limits() -> Limits:
     return Limits(max_json_body=64 * 1024, max_blob_size=16 * 1024**2, max_entries_per_batch=50)
 
 
-@pytest.fixture
-async def service(tmp_path: Path, limits: Limits) -> AsyncIterator[Service]:
+def role_tokens() -> tuple[dict[str, str], tokens.TokenTable]:
+    """A new token for each role (reader, writer, manager) and the table that knows them."""
     made = {role: tokens.new_token() for role in ("reader", "writer", "manager")}
     scopes = {"reader": "vso.symbols", "writer": "vso.symbols_write", "manager": "vso.symbols_manage"}
     table = tokens.TokenTable(
@@ -92,14 +94,35 @@ async def service(tmp_path: Path, limits: Limits) -> AsyncIterator[Service]:
             for role, token in made.items()
         ]
     )
+    return made, table
+
+
+@contextlib.asynccontextmanager
+async def running_service(
+    backend: base.WritableBackend,
+    requests: RequestStore,
+    *,
+    store: Path | None = None,
+    limits: Limits | None = None,
+) -> AsyncIterator[Service]:
+    """The service over ``backend`` and ``requests``, listening on 127.0.0.1, with a client session."""
+    made, table = role_tokens()
+    app = create_app(backend, requests, table, limits=limits)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield Service(f"http://127.0.0.1:{server.port}/{ORG}", store, session, made, app)
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def service(tmp_path: Path, limits: Limits) -> AsyncIterator[Service]:
     store = tmp_path / "store"
     store.mkdir()
     backend = FilesystemBackend(
         FilesystemSource.model_validate({"id": "publish", "type": "filesystem", "path": str(store)})
     )
-    app = create_app(backend, MemoryRequestStore(), table, limits=limits)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    async with aiohttp.ClientSession() as session:
-        yield Service(f"http://127.0.0.1:{server.port}/{ORG}", store, session, made, app)
-    await server.close()
+    async with running_service(backend, MemoryRequestStore(), store=store, limits=limits) as running:
+        yield running

@@ -14,7 +14,7 @@ from typing import Any
 
 from symbol_service.app import API
 from tests.service.conftest import Service
-from tests.service.test_api import create_request, create_request_expiring, entry, keyed_fixture
+from tests.service.test_api import create_request, create_request_expiring, delete_now, entry, keyed_fixture
 
 
 async def publish(
@@ -94,12 +94,6 @@ async def test_the_richest_level_of_a_live_sealed_request_wins(service: Service)
     service.app[API].clock = lambda: soon + datetime.timedelta(seconds=1)  # ``short`` expires
     assert await symsrv(service, key) == (200, data)
 
-    await service.call(
-        "DELETE",
-        f"/_apis/symbol/requests/{lasting['id']}",
-        params={"synchronous": "true"},
-        role="manager",
-        expect=200,
-    )
+    await delete_now(service, lasting)
     status, error = await symsrv(service, key)
     assert (status, error["typeKey"]) == (404, "DebugEntryNotFoundException")

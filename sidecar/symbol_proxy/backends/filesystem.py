@@ -6,14 +6,17 @@ from layouts and are relative; anything that would escape the root is refused as
 Writes (publishing) go to a temporary file beside the target (``.<name>.tmp-<random>``), are flushed to
 disk, and then appear at once: ``put`` and ``copy`` rename over the target, ``create`` hard-links the
 temporary file to the target, which fails if the name is taken, so of two racing creators exactly
-one wins. A crash leaves at most a temporary file, never a partial object under its real name.
+one wins. A crash leaves at most a temporary file, never a partial object under its real name;
+``list`` skips temporary files and ``remove_incomplete`` deletes the old ones (garbage collection).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import errno
 import os
+import re
 import secrets
 import stat
 from collections.abc import AsyncIterator
@@ -25,6 +28,8 @@ from symbol_proxy.config import FilesystemSource
 __all__ = ["FilesystemBackend"]
 
 CHUNK_SIZE = 256 * 1024
+_TEMPORARY = re.compile(r"^\..+\.tmp-[0-9a-f]{16}$")
+"""The name ``_write_temporary`` gives a file while it is written."""
 
 
 def _safe_join(root: Path, location: str) -> Path:
@@ -185,6 +190,46 @@ class FilesystemBackend:
             await asyncio.get_running_loop().run_in_executor(None, _remove, path)
         except OSError as exc:
             raise _write_error(path, exc) from None
+
+    # ---------------------------------------------------------------------------------------------
+    # Listing (garbage collection)
+
+    async def list(self, prefix: str) -> AsyncIterator[base.Listed]:
+        loop = asyncio.get_running_loop()
+        for item in await loop.run_in_executor(None, _walk, self._root, prefix, False):
+            yield item
+
+    async def remove_incomplete(self, before: datetime.datetime) -> int:
+        loop = asyncio.get_running_loop()
+        removed = 0
+        for item in await loop.run_in_executor(None, _walk, self._root, "", True):
+            if item.modified < before:
+                await loop.run_in_executor(None, _remove, self._root / item.location)
+                removed += 1
+        return removed
+
+
+def _walk(root: Path, prefix: str, temporaries: bool) -> list[base.Listed]:
+    """The files below ``root`` whose location starts with ``prefix``: the complete ones, or only the
+    temporary files of unfinished writes."""
+    folder, _, _ = prefix.rpartition("/")
+    start = root.joinpath(*[p for p in folder.split("/") if p]) if folder else root
+    found = []
+    for directory, _, names in os.walk(start):
+        for name in names:
+            if bool(_TEMPORARY.match(name)) != temporaries:
+                continue
+            path = Path(directory, name)
+            location = path.relative_to(root).as_posix()
+            if not location.startswith(prefix):
+                continue
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue  # removed while we walked
+            modified = datetime.datetime.fromtimestamp(st.st_mtime, datetime.UTC)
+            found.append(base.Listed(location, st.st_size, modified))
+    return found
 
 
 def _create_file(path: Path) -> int:
