@@ -5,7 +5,8 @@ an ordinary ``symstore`` source.
 Covered: a request sealed through REST is published — each entry's file at its SymSrv key and its
 unified path, byte-identical, and served by the proxy; a short ``expirationDate`` expires it (object
 gone, files gone); two requests sharing a file, one expires, the file stays for the other; delete by
-``kubectl`` and by REST withdraws the files through the finalizer.
+``kubectl`` and by REST withdraws the files through the finalizer; the lifecycle's metrics move
+(seal-to-publish, withdraw duration, requests by phase).
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import kopf
 import pytest
 from aiohttp.test_utils import TestServer
 from kopf.testing import KopfRunner
+from prometheus_client import CollectorRegistry
 
 from symbol_operator.cli import register_lifecycle
 from symbol_operator.handlers import configure
 from symbol_operator.kubeapi import KubeApi
+from symbol_operator.metrics import Metrics
 from symbol_proxy.backends.filesystem import FilesystemBackend
 from symbol_proxy.config import FilesystemSource
 from symbol_service import tokens
@@ -45,11 +48,17 @@ pytestmark = [pytest.mark.k8s, pytest.mark.timeout(180)]
 
 @contextlib.contextmanager
 def lifecycle_operator(
-    config: Path, namespace: str, *, source: str | None = None, operator_settings: bool = False
+    config: Path,
+    namespace: str,
+    *,
+    source: str | None = None,
+    operator_settings: bool = False,
+    metrics: Metrics | None = None,
 ) -> Iterator[KopfRunner]:
     """The operator with only the SymbolRequest handlers (its own registry), publishing into the
     store of the service configuration ``config``; with ``operator_settings``, under the operator's
-    own kopf settings (no CRD/namespace scanning, so the chart's namespaced RBAC is enough)."""
+    own kopf settings (no CRD/namespace scanning, so the chart's namespaced RBAC is enough); with
+    ``metrics``, recording into them (the operator's startup puts its own into the memo)."""
     registry = kopf.OperatorRegistry()
     kopf.on.login(registry=registry)(kopf.login_with_kubeconfig)  # the default registry has it built in
     if operator_settings:
@@ -57,6 +66,12 @@ def lifecycle_operator(
         @kopf.on.startup(registry=registry)
         def _settings(settings: kopf.OperatorSettings, **_: object) -> None:
             configure(settings)
+
+    if metrics is not None:
+
+        @kopf.on.startup(registry=registry)
+        def _metrics(memo: kopf.Memo, **_: object) -> None:
+            memo.metrics = metrics
 
     register_lifecycle(config, registry, interval=0.5, source=source)
     args = ["run", "--standalone", "--namespace", namespace]
@@ -218,3 +233,41 @@ async def test_delete_by_kubectl_and_by_rest_withdraws_the_files(
             "the soft delete's purge",
         )
         assert not list((service.store / "_publish" / "requests").glob("*/entries/*.json"))
+
+
+async def test_the_lifecycle_metrics_move(
+    service: Service, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    metrics = Metrics(CollectorRegistry())
+
+    def sample(name: str, **labels: str) -> float:
+        return metrics.registry.get_sample_value(name, labels) or 0.0
+
+    data, key = keyed_fixture(0)
+    with lifecycle_operator(tmp_path / "service.yaml", namespace, metrics=metrics):
+        request_id = await publish(service, "metrics/sealed", [(key, data)])
+        await service.call("POST", "/_apis/symbol/requests", json={"name": "metrics/open"}, expect=201)
+        await eventually(
+            lambda: sample("symbol_operator_request_seal_to_publish_seconds_count") == 1, "seal-to-publish"
+        )
+        await eventually(
+            lambda: (
+                (
+                    sample("symbol_operator_requests", phase="published"),
+                    sample("symbol_operator_requests", phase="created"),
+                )
+                == (1, 1)
+            ),
+            "the phases",
+        )
+        assert sample("symbol_operator_request_seal_to_publish_seconds_sum") > 0
+        assert sample("symbol_operator_request_withdraw_seconds_count") == 0
+
+        await service.call("DELETE", f"/_apis/symbol/requests/{request_id}", role="manager", expect=200)
+        await eventually(
+            lambda: sample("symbol_operator_request_withdraw_seconds_count") == 1, "the withdraw"
+        )
+        await eventually(
+            lambda: sample("symbol_operator_requests", phase="published") == 0, "the gone request"
+        )
+        assert sample("symbol_operator_requests", phase="created") == 1
