@@ -14,7 +14,8 @@ one blob race harmlessly: one create wins, the other is a deduplicated upload.
 
 A multi-block upload stores each block (verified against its block hash) and assembles the blob when
 a debug entry's ``blobDetails`` lists the blocks in order; the assembled stream is verified the same
-way, and the blocks are removed afterwards.
+way, and the blocks are removed afterwards — also when the blob turns out to be stored already (a
+concurrent publisher uploaded it whole), so racing publishers leave no staged blocks behind.
 """
 
 from __future__ import annotations
@@ -201,9 +202,14 @@ class BlobStore:
             await self.put(blob_id, body(), size=None, limit=limit)
         except errors.ServiceError:
             return False
+        await self.discard_blocks(blob_id, blocks)
+        return True
+
+    async def discard_blocks(self, blob_id: vsohash.BlobId, blocks: Sequence[bytes]) -> None:
+        """Remove staged blocks of a blob that is stored (assembled here, or uploaded whole by another
+        publisher meanwhile); absent ones are not an error."""
         for block in set(blocks):
             await self.backend.delete(self.block_location(blob_id, block))
-        return True
 
 
 def block_hash_from_text(text: str) -> bytes:

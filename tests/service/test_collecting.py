@@ -15,86 +15,20 @@ import asyncio
 import datetime
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from symbol_proxy.backends import base
-from symbol_proxy.backends.filesystem import FilesystemBackend
-from symbol_proxy.backends.s3 import S3Backend
-from symbol_proxy.config import FilesystemSource, UpstreamSettings
 from symbol_service import collecting, vsohash
 from symbol_service.blobs import BlobStore
 from symbol_service.manifests import ManifestStore
 from symbol_service.requeststore import MemoryRequestStore
-from tests.service.conftest import Service, running_service
+from tests.service.conftest import Service, Store
 from tests.service.test_api import create_request, delete_now, entry
 from tests.service.test_symsrv import publish, seal
-from tests.sidecar.backends.conftest import S3World, minio_world  # noqa: F401
 
 GRACE = datetime.timedelta(hours=24)
-
-
-class Store:
-    """The store under test, and how to make and see an unfinished write in it."""
-
-    def __init__(self, backend: base.ListableBackend, root: Path | None, world: S3World | None, prefix: str):
-        self.backend = backend
-        self.root = root
-        self.world = world
-        self.prefix = prefix
-
-    def start_unfinished_write(self, name: str) -> None:
-        if self.world is not None:
-            client = self.world.client()
-            key = f"{self.prefix}/{name}"
-            upload = client.create_multipart_upload(Bucket="symbols", Key=key)
-            client.upload_part(
-                Bucket="symbols", Key=key, UploadId=upload["UploadId"], PartNumber=1, Body=b"x"
-            )
-        else:
-            assert self.root is not None
-            (self.root / f".{name}.tmp-{uuid.uuid4().hex[:16]}").write_bytes(b"half a file")
-
-    def unfinished_writes(self) -> set[str]:
-        if self.world is not None:
-            found = self.world.client().list_multipart_uploads(Bucket="symbols")  # MinIO: no folder prefix
-            keys = [u["Key"] for u in found.get("Uploads") or []]
-            return {key.rpartition("/")[2] for key in keys if key.startswith(f"{self.prefix}/")}
-        assert self.root is not None
-        return {p.name.split(".tmp-")[0][1:] for p in self.root.glob(".*.tmp-*")}
-
-    async def exists(self, location: str) -> bool:
-        try:
-            await self.backend.head(location)
-        except base.NotFound:
-            return False
-        return True
-
-
-@pytest.fixture(params=["filesystem", "minio"])
-def store(request: pytest.FixtureRequest, tmp_path: Path, settings: UpstreamSettings) -> Iterator[Store]:
-    if request.param == "filesystem":
-        root = tmp_path / "store"
-        root.mkdir()
-        source = FilesystemSource.model_validate({"id": "publish", "type": "filesystem", "path": str(root)})
-        yield Store(FilesystemBackend(source), root, None, "")
-        return
-    world: S3World = request.getfixturevalue("minio_world")
-    prefix = f"gc-{uuid.uuid4().hex}"
-    yield Store(S3Backend(world.source(prefix=prefix), settings), None, world, prefix)
-
-
-@pytest.fixture
-async def requests() -> MemoryRequestStore:
-    return MemoryRequestStore()
-
-
-@pytest.fixture
-async def service(store: Store, requests: MemoryRequestStore) -> AsyncIterator[Service]:
-    async with running_service(store.backend, requests) as running:
-        yield running
 
 
 def blob(data: bytes) -> str:
@@ -116,8 +50,9 @@ async def stage_block(service: Service, blob_hex: str, data: bytes) -> None:
 
 
 async def test_collection_removes_old_unreferenced_objects_only(
-    store: Store, service: Service, requests: MemoryRequestStore
+    any_store: Store, any_service: Service, any_requests: MemoryRequestStore
 ) -> None:
+    store, service, requests = any_store, any_service, any_requests
     sealed_data, open_data, gone_data, loose_data, orphan_data, young_data = (
         f"{what} file {uuid.uuid4()}".encode()
         for what in ("sealed", "open", "gone", "loose", "orphan", "young")
