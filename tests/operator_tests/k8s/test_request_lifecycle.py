@@ -6,7 +6,9 @@ Covered: a request sealed through REST is published — each entry's file at its
 unified path, byte-identical, and served by the proxy; a short ``expirationDate`` expires it (object
 gone, files gone); two requests sharing a file, one expires, the file stays for the other; delete by
 ``kubectl`` and by REST withdraws the files through the finalizer; the lifecycle's metrics move
-(seal-to-publish, withdraw duration, requests by phase).
+(seal-to-publish, withdraw duration, requests by phase); an operator stopped in the middle of an
+expiry (its store failing after some deletions) leaves the request behind its finalizer, and a
+restarted one finishes the expiry without touching what another live request provides.
 """
 
 from __future__ import annotations
@@ -27,14 +29,16 @@ from prometheus_client import CollectorRegistry
 from symbol_operator.cli import register_lifecycle
 from symbol_operator.handlers import configure
 from symbol_operator.kubeapi import KubeApi
+from symbol_operator.lifecycle import Lifecycle, register
 from symbol_operator.metrics import Metrics
+from symbol_proxy.backends import base
 from symbol_proxy.backends.filesystem import FilesystemBackend
 from symbol_proxy.config import FilesystemSource
 from symbol_service import tokens
 from symbol_service.app import create_app
 from symbol_service.config import Limits
 from symbol_service.kuberequests import KubeRequestStore, object_name
-from symbol_service.publication import entry_paths
+from symbol_service.publication import Publisher, entry_paths
 from symbol_service.requeststore import RequestStore
 from tests.conftest import StartProxy
 from tests.operator_tests.k8s.conftest import restored_logging
@@ -54,11 +58,13 @@ def lifecycle_operator(
     source: str | None = None,
     operator_settings: bool = False,
     metrics: Metrics | None = None,
+    store: base.WritableBackend | None = None,
 ) -> Iterator[KopfRunner]:
     """The operator with only the SymbolRequest handlers (its own registry), publishing into the
     store of the service configuration ``config``; with ``operator_settings``, under the operator's
     own kopf settings (no CRD/namespace scanning, so the chart's namespaced RBAC is enough); with
-    ``metrics``, recording into them (the operator's startup puts its own into the memo)."""
+    ``metrics``, recording into them (the operator's startup puts its own into the memo); with
+    ``store``, writing through that backend instead of the one the configuration names."""
     registry = kopf.OperatorRegistry()
     kopf.on.login(registry=registry)(kopf.login_with_kubeconfig)  # the default registry has it built in
     if operator_settings:
@@ -73,7 +79,10 @@ def lifecycle_operator(
         def _metrics(memo: kopf.Memo, **_: object) -> None:
             memo.metrics = metrics
 
-    register_lifecycle(config, registry, interval=0.5, source=source)
+    if store is None:
+        register_lifecycle(config, registry, interval=0.5, source=source)
+    else:
+        register(registry, Lifecycle(KubeApi(), Publisher(store), source=source), interval=0.5)
     args = ["run", "--standalone", "--namespace", namespace]
     # kopf's CLI makes a registry it is given the process's default one; put the default back, or
     # every operator run later in this process would have only these handlers.
@@ -271,3 +280,57 @@ async def test_the_lifecycle_metrics_move(
             lambda: sample("symbol_operator_requests", phase="published") == 0, "the gone request"
         )
         assert sample("symbol_operator_requests", phase="created") == 1
+
+
+class FailingStore(FilesystemBackend):
+    """The filesystem store, whose deletes start failing after ``deletes`` of them (the operator's
+    connection to the store is gone, as in a crash in the middle of a sweep)."""
+
+    def __init__(self, root: Path, deletes: int) -> None:
+        super().__init__(
+            FilesystemSource.model_validate({"id": "publish", "type": "filesystem", "path": str(root)})
+        )
+        self.left = deletes
+        self.failures = 0
+
+    async def delete(self, location: str) -> None:
+        if self.left == 0:
+            self.failures += 1
+            raise OSError("injected: the store went away in the middle of the expiry")
+        self.left -= 1
+        await super().delete(location)
+
+
+async def test_an_expiry_cut_off_midway_is_finished_by_the_next_operator(
+    service: Service, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    assert service.store is not None
+    shared_data, shared_key = keyed_fixture(0)
+    own = [(f"own{i}.dll/5AB3807{i}9000/own{i}.dll", f"own file {i}".encode() * 100) for i in range(4)]
+    own_paths = {path for key, _ in own for path in entry_paths(key)}
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=4)
+    name = object_name("cut-off")
+    failing = FailingStore(service.store, deletes=2)
+    with lifecycle_operator(tmp_path / "service.yaml", namespace, store=failing):
+        keeps = await publish(service, "keeps", [(shared_key, shared_data)])
+        await publish(
+            service,
+            "cut-off",
+            [(shared_key, shared_data), *own],
+            expirationDate=soon.isoformat().replace("+00:00", "Z"),
+        )
+        await eventually(lambda: all(published(service.store, k, d) for k, d in own), "the files")
+        await eventually(lambda: failing.failures >= 2, "the expiry to start and fail", timeout=60)
+    # The operator has stopped in the middle: two paths gone, the rest and the object still there.
+    left = {path for path in own_paths if (service.store / path).exists()}
+    assert len(left) == len(own_paths) - 2
+    stored = kube.get("SymbolRequest", name, namespace)
+    assert stored is not None and stored["metadata"].get("deletionTimestamp")
+    assert published(service.store, shared_key, shared_data)
+
+    with lifecycle_operator(tmp_path / "service.yaml", namespace):
+        await eventually(lambda: kube.get("SymbolRequest", name, namespace) is None, "the finished expiry")
+    assert all(withdrawn(service.store, key) for key, _ in own)
+    assert published(service.store, shared_key, shared_data)  # "keeps" still provides it
+    manifests = list((service.store / "_publish" / "requests").glob("*/entries/*.json"))
+    assert [m.parent.parent.name for m in manifests] == [keeps]
