@@ -259,6 +259,7 @@ async def run_s3(count: int, total_mib: int, concurrency: int) -> None:
             for bucket in ("direct", "publish"):
                 await s3.create_bucket(Bucket=bucket)
             started, cpu = time.perf_counter(), cpu_seconds()
+            store_cpu = child_cpu_seconds(minio.process.pid)
 
             def direct_job(number: int, data: bytes) -> Callable[[], Awaitable[None]]:
                 async def job() -> None:
@@ -268,6 +269,7 @@ async def run_s3(count: int, total_mib: int, concurrency: int) -> None:
 
             await limited(concurrency, [direct_job(n, data) for n, data in enumerate(files)])
             direct_wall, direct_cpu = time.perf_counter() - started, cpu_seconds() - cpu
+            direct_store_cpu = child_cpu_seconds(minio.process.pid) - store_cpu
 
         token = tokens.new_token()
         tokens_file = Path(work) / "tokens.yaml"
@@ -300,24 +302,27 @@ async def run_s3(count: int, total_mib: int, concurrency: int) -> None:
         try:
             base = f"http://127.0.0.1:{port}/bench/_apis"
             service_cpu = child_cpu_seconds(process.pid)
+            store_cpu = child_cpu_seconds(minio.process.pid)
             started, cpu = time.perf_counter(), cpu_seconds()
             async with aiohttp.ClientSession(headers=basic(token)) as client:
                 await publish_through_api(client, base, files, concurrency)
             api_wall, api_cpu = time.perf_counter() - started, cpu_seconds() - cpu
             service_cpu = child_cpu_seconds(process.pid) - service_cpu
+            api_store_cpu = child_cpu_seconds(minio.process.pid) - store_cpu
             service_rss = child_peak_rss_mib(process.pid)
         finally:
             process.terminate()
             process.wait(timeout=30)
     print(
         f"direct aiobotocore PUTs: {direct_wall:.1f} s ({total_mib / direct_wall:,.0f} MiB/s), client CPU "
-        f"{direct_cpu * 1000 / total_mib:.1f} ms/MiB"
+        f"{direct_cpu * 1000 / total_mib:.1f} ms/MiB, "
+        f"MinIO CPU {direct_store_cpu * 1000 / total_mib:.1f} ms/MiB"
     )
     print(
         f"through the API (create, entries, PUT blobs, re-post, seal): {api_wall:.1f} s "
         f"({total_mib / api_wall:,.0f} MiB/s) = {api_wall / direct_wall:.2f}x direct; client CPU "
         f"{api_cpu * 1000 / total_mib:.1f} ms/MiB, service CPU {service_cpu * 1000 / total_mib:.1f} ms/MiB, "
-        f"service peak RSS {service_rss:.0f} MiB"
+        f"MinIO CPU {api_store_cpu * 1000 / total_mib:.1f} ms/MiB, service peak RSS {service_rss:.0f} MiB"
     )
 
 

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import secrets
+import time
 from collections.abc import AsyncIterator, Sequence
 
 from symbol_proxy.backends import base
@@ -64,9 +66,26 @@ def _mismatch(what: str) -> errors.ServiceError:
     return errors.ServiceError("BlobHashMismatchException", f"The uploaded content does not hash to {what}.")
 
 
+STORED_TRUST = 600.0
+"""Seconds for which a blob this process has itself just stored is known to exist without asking
+the store again (the debug-entry re-post right after the upload then costs no HEAD). Safe because a
+stored blob only goes away through garbage collection, which never removes a blob younger than its
+grace period, and that is at least an hour (``config.Collection``)."""
+
+STORED_REMEMBERED = 100_000
+"""Most blobs remembered at once (about 150 bytes each)."""
+
+
 class BlobStore:
     def __init__(self, backend: base.WritableBackend) -> None:
         self.backend = backend
+        self._stored: collections.OrderedDict[vsohash.BlobId, tuple[int, float]] = collections.OrderedDict()
+
+    def _remember(self, blob_id: vsohash.BlobId, size: int) -> None:
+        self._stored[blob_id] = (size, time.monotonic())
+        self._stored.move_to_end(blob_id)
+        while len(self._stored) > STORED_REMEMBERED:
+            self._stored.popitem(last=False)
 
     @staticmethod
     def blob_location(blob_id: vsohash.BlobId) -> str:
@@ -78,6 +97,9 @@ class BlobStore:
 
     async def size(self, blob_id: vsohash.BlobId) -> int | None:
         """The stored blob's size, or ``None`` when it is not stored."""
+        remembered = self._stored.get(blob_id)
+        if remembered is not None and time.monotonic() - remembered[1] < STORED_TRUST:
+            return remembered[0]
         try:
             info = await self.backend.head(self.blob_location(blob_id))
         except base.NotFound:
@@ -135,6 +157,7 @@ class BlobStore:
             return Upload(blob_id, counter[0], deduplicated=True)
         except _HashMismatch:
             raise _mismatch(f"the blob id {blob_id.hex}") from None
+        self._remember(blob_id, counter[0])
         return Upload(blob_id, counter[0], deduplicated=False)
 
     async def upload(self, chunks: AsyncIterator[bytes], *, size: int | None, limit: int) -> Upload:
@@ -160,6 +183,7 @@ class BlobStore:
             if await self.size(blob_id) is not None:
                 return Upload(blob_id, hasher.size, deduplicated=True)
             await self.backend.copy(staging, self.blob_location(blob_id))
+            self._remember(blob_id, hasher.size)
             return Upload(blob_id, hasher.size, deduplicated=False)
         finally:
             await asyncio.shield(self.backend.delete(staging))

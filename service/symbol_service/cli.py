@@ -14,7 +14,7 @@ from pathlib import Path
 from symbol_proxy.backends import base
 from symbol_proxy.config import ConfigError, FilesystemSource, UpstreamSettings
 from symbol_service import tokens
-from symbol_service.config import ServiceConfig, StoreSource, TokenFile, load_config
+from symbol_service.config import MIN_GRACE_PERIOD, ServiceConfig, StoreSource, TokenFile, load_config
 from symbol_service.requeststore import RequestStore
 
 log = logging.getLogger("symbol_service")
@@ -100,6 +100,8 @@ def _gc(args: argparse.Namespace) -> int:
     try:
         config: ServiceConfig = load_config(Path(args.config))
         grace = config.gc.grace_period if args.grace is None else parse_duration(args.grace)
+        if grace < MIN_GRACE_PERIOD:
+            raise ValueError(f"--grace must be at least {MIN_GRACE_PERIOD:g} s (an hour)")
     except (ConfigError, ValueError) as exc:
         print(f"symbol-service: {exc}", file=sys.stderr)
         return 2

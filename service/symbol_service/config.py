@@ -43,12 +43,16 @@ class Limits(_Model):
     """Azure's default for a request created without ``expirationDate``."""
 
 
+MIN_GRACE_PERIOD = 3600.0
+
+
 class Collection(_Model):
     """Garbage collection of the store (``symbol-service gc``, ``symbol_service.collecting``)."""
 
-    grace_period: Annotated[Duration, pydantic.Field(gt=0)] = 86400.0
+    grace_period: Annotated[Duration, pydantic.Field(ge=MIN_GRACE_PERIOD)] = 86400.0
     """Only objects older than this are removed: a day is far longer than any upload, block-by-block
-    upload or batch takes, so nothing in progress is ever a candidate."""
+    upload or batch takes, so nothing in progress is ever a candidate. At least an hour: the service
+    trusts for 10 minutes that a blob it has just stored still exists (``blobs.STORED_TRUST``)."""
 
 
 class Listen(_Model):

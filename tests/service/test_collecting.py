@@ -132,7 +132,7 @@ async def test_collection_removes_old_unreferenced_objects_only(
     assert (again.blobs, again.blocks, again.uploads, again.manifests, again.incomplete) == (0, 0, 0, 0, 0)
 
 
-def test_the_gc_command_refuses_a_bad_grace_period(
+def test_the_gc_command_refuses_a_bad_or_short_grace_period(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from symbol_service.cli import main
@@ -144,3 +144,6 @@ def test_the_gc_command_refuses_a_bad_grace_period(
     )
     assert main(["gc", "--config", str(config), "--grace", "soon"]) == 2
     assert "soon" in capsys.readouterr().err
+    # Shorter than an hour: the service trusts for minutes that a blob it stored still exists.
+    assert main(["gc", "--config", str(config), "--grace", "10m"]) == 2
+    assert "at least" in capsys.readouterr().err
