@@ -66,6 +66,9 @@ def _mismatch(what: str) -> errors.ServiceError:
     return errors.ServiceError("BlobHashMismatchException", f"The uploaded content does not hash to {what}.")
 
 
+HASH_BATCH = 1024 * 1024
+"""Bytes handed to the hashing thread at a time."""
+
 STORED_TRUST = 600.0
 """Seconds for which a blob this process has itself just stored is known to exist without asking
 the store again (the debug-entry re-post right after the upload then costs no HEAD). Safe because a
@@ -118,12 +121,15 @@ class BlobStore:
     ) -> AsyncIterator[bytes]:
         """``chunks``, hashed on the way; raises at the end if they do not hash to ``blob_id``.
 
-        Each chunk is hashed in a worker thread while the consumer writes it (hashlib releases the
-        GIL), so hashing and writing overlap instead of adding up.
+        The bytes are hashed in a worker thread, ``HASH_BATCH`` at a time, while the consumer writes
+        them (hashlib releases the GIL), so hashing and writing overlap instead of adding up; batches
+        rather than the request's chunks (often 64 KiB) keep the thread hand-overs few. The last
+        partial batch is hashed here.
         """
         loop = asyncio.get_running_loop()
         hasher = vsohash.VsoHasher()
         hashing: asyncio.Future[None] | None = None
+        pending = bytearray()
         try:
             async for chunk in chunks:
                 counter[0] += len(chunk)
@@ -131,13 +137,17 @@ class BlobStore:
                     raise errors.ServiceError(
                         "RequestEntityTooLargeException", f"A blob may have at most {limit} bytes."
                     )
-                if hashing is not None:
-                    await hashing
-                hashing = loop.run_in_executor(None, hasher.update, chunk)
+                pending += chunk
+                if len(pending) >= HASH_BATCH:
+                    if hashing is not None:
+                        await hashing
+                    hashing = loop.run_in_executor(None, hasher.update, bytes(pending))
+                    pending.clear()
                 yield chunk
             if hashing is not None:
                 await hashing
                 hashing = None
+            hasher.update(pending)
         finally:
             if hashing is not None:
                 await asyncio.shield(hashing)  # never leave a thread updating a hasher we dropped
