@@ -694,6 +694,11 @@ def _request_status() -> Schema:
                 minimum=0,
                 fmt="int64",
             ),
+            "sealedTime": string(
+                "When the seal's second step finished (the operator measures seal-to-publish from it).",
+                max_length=64,
+                format="date-time",
+            ),
             "url": string("URL of the request in the symbol service.", max_length=URL_MAX),
         },
     )

@@ -20,6 +20,9 @@ Triggers: every watch event of a SymbolRequest (the seal's second step is a stat
 kopf's change handlers would not see) and a timer (``interval`` seconds) that retries failures and
 notices expiry. Publishing and withdrawing run one at a time (one lock), so a sweep never deletes a
 path that a request being published at that moment provides.
+
+Metrics (``symbol_operator.metrics``, when the operator's startup has made them; handlers find them
+in kopf's memo): seal-to-publish latency, withdraw duration, and the requests by :func:`phase`.
 """
 
 from __future__ import annotations
@@ -27,19 +30,21 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
 from symbol_operator import kubeapi
+from symbol_operator.metrics import REQUEST_PHASES, Metrics
 from symbol_operator.models import GROUP, PUBLICATION_ANNOTATION, VERSION
 from symbol_service.kuberequests import record_from_object
 from symbol_service.publication import Publisher
 from symbol_service.requeststore import RequestRecord
 from symbol_service.wire import RequestStatus
 
-__all__ = ["PUBLISHED", "register"]
+__all__ = ["PUBLISHED", "phase", "register"]
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +71,53 @@ def _is_published(body: Mapping[str, Any]) -> bool:
     return any(c.get("type") == PUBLISHED and c.get("status") == "True" for c in conditions)
 
 
+def phase(body: Mapping[str, Any], now: datetime.datetime) -> str | None:
+    """The request's phase for the metrics (``REQUEST_PHASES``); ``None`` for an object the service
+    did not create."""
+    record = record_from_object(dict(body))
+    if record is None:
+        return None
+    if (
+        (body.get("metadata") or {}).get("deletionTimestamp")
+        or record.status == RequestStatus.UNAVAILABLE
+        or record.expiration_date <= now
+    ):
+        return "unavailable"
+    if record.status == RequestStatus.SEALED:
+        return "published" if _is_published(body) else "sealed"
+    return "created"
+
+
 class Lifecycle:
-    def __init__(self, api: kubeapi.KubeApi, publisher: Publisher, *, source: str | None = None) -> None:
+    def __init__(
+        self,
+        api: kubeapi.KubeApi,
+        publisher: Publisher,
+        *,
+        source: str | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.api = api
         self.publisher = publisher
         self.source = source
         """The SymbolSource (in the request's namespace) through which sidecars read the store: its
         publication annotation changes after each publish, so they drop their cached 404s."""
         self.lock = asyncio.Lock()
+        self.metrics = metrics
+        self.phases: dict[str, str] = {}
+        """The phase of every SymbolRequest seen, by uid, for the ``requests`` gauge."""
+
+    def count(self, body: Mapping[str, Any], *, gone: bool = False) -> None:
+        """Note the request's phase (or that it is ``gone``) and update the gauge."""
+        uid = str((body.get("metadata") or {}).get("uid") or "")
+        found = None if gone else phase(body, _now())
+        if found is None:
+            self.phases.pop(uid, None)
+        else:
+            self.phases[uid] = found
+        if self.metrics is not None:
+            for name in REQUEST_PHASES:
+                self.metrics.requests.labels(name).set(sum(1 for p in self.phases.values() if p == name))
 
     async def _announce(self, namespace: str, request_id: str) -> None:
         if self.source is None:
@@ -114,6 +158,9 @@ class Lifecycle:
             status=True,
         )
         log.info("SymbolRequest %s/%s published: %d paths", namespace, name, written)
+        if self.metrics is not None and record.sealed_date is not None:
+            latency = (_now() - record.sealed_date).total_seconds()
+            self.metrics.request_seal_to_publish.observe(max(latency, 0.0))
 
     async def finalize(self, body: Mapping[str, Any]) -> None:
         """Withdraw its files (keeping what other live sealed requests provide), then its manifest."""
@@ -121,6 +168,7 @@ class Lifecycle:
         if record is None:
             return
         namespace = str((body.get("metadata") or {})["namespace"])
+        started = time.monotonic()
         async with self.lock:
             others = [
                 (other.id, other.sealed_segments)
@@ -129,6 +177,8 @@ class Lifecycle:
             ]
             removed = await self.publisher.withdraw(record.id, record.sealed_segments, others)
             await self.publisher.forget(record.id)
+        if self.metrics is not None:
+            self.metrics.request_withdraw.observe(time.monotonic() - started)
         log.info("SymbolRequest %s withdrawn: %d paths removed", record.name, removed)
 
     async def _live_sealed(self, namespace: str) -> list[RequestRecord]:
@@ -144,6 +194,12 @@ class Lifecycle:
 def register(registry: kopf.OperatorRegistry, lifecycle: Lifecycle, *, interval: float = 30.0) -> None:
     """Add the SymbolRequest handlers to ``registry`` (kopf's default one in ``symbol-operator run``)."""
 
+    def metrics(memo: kopf.Memo) -> None:
+        """The operator's metrics, once its startup has made them (tests may run without them)."""
+        found = memo.get("metrics")
+        if isinstance(found, Metrics):
+            lifecycle.metrics = found
+
     async def guarded(body: Mapping[str, Any]) -> None:
         try:
             await lifecycle.reconcile(body)
@@ -152,16 +208,21 @@ def register(registry: kopf.OperatorRegistry, lifecycle: Lifecycle, *, interval:
             log.warning("SymbolRequest %s: %s (will retry)", (body.get("metadata") or {}).get("name"), exc)
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    async def request_event(event: Mapping[str, Any], **_: Any) -> None:
-        if event.get("type") != "DELETED":
+    async def request_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
+        metrics(memo)
+        gone = event.get("type") == "DELETED"
+        lifecycle.count(event["object"], gone=gone)
+        if not gone:
             await guarded(event["object"])
 
     @kopf.timer(GROUP, VERSION, PLURAL, interval=interval, registry=registry)
-    async def request_timer(body: Mapping[str, Any], **_: Any) -> None:
+    async def request_timer(body: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
+        metrics(memo)
         await guarded(body)
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
-    async def request_deleted(body: Mapping[str, Any], **_: Any) -> None:
+    async def request_deleted(body: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
+        metrics(memo)
         try:
             await lifecycle.finalize(body)
         except (kubeapi.ApiError, OSError, ValueError) as exc:

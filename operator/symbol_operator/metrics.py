@@ -14,7 +14,17 @@ name                                                   type       labels
 ``symbol_operator_render_duration_seconds``            histogram  —
 ``symbol_operator_secret_writes_total``                counter    operation (create, update, delete)
 ``symbol_operator_triggers_total``                     counter    kind (SymbolSource, Secret)
+``symbol_operator_request_seal_to_publish_seconds``    histogram  —
+``symbol_operator_request_withdraw_seconds``           histogram  —
+``symbol_operator_requests``                           gauge      phase (created, sealed,
+                                                                  published, unavailable)
 =====================================================  =========  ==================================
+
+The SymbolRequest series move only with ``--publish-config`` (``lifecycle``): seal-to-publish runs
+from the seal's second step (``status.sealedTime``, written by the service) to the files being in
+the store and the publication announced; withdraw is the finalizer's sweep of an expired or deleted
+request (its files and manifest), start to end; ``requests`` counts the SymbolRequests the operator
+has seen, by phase.
 
 Outcomes: for ``SymbolSource`` the ``Ready`` reasons (Rendered, SecretNotFound, SecretKeyMissing,
 Invalid); for ``ProxyConfig`` (one rendered Secret per namespace) unchanged, written, deleted, error.
@@ -28,9 +38,10 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from symbol_operator.models import Reason
 
-__all__ = ["CONFIG_OUTCOMES", "Metrics", "MetricsServer"]
+__all__ = ["CONFIG_OUTCOMES", "REQUEST_PHASES", "Metrics", "MetricsServer"]
 
 CONFIG_OUTCOMES = ("unchanged", "written", "deleted", "error")
+REQUEST_PHASES = ("created", "sealed", "published", "unavailable")
 
 
 class Metrics:
@@ -66,7 +77,24 @@ class Metrics:
             ["kind"],
             registry=registry,
         )
+        self.request_seal_to_publish = Histogram(
+            "symbol_operator_request_seal_to_publish_seconds",
+            "Time from a SymbolRequest's seal to its files being published in the store.",
+            buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0),
+            registry=registry,
+        )
+        self.request_withdraw = Histogram(
+            "symbol_operator_request_withdraw_seconds",
+            "Time to withdraw an expired or deleted SymbolRequest's files and manifest.",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+            registry=registry,
+        )
+        self.requests = Gauge(
+            "symbol_operator_requests", "SymbolRequests by lifecycle phase.", ["phase"], registry=registry
+        )
         # Pre-create the known series so dashboards see zeros instead of gaps.
+        for phase in REQUEST_PHASES:
+            self.requests.labels(phase)
         for reason in Reason:
             self.reconciles.labels("SymbolSource", reason.value)
         for outcome in CONFIG_OUTCOMES:

@@ -14,14 +14,17 @@ one blob race harmlessly: one create wins, the other is a deduplicated upload.
 
 A multi-block upload stores each block (verified against its block hash) and assembles the blob when
 a debug entry's ``blobDetails`` lists the blocks in order; the assembled stream is verified the same
-way, and the blocks are removed afterwards.
+way, and the blocks are removed afterwards — also when the blob turns out to be stored already (a
+concurrent publisher uploaded it whole), so racing publishers leave no staged blocks behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import secrets
+import time
 from collections.abc import AsyncIterator, Sequence
 
 from symbol_proxy.backends import base
@@ -63,9 +66,29 @@ def _mismatch(what: str) -> errors.ServiceError:
     return errors.ServiceError("BlobHashMismatchException", f"The uploaded content does not hash to {what}.")
 
 
+HASH_BATCH = 1024 * 1024
+"""Bytes handed to the hashing thread at a time."""
+
+STORED_TRUST = 600.0
+"""Seconds for which a blob this process has itself just stored is known to exist without asking
+the store again (the debug-entry re-post right after the upload then costs no HEAD). Safe because a
+stored blob only goes away through garbage collection, which never removes a blob younger than its
+grace period, and that is at least an hour (``config.Collection``)."""
+
+STORED_REMEMBERED = 100_000
+"""Most blobs remembered at once (about 150 bytes each)."""
+
+
 class BlobStore:
     def __init__(self, backend: base.WritableBackend) -> None:
         self.backend = backend
+        self._stored: collections.OrderedDict[vsohash.BlobId, tuple[int, float]] = collections.OrderedDict()
+
+    def _remember(self, blob_id: vsohash.BlobId, size: int) -> None:
+        self._stored[blob_id] = (size, time.monotonic())
+        self._stored.move_to_end(blob_id)
+        while len(self._stored) > STORED_REMEMBERED:
+            self._stored.popitem(last=False)
 
     @staticmethod
     def blob_location(blob_id: vsohash.BlobId) -> str:
@@ -77,6 +100,9 @@ class BlobStore:
 
     async def size(self, blob_id: vsohash.BlobId) -> int | None:
         """The stored blob's size, or ``None`` when it is not stored."""
+        remembered = self._stored.get(blob_id)
+        if remembered is not None and time.monotonic() - remembered[1] < STORED_TRUST:
+            return remembered[0]
         try:
             info = await self.backend.head(self.blob_location(blob_id))
         except base.NotFound:
@@ -95,12 +121,15 @@ class BlobStore:
     ) -> AsyncIterator[bytes]:
         """``chunks``, hashed on the way; raises at the end if they do not hash to ``blob_id``.
 
-        Each chunk is hashed in a worker thread while the consumer writes it (hashlib releases the
-        GIL), so hashing and writing overlap instead of adding up.
+        The bytes are hashed in a worker thread, ``HASH_BATCH`` at a time, while the consumer writes
+        them (hashlib releases the GIL), so hashing and writing overlap instead of adding up; batches
+        rather than the request's chunks (often 64 KiB) keep the thread hand-overs few. The last
+        partial batch is hashed here.
         """
         loop = asyncio.get_running_loop()
         hasher = vsohash.VsoHasher()
         hashing: asyncio.Future[None] | None = None
+        pending = bytearray()
         try:
             async for chunk in chunks:
                 counter[0] += len(chunk)
@@ -108,13 +137,17 @@ class BlobStore:
                     raise errors.ServiceError(
                         "RequestEntityTooLargeException", f"A blob may have at most {limit} bytes."
                     )
-                if hashing is not None:
-                    await hashing
-                hashing = loop.run_in_executor(None, hasher.update, chunk)
+                pending += chunk
+                if len(pending) >= HASH_BATCH:
+                    if hashing is not None:
+                        await hashing
+                    hashing = loop.run_in_executor(None, hasher.update, bytes(pending))
+                    pending.clear()
                 yield chunk
             if hashing is not None:
                 await hashing
                 hashing = None
+            hasher.update(pending)
         finally:
             if hashing is not None:
                 await asyncio.shield(hashing)  # never leave a thread updating a hasher we dropped
@@ -134,6 +167,7 @@ class BlobStore:
             return Upload(blob_id, counter[0], deduplicated=True)
         except _HashMismatch:
             raise _mismatch(f"the blob id {blob_id.hex}") from None
+        self._remember(blob_id, counter[0])
         return Upload(blob_id, counter[0], deduplicated=False)
 
     async def upload(self, chunks: AsyncIterator[bytes], *, size: int | None, limit: int) -> Upload:
@@ -159,6 +193,7 @@ class BlobStore:
             if await self.size(blob_id) is not None:
                 return Upload(blob_id, hasher.size, deduplicated=True)
             await self.backend.copy(staging, self.blob_location(blob_id))
+            self._remember(blob_id, hasher.size)
             return Upload(blob_id, hasher.size, deduplicated=False)
         finally:
             await asyncio.shield(self.backend.delete(staging))
@@ -201,9 +236,14 @@ class BlobStore:
             await self.put(blob_id, body(), size=None, limit=limit)
         except errors.ServiceError:
             return False
+        await self.discard_blocks(blob_id, blocks)
+        return True
+
+    async def discard_blocks(self, blob_id: vsohash.BlobId, blocks: Sequence[bytes]) -> None:
+        """Remove staged blocks of a blob that is stored (assembled here, or uploaded whole by another
+        publisher meanwhile); absent ones are not an error."""
         for block in set(blocks):
             await self.backend.delete(self.block_location(blob_id, block))
-        return True
 
 
 def block_hash_from_text(text: str) -> bytes:

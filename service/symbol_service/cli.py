@@ -1,8 +1,10 @@
-"""``symbol-service``: the publishing service (``serve``) and its small tools (``hash-token``)."""
+"""``symbol-service``: the publishing service (``serve``), its garbage collector (``gc``) and its small
+tools (``hash-token``)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -12,7 +14,8 @@ from pathlib import Path
 from symbol_proxy.backends import base
 from symbol_proxy.config import ConfigError, FilesystemSource, UpstreamSettings
 from symbol_service import tokens
-from symbol_service.config import ServiceConfig, StoreSource, TokenFile, load_config
+from symbol_service.config import MIN_GRACE_PERIOD, ServiceConfig, StoreSource, TokenFile, load_config
+from symbol_service.requeststore import RequestStore
 
 log = logging.getLogger("symbol_service")
 
@@ -33,7 +36,7 @@ def _hash_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def store_backend(source: StoreSource, settings: UpstreamSettings) -> base.WritableBackend:
+def store_backend(source: StoreSource, settings: UpstreamSettings) -> base.ListableBackend:
     """The writable backend of the publish store."""
     if isinstance(source, FilesystemSource):
         from symbol_proxy.backends.filesystem import FilesystemBackend
@@ -61,39 +64,91 @@ def default_namespace(mounted: Path = SERVICE_ACCOUNT_NAMESPACE) -> str:
         return "default"
 
 
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("botocore", "aiobotocore", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # they log signed headers at DEBUG
+
+
+def _kube_requests(namespace: str | None) -> RequestStore | None:
+    """The SymbolRequests of ``namespace`` (or the default one); ``None`` after reporting a login
+    failure."""
+    from symbol_operator.kubeapi import KubeApi, LoginError, load_configuration
+    from symbol_service.kuberequests import KubeRequestStore
+
+    try:
+        load_configuration()  # fail now, clearly, rather than at the first request
+    except LoginError as exc:
+        print(f"symbol-service: --requests kubernetes: {exc.message}", file=sys.stderr)
+        return None
+    api = KubeApi()  # kubeconfig, or the pod's ServiceAccount in a cluster; connects on first use
+    requests = KubeRequestStore(api, namespace or default_namespace())
+    log.info("symbol requests are SymbolRequest resources of namespace %s", requests.namespace)
+    return requests
+
+
+def _gc(args: argparse.Namespace) -> int:
+    """One garbage collection of the store (``symbol_service.collecting``); prints what it removed."""
+    import asyncio
+    import datetime
+    import json
+
+    from symbol_proxy.config import parse_duration
+    from symbol_service import collecting
+
+    _setup_logging(args.log_level)
+    try:
+        config: ServiceConfig = load_config(Path(args.config))
+        grace = config.gc.grace_period if args.grace is None else parse_duration(args.grace)
+        if grace < MIN_GRACE_PERIOD:
+            raise ValueError(f"--grace must be at least {MIN_GRACE_PERIOD:g} s (an hour)")
+    except (ConfigError, ValueError) as exc:
+        print(f"symbol-service: {exc}", file=sys.stderr)
+        return 2
+    requests = _kube_requests(args.namespace)
+    if requests is None:
+        return 2
+    backend = store_backend(config.store, config.upstream)
+    assert isinstance(backend, base.ListableBackend)
+
+    async def run() -> collecting.Collected:
+        try:
+            return await collecting.collect(
+                backend, requests, grace=datetime.timedelta(seconds=grace), dry_run=args.dry_run
+            )
+        finally:
+            await backend.aclose()
+
+    try:
+        collected = asyncio.run(run())
+    except base.BackendError as exc:
+        print(f"symbol-service gc: the store failed: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(dataclasses.asdict(collected)))
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from symbol_service.app import create_app
-    from symbol_service.requeststore import MemoryRequestStore, RequestStore
+    from symbol_service.requeststore import MemoryRequestStore
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for name in ("botocore", "aiobotocore", "urllib3"):
-        logging.getLogger(name).setLevel(logging.WARNING)  # they log signed headers at DEBUG
+    _setup_logging(args.log_level)
     try:
         config: ServiceConfig = load_config(Path(args.config))
         table = TokenFile(Path(config.tokens_file))
     except (ConfigError, ValueError) as exc:
         print(f"symbol-service: {exc}", file=sys.stderr)
         return 2
-    requests: RequestStore
+    requests: RequestStore | None
     if args.requests == "memory":
         log.warning("DEVELOPMENT MODE: symbol requests are kept in this process's memory only")
         requests = MemoryRequestStore()
     else:
-        from symbol_operator.kubeapi import KubeApi, LoginError, load_configuration
-        from symbol_service.kuberequests import KubeRequestStore
-
-        try:
-            load_configuration()  # fail now, clearly, rather than at the first request
-        except LoginError as exc:
-            print(f"symbol-service: --requests kubernetes: {exc.message}", file=sys.stderr)
+        requests = _kube_requests(args.namespace)
+        if requests is None:
             return 2
-        api = KubeApi()  # kubeconfig, or the pod's ServiceAccount in a cluster; connects on first use
-        requests = KubeRequestStore(api, args.namespace or default_namespace())
-        log.info("symbol requests are SymbolRequest resources of namespace %s", requests.namespace)
     app = create_app(
         store_backend(config.store, config.upstream),
         requests,
@@ -129,6 +184,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(run=_serve)
+    collect = commands.add_parser(
+        "gc", help="remove what no SymbolRequest needs from the store (blobs, blocks, unfinished uploads)"
+    )
+    collect.add_argument("--config", required=True, help="the service's YAML configuration (its store)")
+    collect.add_argument(
+        "--grace", help="only remove objects older than this (default: gc.grace_period, 24h)"
+    )
+    collect.add_argument("--dry-run", action="store_true", help="count what would be removed, remove nothing")
+    collect.add_argument(
+        "--namespace",
+        help="namespace of the SymbolRequests (default: $POD_NAMESPACE, the pod's own, else 'default')",
+    )
+    collect.add_argument("--log-level", default="info")
+    collect.set_defaults(run=_gc)
     return parser
 
 

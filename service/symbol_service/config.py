@@ -17,10 +17,10 @@ from typing import Annotated, Any
 import pydantic
 import yaml
 
-from symbol_proxy.config import ConfigError, FilesystemSource, S3Source, Size, UpstreamSettings
+from symbol_proxy.config import ConfigError, Duration, FilesystemSource, S3Source, Size, UpstreamSettings
 from symbol_service import tokens
 
-__all__ = ["Limits", "ServiceConfig", "TokenFile", "load_config", "load_tokens"]
+__all__ = ["Collection", "Limits", "ServiceConfig", "TokenFile", "load_config", "load_tokens"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,18 @@ class Limits(_Model):
     """Azure's default for a request created without ``expirationDate``."""
 
 
+MIN_GRACE_PERIOD = 3600.0
+
+
+class Collection(_Model):
+    """Garbage collection of the store (``symbol-service gc``, ``symbol_service.collecting``)."""
+
+    grace_period: Annotated[Duration, pydantic.Field(ge=MIN_GRACE_PERIOD)] = 86400.0
+    """Only objects older than this are removed: a day is far longer than any upload, block-by-block
+    upload or batch takes, so nothing in progress is ever a candidate. At least an hour: the service
+    trusts for 10 minutes that a blob it has just stored still exists (``blobs.STORED_TRUST``)."""
+
+
 class Listen(_Model):
     host: str = "127.0.0.1"
     port: Annotated[int, pydantic.Field(ge=0, le=65535)] = 8090
@@ -62,6 +74,7 @@ class ServiceConfig(_Model):
     limits: Limits = Limits()
     upstream: UpstreamSettings = UpstreamSettings()
     """Timeouts and retries of the store's client (the proxy's settings)."""
+    gc: Collection = Collection()
 
 
 def load_config(path: Path) -> ServiceConfig:

@@ -111,9 +111,11 @@ class EntryHandlers(handlers.ApiBase):
         if blob_id not in sizes:
             sizes[blob_id] = await self.blob_store.size(blob_id)
         size = sizes[blob_id]
-        if size is None and entry.blob_details is not None:
+        if entry.blob_details is not None:
             blocks = [block.digest for block in entry.blob_details.block_hashes]
-            if await self.blob_store.assemble(blob_id, blocks, limit=self.limits.max_blob_size):
+            if size is not None:
+                await self.blob_store.discard_blocks(blob_id, blocks)  # another publisher stored it
+            elif await self.blob_store.assemble(blob_id, blocks, limit=self.limits.max_blob_size):
                 size = sizes[blob_id] = await self.blob_store.size(blob_id)
         status = wire.DebugEntryStatus.BLOB_MISSING if size is None else wire.DebugEntryStatus.CREATED
         stored: dict[str, Any] = {

@@ -85,13 +85,16 @@ def _spec(record: RequestRecord) -> dict[str, Any]:
 
 
 def _status(record: RequestRecord) -> dict[str, Any]:
-    return {
+    status = {
         "requestStatus": _STATUS_NAMES[record.status],
         "requestId": record.id,
         "size": record.size,
         "debugEntries": record.entry_count,
         "sealedSegments": record.sealed_segments,
     }
+    if record.sealed_date is not None:
+        status["sealedTime"] = _time(record.sealed_date)
+    return status
 
 
 def record_from_object(body: dict[str, Any]) -> RequestRecord | None:
@@ -118,6 +121,7 @@ def record_from_object(body: dict[str, Any]) -> RequestRecord | None:
         entry_count=int(status.get("debugEntries") or 0),
         domain_id=str(spec.get("domainId") or "0"),
         sealed_segments=None if segments is None else int(segments),
+        sealed_date=_parse_time(status["sealedTime"]) if status.get("sealedTime") else None,
     )
 
 

@@ -33,6 +33,8 @@ class _State:
     def __init__(self) -> None:
         self.next_segment = 0
         self.entries: dict[str, dict[str, Any]] = {}
+        self.by_key: dict[str, dict[str, dict[str, Any]]] = {}
+        """The live entries of each lower-cased client key (levels share a key), for symsrv."""
 
 
 class ManifestStore:
@@ -64,10 +66,13 @@ class ManifestStore:
     def _apply(state: _State, records: Iterable[dict[str, Any]]) -> None:
         for record in records:
             key = str(record["id"]).lower()
+            client_key = key.rpartition("/")[0]
             if record.get("deleted"):
                 state.entries.pop(key, None)
+                state.by_key.get(client_key, {}).pop(key, None)
             else:
                 state.entries[key] = record
+                state.by_key.setdefault(client_key, {})[key] = record
 
     async def _catch_up(self, request_id: str) -> _State:
         state = self._state(request_id)
@@ -86,13 +91,25 @@ class ManifestStore:
         ``segments`` limits the replay to the first ones (a sealed request's own); only when later
         segments exist is the prefix replayed apart.
         """
+        return types.MappingProxyType((await self._replayed(request_id, segments)).entries)
+
+    async def _replayed(self, request_id: str, segments: int | None) -> _State:
+        """The cached state, or the first ``segments`` replayed apart when later ones exist."""
         state = await self._catch_up(request_id)
         if segments is None or state.next_segment <= segments:
-            return types.MappingProxyType(state.entries)
+            return state
         prefix = _State()
         for number in range(segments):
             self._apply(prefix, await self._read_segment(self.segment_location(request_id, number)))
-        return types.MappingProxyType(prefix.entries)
+        return prefix
+
+    async def for_key(
+        self, request_id: str, client_key: str, *, segments: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The request's live entries with that client key (any case), one per information level;
+        ``segments`` as in :meth:`entries`."""
+        state = await self._replayed(request_id, segments)
+        return list(state.by_key.get(client_key.lower(), {}).values())
 
     async def segment_count(self, request_id: str) -> int:
         """How many segments the request's manifest has now."""

@@ -183,6 +183,7 @@ class RequestHandlers(handlers.ApiBase):
             dataclasses.replace(
                 record,
                 sealed_segments=count,
+                sealed_date=self.clock(),
                 entry_count=len(live),
                 size=sum(int(e.get("size") or 0) for e in live.values()),
             )

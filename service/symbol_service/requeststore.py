@@ -51,6 +51,8 @@ class RequestRecord:
     """How many manifest segments belong to the sealed request, fixed by the seal's second step;
     a segment written after that lost a race with the seal and is ignored (its batch got 403).
     ``None`` while the request is open, or while a seal is under way."""
+    sealed_date: datetime.datetime | None = None
+    """When the seal's second step finished: the operator measures seal-to-publish from it."""
 
 
 class RequestStore(Protocol):

@@ -350,10 +350,16 @@ def test_the_charts_crds_are_the_repositorys_crds() -> None:
     assert chart_crds == source
 
 
-def test_the_charts_rbac_is_the_examples_rbac(tmp_path: Path) -> None:
-    example = next(
-        d for path, d in example_documents() if path == EXAMPLES / "rbac.yaml" and d["kind"] == "ClusterRole"
+def example_rbac(kind: str, name: str) -> dict[str, Any]:
+    return next(
+        d
+        for path, d in example_documents()
+        if path == EXAMPLES / "rbac.yaml" and d["kind"] == kind and d["metadata"]["name"] == name
     )
+
+
+def test_the_charts_rbac_is_the_examples_rbac(tmp_path: Path) -> None:
+    example = example_rbac("ClusterRole", "symbol-operator")
     for values in ({}, {"operator": {"configSecret": "other-name"}}):
         role = find(render(values, tmp_path), "ClusterRole")
         expected = yaml.safe_load(
@@ -362,6 +368,25 @@ def test_the_charts_rbac_is_the_examples_rbac(tmp_path: Path) -> None:
             )
         )
         assert role["rules"] == expected
+
+
+@pytest.mark.parametrize("name", ["publishing", "publishing-namespaced"])
+def test_the_charts_publishing_rbac_is_the_examples_rbac(name: str, tmp_path: Path) -> None:
+    """The example grants the operator's lifecycle and the service what the chart grants, no more;
+    tests/operator_tests/k8s/test_chart_install.py runs both under exactly the chart's rules."""
+    documents = rendered(name, tmp_path)
+    lifecycle = find(documents, "ClusterRole", f"{RELEASE}-symbol-operator-lifecycle")
+    assert lifecycle["rules"] == example_rbac("ClusterRole", "symbol-operator-lifecycle")["rules"]
+    service = find(documents, "Role", f"{RELEASE}-symbol-operator-publishing")
+    assert service["rules"] == example_rbac("Role", "symbol-service")["rules"]
+    for kind, binding_name in (
+        ("ClusterRoleBinding", "symbol-operator-lifecycle"),
+        ("RoleBinding", "symbol-service"),
+    ):
+        binding = example_rbac(kind, binding_name)
+        assert binding["roleRef"]["name"] == binding_name
+        for subject in binding["subjects"]:
+            example_rbac("ServiceAccount", subject["name"])  # each bound account is in the example
 
 
 def test_the_commands_the_chart_runs_are_accepted_by_the_entry_points(tmp_path: Path) -> None:
@@ -476,6 +501,21 @@ def test_publishing_deploys_the_service_and_gives_the_operator_its_config_and_rb
     assert load_config(operator_files[str(args.publish_config)]) == config
     assert args.publish_source == values.get("publishSource")
     assert operator_container.get("env", []) == container.get("env", [])
+
+    # Garbage collection: a CronJob running `symbol-service gc` on the same configuration, one at a time.
+    gc = find(documents, "CronJob", f"{service_name}-gc")
+    assert gc["spec"]["concurrencyPolicy"] == "Forbid"
+    gc_spec = gc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert gc_spec["serviceAccountName"] == service_name
+    gc_container = gc_spec["containers"][0]
+    gc_args = service_cli.build_parser().parse_args([*gc_container["command"][1:], *gc_container["args"]])
+    assert gc_args.command == "gc" and gc_args.namespace == NAMESPACE
+    assert (
+        load_config(config_files(documents, gc["spec"]["jobTemplate"], tmp_path / "gc")[gc_args.config])
+        == config
+    )
+    assert config.gc.grace_period == 24 * 3600
+    assert gc_container.get("env", []) == container.get("env", [])
 
     port = find(documents, "Service", service_name)["spec"]["ports"][0]
     assert port["port"] == config.listen.port and port["targetPort"] == container["ports"][0]["name"]

@@ -68,6 +68,17 @@ async def create_request(service: Service, name: str = "project/def/1.0/42/guid"
     return dict(body)
 
 
+async def delete_now(service: Service, request: dict[str, Any]) -> None:
+    """Delete the request with its manifest (``synchronous=true``)."""
+    await service.call(
+        "DELETE",
+        f"/_apis/symbol/requests/{request['id']}",
+        params={"synchronous": "true"},
+        role="manager",
+        expect=200,
+    )
+
+
 async def test_the_publish_flow_as_a_client_drives_it(service: Service) -> None:
     small, small_key = keyed_fixture(0)
     other, other_key = keyed_fixture(1)
@@ -369,13 +380,7 @@ async def test_delete_soft_and_synchronous(service: Service) -> None:
     )
     _, got, _ = await service.call("GET", f"/_apis/symbol/requests/{soft['id']}", expect=200)
     assert got["status"] == "unavailable"
-    await service.call(
-        "DELETE",
-        f"/_apis/symbol/requests/{hard['id']}",
-        params={"synchronous": "true"},
-        role="manager",
-        expect=200,
-    )
+    await delete_now(service, hard)
     status, error, _ = await service.call("GET", f"/_apis/symbol/requests/{hard['id']}")
     assert (status, error["typeKey"]) == (404, "RequestNotFoundException")
     _, listed, _ = await service.call("GET", "/_apis/symbol/requests", expect=200)

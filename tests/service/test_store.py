@@ -13,6 +13,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,3 +111,27 @@ async def test_an_upload_without_an_id_is_hashed_staged_and_cleaned_up(
         await store.upload(pieces(data + b"more"), size=None, limit=len(data))
     assert caught.value.type_key == "RequestEntityTooLargeException"
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == [f"{upload.blob_id.hex}.blob"]
+
+
+async def test_a_blob_this_process_stored_is_known_without_asking_the_store_again(
+    backend: FilesystemBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The debug-entry re-post after an upload costs no HEAD; another process's store still asks,
+    and so does this one once the trust has run out."""
+    heads: list[str] = []
+    real_head = backend.head
+
+    async def counted(location: str) -> Any:
+        heads.append(location)
+        return await real_head(location)
+
+    monkeypatch.setattr(backend, "head", counted)
+    data = b"stored here" * 1000
+    blob_id = vsohash.vso_hash(data)
+    mine, other = blobs.BlobStore(backend), blobs.BlobStore(backend)
+    assert await mine.size(blob_id) is None and len(heads) == 1  # unknown: asked
+    await mine.put(blob_id, pieces(data), size=len(data), limit=len(data))
+    assert await mine.size(blob_id) == len(data) and len(heads) == 1  # stored here: not asked
+    assert await other.size(blob_id) == len(data) and len(heads) == 2  # another replica asks
+    monkeypatch.setattr(blobs, "STORED_TRUST", 0.0)
+    assert await mine.size(blob_id) == len(data) and len(heads) == 3

@@ -121,6 +121,7 @@ affinity:
 {{- $config := dict "listen" (dict "host" "0.0.0.0" "port" $p.port) "store" $p.store "tokens_file" "/etc/symbol-service/tokens/tokens.yaml" }}
 {{- with $p.publicUrl }}{{ $_ := set $config "public_url" . }}{{ end }}
 {{- with $p.limits }}{{ $_ := set $config "limits" . }}{{ end }}
+{{- $_ := set $config "gc" (dict "grace_period" $p.gc.gracePeriod) }}
 {{- toYaml $config }}
 {{- end }}
 

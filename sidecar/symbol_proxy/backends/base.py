@@ -6,14 +6,17 @@ everything around it (retries, the failure breaker, metrics, caching) is written
 
 Reads are all the proxy needs. Publishing (the Symbol Service API, ``symbol_service``) writes through
 ``WritableBackend``: ``put`` (replace), ``create`` (only if absent, ``AlreadyExists`` otherwise),
-``copy``, ``delete`` and ``head``. Every write is all-or-nothing: a reader sees the old object or the
-whole new one, never a part (the filesystem writes a temporary file and renames it; S3 publishes an
-object when its PUT or multipart upload completes).
+``copy``, ``delete`` and ``head``; its garbage collector (``symbol-service gc``) also lists what is
+stored and removes the leftovers of writes that never completed (``ListableBackend``). Every write
+is all-or-nothing: a reader sees the old object or the whole new one, never a part (the filesystem
+writes a temporary file and renames it; S3 publishes an object when its PUT or multipart upload
+completes).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -25,6 +28,8 @@ __all__ = [
     "Backend",
     "BackendError",
     "DeferrableMd5",
+    "ListableBackend",
+    "Listed",
     "Malformed",
     "NotFound",
     "ObjectInfo",
@@ -156,6 +161,31 @@ class WritableBackend(Backend, Protocol):
 
     async def delete(self, location: str) -> None:
         """Remove ``location``; deleting something absent is not an error."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Listed:
+    """One stored object, as a listing reports it."""
+
+    location: str
+    size: int
+    modified: datetime.datetime
+    """When the object was last written (timezone-aware)."""
+
+
+@runtime_checkable
+class ListableBackend(WritableBackend, Protocol):
+    """A writable store that can also say what it holds, for garbage collection."""
+
+    def list(self, prefix: str) -> AsyncIterator[Listed]:
+        """Every complete object whose location starts with ``prefix`` (a folder ends in ``/``), in
+        no particular order; objects still being written are not listed."""
+        ...
+
+    async def remove_incomplete(self, before: datetime.datetime) -> int:
+        """Remove what writes started before ``before`` and never completed left behind (the
+        filesystem's temporary files, S3's unfinished multipart uploads); how many were removed."""
         ...
 
 

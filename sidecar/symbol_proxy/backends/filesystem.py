@@ -4,16 +4,21 @@ File access runs in the default executor so a slow share never blocks the event 
 from layouts and are relative; anything that would escape the root is refused as "not found".
 
 Writes (publishing) go to a temporary file beside the target (``.<name>.tmp-<random>``), are flushed to
-disk, and then appear at once: ``put`` and ``copy`` rename over the target, ``create`` hard-links the
-temporary file to the target, which fails if the name is taken, so of two racing creators exactly
-one wins. A crash leaves at most a temporary file, never a partial object under its real name.
+disk, and then appear at once: ``put`` renames over the target, ``create`` hard-links the temporary
+file to the target, which fails if the name is taken, so of two racing creators exactly one wins.
+``copy`` hard-links the source under a temporary name and renames that over the target (no bytes
+copied; nothing is ever changed in place, so the copy keeps its content). A crash leaves at most a
+temporary file, never a partial object under its real name; ``list`` skips temporary files and
+``remove_incomplete`` deletes the old ones (garbage collection).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import errno
 import os
+import re
 import secrets
 import stat
 from collections.abc import AsyncIterator
@@ -25,6 +30,8 @@ from symbol_proxy.config import FilesystemSource
 __all__ = ["FilesystemBackend"]
 
 CHUNK_SIZE = 256 * 1024
+_TEMPORARY = re.compile(r"^\..+\.tmp-[0-9a-f]{16}$")
+"""The name ``_write_temporary`` gives a file while it is written."""
 
 
 def _safe_join(root: Path, location: str) -> Path:
@@ -168,6 +175,20 @@ class FilesystemBackend:
         return base.ObjectInfo(size=st.st_size)
 
     async def copy(self, source: str, destination: str) -> None:
+        """A hard link to the source's file, renamed over the destination: no bytes are copied (a
+        sealed request's publication is hundreds of thousands of copies). Safe because no write
+        changes a file in place: ``put`` renames a new file over the old name, so the destination
+        keeps the content it had. Where links are impossible (another filesystem, a share without
+        them) the bytes are copied."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, _link_over, self._target(source), self._target(destination))
+            return
+        except FileNotFoundError:
+            raise base.NotFound(Path(source).name) from None
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise _write_error(self._target(destination), exc) from None
         stream = await self.open(source)
 
         async def body() -> AsyncIterator[bytes]:
@@ -185,6 +206,58 @@ class FilesystemBackend:
             await asyncio.get_running_loop().run_in_executor(None, _remove, path)
         except OSError as exc:
             raise _write_error(path, exc) from None
+
+    # ---------------------------------------------------------------------------------------------
+    # Listing (garbage collection)
+
+    async def list(self, prefix: str) -> AsyncIterator[base.Listed]:
+        loop = asyncio.get_running_loop()
+        for item in await loop.run_in_executor(None, _walk, self._root, prefix, False):
+            yield item
+
+    async def remove_incomplete(self, before: datetime.datetime) -> int:
+        loop = asyncio.get_running_loop()
+        removed = 0
+        for item in await loop.run_in_executor(None, _walk, self._root, "", True):
+            if item.modified < before:
+                await loop.run_in_executor(None, _remove, self._root / item.location)
+                removed += 1
+        return removed
+
+
+def _walk(root: Path, prefix: str, temporaries: bool) -> list[base.Listed]:
+    """The files below ``root`` whose location starts with ``prefix``: the complete ones, or only the
+    temporary files of unfinished writes."""
+    folder, _, _ = prefix.rpartition("/")
+    start = root.joinpath(*[p for p in folder.split("/") if p]) if folder else root
+    found = []
+    for directory, _, names in os.walk(start):
+        for name in names:
+            if bool(_TEMPORARY.match(name)) != temporaries:
+                continue
+            path = Path(directory, name)
+            location = path.relative_to(root).as_posix()
+            if not location.startswith(prefix):
+                continue
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue  # removed while we walked
+            modified = datetime.datetime.fromtimestamp(st.st_mtime, datetime.UTC)
+            found.append(base.Listed(location, st.st_size, modified))
+    return found
+
+
+def _link_over(source: Path, destination: Path) -> None:
+    """Make ``destination`` another name of ``source``'s file, replacing what was there at once."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    temporary = destination.with_name(f".{destination.name}.tmp-{secrets.token_hex(8)}")
+    os.link(source, temporary)
+    try:
+        os.replace(temporary, destination)
+    except OSError:
+        _remove(temporary)
+        raise
 
 
 def _create_file(path: Path) -> int:

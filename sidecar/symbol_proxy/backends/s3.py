@@ -29,7 +29,9 @@ Writes (publishing) buffer up to ``WRITE_PART_SIZE`` bytes: a smaller body is on
 one a multipart upload of parts of that size (uploaded one after another, so memory holds one part),
 aborted when anything fails, so no part ever becomes an object. ``create`` sends ``If-None-Match: *``
 with the PutObject or the CompleteMultipartUpload, S3's conditional write: of two racing creators
-exactly one succeeds, the other gets ``AlreadyExists``. ``copy`` is one server-side CopyObject (objects
+exactly one succeeds, the other gets ``AlreadyExists``. A multipart upload cut off by a crash (no
+abort ran) stays in the bucket, invisible but billed, until ``remove_incomplete`` (garbage
+collection) aborts it; ``list`` pages through ListObjectsV2. ``copy`` is one server-side CopyObject (objects
 up to 5 GiB, S3's limit for it).
 
 Error codes follow Symbolicator (``shared/specs/layouts.md`` §10.5): ``NoSuchKey``/``NoSuchBucket``/
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import hashlib
 import logging
 import re
@@ -316,13 +319,17 @@ class S3Backend:
     # ---------------------------------------------------------------------------------------------
     # Writing (publishing)
 
-    async def _call(self, operation: str, key: str, **params: Any) -> dict[str, Any]:
-        """One S3 call on the bucket, bounded by the total timeout, with its errors translated."""
+    async def _call(
+        self, operation: str, key: str, *, listing: bool = False, **params: Any
+    ) -> dict[str, Any]:
+        """One S3 call on the bucket, bounded by the total timeout, with its errors translated; on
+        the object ``key``, or with ``listing`` on every key starting with it (a ``Prefix``)."""
         client = await self._get_client()
         method = getattr(client, _SNAKE[operation])
+        params["Prefix" if listing else "Key"] = key
         try:
             async with asyncio.timeout(self._settings.total_timeout):
-                response: dict[str, Any] = await method(Bucket=self._source.bucket, Key=key, **params)
+                response: dict[str, Any] = await method(Bucket=self._source.bucket, **params)
         except Exception as exc:
             if params.get("IfNoneMatch") == "*" and _error_code(exc) in ("PreconditionFailed", "412"):
                 raise base.AlreadyExists(f"s3://{self._source.bucket}/{key}") from None
@@ -333,7 +340,7 @@ class S3Backend:
         self, location: str, chunks: AsyncIterator[bytes], size: int | None, *, only_if_absent: bool
     ) -> None:
         key = locations.join_key(self._source.prefix, location)
-        condition = {"IfNoneMatch": "*"} if only_if_absent else {}
+        condition: dict[str, Any] = {"IfNoneMatch": "*"} if only_if_absent else {}
         buffer = bytearray()
         parts: list[dict[str, Any]] = []
         upload_id: str | None = None
@@ -404,6 +411,43 @@ class S3Backend:
         except base.NotFound:
             pass
 
+    # ---------------------------------------------------------------------------------------------
+    # Listing (garbage collection)
+
+    async def list(self, prefix: str) -> AsyncIterator[base.Listed]:
+        root = len(locations.join_key(self._source.prefix, ""))
+        params: dict[str, Any] = {}
+        while True:
+            key = locations.join_key(self._source.prefix, prefix)
+            page = await self._call("ListObjectsV2", key, listing=True, **params)
+            for item in page.get("Contents") or []:
+                yield base.Listed(str(item["Key"])[root:], int(item.get("Size") or 0), item["LastModified"])
+            if not page.get("IsTruncated"):
+                return
+            params = {"ContinuationToken": page["NextContinuationToken"]}
+
+    async def remove_incomplete(self, before: datetime.datetime) -> int:
+        # The whole bucket's uploads, filtered here: MinIO lists uploads only for an empty prefix or
+        # one exact key, not below a folder prefix (S3 does both); unfinished uploads are few.
+        root = locations.join_key(self._source.prefix, "")
+        removed = 0
+        params: dict[str, Any] = {}
+        while True:
+            page = await self._call("ListMultipartUploads", "", listing=True, **params)
+            for upload in page.get("Uploads") or []:
+                if not str(upload["Key"]).startswith(root) or upload["Initiated"] >= before:
+                    continue  # not ours, or may be an upload in progress
+                try:
+                    await self._call("AbortMultipartUpload", upload["Key"], UploadId=upload["UploadId"])
+                except (base.NotFound, base.UpstreamError) as exc:
+                    if isinstance(exc, base.UpstreamError) and exc.status != 404:
+                        raise
+                    continue  # completed or aborted meanwhile (NoSuchUpload)
+                removed += 1
+            if not page.get("IsTruncated"):
+                return removed
+            params = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
+
 
 WRITE_PART_SIZE = 8 * 1024**2
 """Bytes per part of a multipart upload (S3 wants at least 5 MiB for every part but the last)."""
@@ -417,6 +461,8 @@ _SNAKE = {
     "UploadPart": "upload_part",
     "CompleteMultipartUpload": "complete_multipart_upload",
     "AbortMultipartUpload": "abort_multipart_upload",
+    "ListObjectsV2": "list_objects_v2",
+    "ListMultipartUploads": "list_multipart_uploads",
 }
 
 

@@ -5,7 +5,10 @@ an ordinary ``symstore`` source.
 Covered: a request sealed through REST is published — each entry's file at its SymSrv key and its
 unified path, byte-identical, and served by the proxy; a short ``expirationDate`` expires it (object
 gone, files gone); two requests sharing a file, one expires, the file stays for the other; delete by
-``kubectl`` and by REST withdraws the files through the finalizer.
+``kubectl`` and by REST withdraws the files through the finalizer; the lifecycle's metrics move
+(seal-to-publish, withdraw duration, requests by phase); an operator stopped in the middle of an
+expiry (its store failing after some deletions) leaves the request behind its finalizer, and a
+restarted one finishes the expiry without touching what another live request provides.
 """
 
 from __future__ import annotations
@@ -21,17 +24,21 @@ import kopf
 import pytest
 from aiohttp.test_utils import TestServer
 from kopf.testing import KopfRunner
+from prometheus_client import CollectorRegistry
 
 from symbol_operator.cli import register_lifecycle
 from symbol_operator.handlers import configure
 from symbol_operator.kubeapi import KubeApi
+from symbol_operator.lifecycle import Lifecycle, register
+from symbol_operator.metrics import Metrics
+from symbol_proxy.backends import base
 from symbol_proxy.backends.filesystem import FilesystemBackend
 from symbol_proxy.config import FilesystemSource
 from symbol_service import tokens
 from symbol_service.app import create_app
 from symbol_service.config import Limits
 from symbol_service.kuberequests import KubeRequestStore, object_name
-from symbol_service.publication import entry_paths
+from symbol_service.publication import Publisher, entry_paths
 from symbol_service.requeststore import RequestStore
 from tests.conftest import StartProxy
 from tests.operator_tests.k8s.conftest import restored_logging
@@ -45,11 +52,19 @@ pytestmark = [pytest.mark.k8s, pytest.mark.timeout(180)]
 
 @contextlib.contextmanager
 def lifecycle_operator(
-    config: Path, namespace: str, *, source: str | None = None, operator_settings: bool = False
+    config: Path,
+    namespace: str,
+    *,
+    source: str | None = None,
+    operator_settings: bool = False,
+    metrics: Metrics | None = None,
+    store: base.WritableBackend | None = None,
 ) -> Iterator[KopfRunner]:
     """The operator with only the SymbolRequest handlers (its own registry), publishing into the
     store of the service configuration ``config``; with ``operator_settings``, under the operator's
-    own kopf settings (no CRD/namespace scanning, so the chart's namespaced RBAC is enough)."""
+    own kopf settings (no CRD/namespace scanning, so the chart's namespaced RBAC is enough); with
+    ``metrics``, recording into them (the operator's startup puts its own into the memo); with
+    ``store``, writing through that backend instead of the one the configuration names."""
     registry = kopf.OperatorRegistry()
     kopf.on.login(registry=registry)(kopf.login_with_kubeconfig)  # the default registry has it built in
     if operator_settings:
@@ -58,7 +73,16 @@ def lifecycle_operator(
         def _settings(settings: kopf.OperatorSettings, **_: object) -> None:
             configure(settings)
 
-    register_lifecycle(config, registry, interval=0.5, source=source)
+    if metrics is not None:
+
+        @kopf.on.startup(registry=registry)
+        def _metrics(memo: kopf.Memo, **_: object) -> None:
+            memo.metrics = metrics
+
+    if store is None:
+        register_lifecycle(config, registry, interval=0.5, source=source)
+    else:
+        register(registry, Lifecycle(KubeApi(), Publisher(store), source=source), interval=0.5)
     args = ["run", "--standalone", "--namespace", namespace]
     # kopf's CLI makes a registry it is given the process's default one; put the default back, or
     # every operator run later in this process would have only these handlers.
@@ -218,3 +242,100 @@ async def test_delete_by_kubectl_and_by_rest_withdraws_the_files(
             "the soft delete's purge",
         )
         assert not list((service.store / "_publish" / "requests").glob("*/entries/*.json"))
+
+
+async def test_the_lifecycle_metrics_move(
+    service: Service, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    metrics = Metrics(CollectorRegistry())
+
+    def sample(name: str, **labels: str) -> float:
+        return metrics.registry.get_sample_value(name, labels) or 0.0
+
+    data, key = keyed_fixture(0)
+    with lifecycle_operator(tmp_path / "service.yaml", namespace, metrics=metrics):
+        request_id = await publish(service, "metrics/sealed", [(key, data)])
+        await service.call("POST", "/_apis/symbol/requests", json={"name": "metrics/open"}, expect=201)
+        await eventually(
+            lambda: sample("symbol_operator_request_seal_to_publish_seconds_count") == 1, "seal-to-publish"
+        )
+        await eventually(
+            lambda: (
+                (
+                    sample("symbol_operator_requests", phase="published"),
+                    sample("symbol_operator_requests", phase="created"),
+                )
+                == (1, 1)
+            ),
+            "the phases",
+        )
+        assert sample("symbol_operator_request_seal_to_publish_seconds_sum") > 0
+        assert sample("symbol_operator_request_withdraw_seconds_count") == 0
+
+        await service.call("DELETE", f"/_apis/symbol/requests/{request_id}", role="manager", expect=200)
+        await eventually(
+            lambda: sample("symbol_operator_request_withdraw_seconds_count") == 1, "the withdraw"
+        )
+        await eventually(
+            lambda: sample("symbol_operator_requests", phase="published") == 0, "the gone request"
+        )
+        assert sample("symbol_operator_requests", phase="created") == 1
+
+
+class FailingStore(FilesystemBackend):
+    """The filesystem store, whose deletes start failing after ``deletes`` of them (the operator's
+    connection to the store is gone, as in a crash in the middle of a sweep)."""
+
+    def __init__(self, root: Path, deletes: int) -> None:
+        super().__init__(
+            FilesystemSource.model_validate({"id": "publish", "type": "filesystem", "path": str(root)})
+        )
+        self.left = deletes
+        self.failures = 0
+
+    async def delete(self, location: str) -> None:
+        if self.left == 0:
+            self.failures += 1
+            raise OSError("injected: the store went away in the middle of the expiry")
+        self.left -= 1
+        # Shielded: a sibling's failure cancels this coroutine, which would otherwise drop an unlink
+        # still queued for a worker thread; the deletes that got through must happen.
+        await asyncio.shield(super().delete(location))
+
+
+async def test_an_expiry_cut_off_midway_is_finished_by_the_next_operator(
+    service: Service, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    assert service.store is not None
+    shared_data, shared_key = keyed_fixture(0)
+    own = [(f"own{i}.dll/5AB3807{i}9000/own{i}.dll", f"own file {i}".encode() * 100) for i in range(4)]
+    own_paths = {path for key, _ in own for path in entry_paths(key)}
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=4)
+    name = object_name("cut-off")
+    failing = FailingStore(service.store, deletes=2)
+    with lifecycle_operator(tmp_path / "service.yaml", namespace, store=failing):
+        keeps = await publish(service, "keeps", [(shared_key, shared_data)])
+        await publish(
+            service,
+            "cut-off",
+            [(shared_key, shared_data), *own],
+            expirationDate=soon.isoformat().replace("+00:00", "Z"),
+        )
+        await eventually(lambda: all(published(service.store, k, d) for k, d in own), "the files")
+        await eventually(lambda: failing.failures >= 2, "the expiry to start and fail", timeout=60)
+    # The operator has stopped in the middle: two paths gone (their unlinks may still be finishing in
+    # the stopped operator's worker threads), the rest and the object still there.
+    await eventually(
+        lambda: sum((service.store / path).exists() for path in own_paths) == len(own_paths) - 2,
+        "the two deletes that got through",
+    )
+    stored = kube.get("SymbolRequest", name, namespace)
+    assert stored is not None and stored["metadata"].get("deletionTimestamp")
+    assert published(service.store, shared_key, shared_data)
+
+    with lifecycle_operator(tmp_path / "service.yaml", namespace):
+        await eventually(lambda: kube.get("SymbolRequest", name, namespace) is None, "the finished expiry")
+    assert all(withdrawn(service.store, key) for key, _ in own)
+    assert published(service.store, shared_key, shared_data)  # "keeps" still provides it
+    manifests = list((service.store / "_publish" / "requests").glob("*/entries/*.json"))
+    assert [m.parent.parent.name for m in manifests] == [keeps]

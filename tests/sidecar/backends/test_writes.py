@@ -145,13 +145,17 @@ async def test_copy_and_delete(make_backend: Factory) -> None:
     await backend.put("src/file.bin", body(b"payload"))
     await backend.copy("src/file.bin", "dst/deeper/file.bin")
     assert await read(backend, "dst/deeper/file.bin") == b"payload"
+    await backend.put("src/file.bin", body(b"replaced"))  # the copy is not the source's file
+    assert await read(backend, "dst/deeper/file.bin") == b"payload"
+    await backend.copy("src/file.bin", "dst/deeper/file.bin")  # over an existing copy
+    assert await read(backend, "dst/deeper/file.bin") == b"replaced"
     with pytest.raises(base.NotFound):
         await backend.copy("src/missing.bin", "dst/missing.bin")
     await backend.delete("src/file.bin")
     await backend.delete("src/file.bin")  # absent: not an error
     with pytest.raises(base.NotFound):
         await backend.head("src/file.bin")
-    assert await read(backend, "dst/deeper/file.bin") == b"payload"
+    assert await read(backend, "dst/deeper/file.bin") == b"replaced"
 
 
 async def test_the_filesystem_leaves_no_temporary_files(tmp_path: Path) -> None:
