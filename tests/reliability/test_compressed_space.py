@@ -29,6 +29,7 @@ import zstandard
 
 from symbol_proxy import compression
 from tests.reliability.harness import DiskSampler, FaultyUpstream, cache_usage, running_proxy
+from tests.support.polling import wait_for
 
 MiB = 1024 * 1024
 SIZE = 6 * MiB
@@ -85,6 +86,9 @@ def serve_once(tmp_path: Path, fmt: str, cap: int) -> tuple[bytes, FaultyUpstrea
             response = requests.get(f"{proxy.url}/symbols/{NAME}", timeout=60)
             assert response.status_code == 200, response.text
             assert response.content == data
+            # The response can end a moment before its download leaves the in-flight table; a
+            # request in that moment joins it. Ask again only once it is gone.
+            wait_for(lambda: proxy.metric("symproxy_downloads_in_flight") == 0)
             before = upstream.requests[location]
             again = requests.get(f"{proxy.url}/symbols/{NAME}", timeout=60)
             assert again.status_code == 200, again.text
