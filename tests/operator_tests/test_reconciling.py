@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from typing import Any
 
 import pytest
@@ -217,5 +218,184 @@ async def test_a_failed_pass_is_retried(api: FakeApi) -> None:
             )
             == 1
         )
+    finally:
+        await reconciler.stop()
+
+
+# -------------------------------------------------------------------------------------------------
+# What the reconciler counts and logs, the watch events at the edges, and the retry backoff.
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+async def test_watch_events_are_counted_by_kind_and_trigger_their_namespace(api: FakeApi) -> None:
+    reconciler, metrics = make(api)
+    triggered: list[str] = []
+    reconciler.trigger = triggered.append  # type: ignore[method-assign]
+    body = api.sources[(NS, "web")]
+    assert reconciler.on_source_event(None, body)
+    assert reconciler.on_source_event("DELETED", body)
+    assert reconciler.on_secret_event("MODIFIED", api.secrets[(NS, "creds")])
+    assert triggered == [NS, NS, NS]
+    assert sample(metrics, "symbol_operator_triggers_total", kind="SymbolSource") == 2
+    assert sample(metrics, "symbol_operator_triggers_total", kind="Secret") == 1
+
+
+async def test_a_source_deleted_before_it_was_seen_and_created_again_triggers_each_time(api: FakeApi) -> None:
+    reconciler, _ = make(api)
+    triggered: list[str] = []
+    reconciler.trigger = triggered.append  # type: ignore[method-assign]
+    body = api.sources[(NS, "fs")]
+    assert reconciler.on_source_event("DELETED", body)  # never seen: nothing to forget, no error
+    assert reconciler.on_source_event(None, body)
+    assert reconciler.on_source_event("DELETED", body)
+    # Created again under the same name: generation 1, and a status that already says 1.
+    again = body | {"status": {"observedGeneration": body["metadata"]["generation"]}}
+    assert reconciler.on_source_event("MODIFIED", again)
+    assert triggered == [NS, NS, NS, NS]
+
+
+async def test_a_publication_annotation_change_triggers_though_the_status_is_current(api: FakeApi) -> None:
+    from symbol_operator.models import PUBLICATION_ANNOTATION
+
+    reconciler, _ = make(api)
+    triggered: list[str] = []
+    reconciler.trigger = triggered.append  # type: ignore[method-assign]
+    body = api.sources[(NS, "fs")] | {"status": {"observedGeneration": 1}}
+    reconciler.on_source_event(None, body)
+    assert not reconciler.on_source_event("MODIFIED", body)
+    published = body | {"metadata": body["metadata"] | {"annotations": {PUBLICATION_ANNOTATION: "p"}}}
+    assert reconciler.on_source_event("MODIFIED", published)
+    # A relisting (ADDED) always triggers, even when nothing changed.
+    assert reconciler.on_source_event("ADDED", published)
+    assert triggered == [NS, NS, NS]
+
+
+async def test_only_our_labelled_config_secret_or_a_referenced_one_is_wanted(api: FakeApi) -> None:
+    reconciler, _ = make(api)
+    ours = {"app.kubernetes.io/managed-by": "symbol-operator"}
+    assert not reconciler.wants_secret(NS, "symbol-proxy-config", {})  # a foreign Secret of that name
+    assert not reconciler.wants_secret(NS, "other", ours)
+    assert reconciler.wants_secret(NS, "symbol-proxy-config", ours)
+
+
+async def test_our_config_secret_coming_back_different_or_referenced_triggers(api: FakeApi) -> None:
+    reconciler, _ = make(api)
+    await reconciler.reconcile(NS)
+    triggered: list[str] = []
+    reconciler.trigger = triggered.append  # type: ignore[method-assign]
+    own = api.secrets[(NS, "symbol-proxy-config")]
+    assert not reconciler.on_secret_event("MODIFIED", own)
+    assert reconciler.on_secret_event("MODIFIED", own | {"data": {}})  # its key removed by someone
+    # A source that (oddly) takes its credentials from the config Secret: every change matters.
+    reconciler.on_source_event(
+        None,
+        source(
+            "odd",
+            {
+                "type": "gcs",
+                "gcs": {
+                    "bucket": "b",
+                    "bearerToken": {"secretKeyRef": {"name": "symbol-proxy-config", "key": "t"}},
+                },
+            },
+            namespace=NS,
+        ),
+    )
+    assert reconciler.on_secret_event("MODIFIED", own)
+    assert triggered == [NS, NS, NS]  # the second one is the source's own event
+
+
+async def test_after_the_config_secret_is_deleted_its_old_content_coming_back_triggers(api: FakeApi) -> None:
+    reconciler, _ = make(api)
+    await reconciler.reconcile(NS)
+    own = api.secrets[(NS, "symbol-proxy-config")]
+    api.sources.clear()
+    await reconciler.reconcile(NS)
+    triggered: list[str] = []
+    reconciler.trigger = triggered.append  # type: ignore[method-assign]
+    assert reconciler.on_secret_event("ADDED", own)  # someone restored it: not ours any more
+    assert triggered == [NS]
+
+
+class DeletedMeanwhile(FakeApi):
+    """The rendered Secret disappears between the reconciler's read and its delete."""
+
+    async def delete_secret(self, namespace: str, name: str, resource_version: str) -> None:
+        self.secrets.pop((namespace, name), None)
+        await super().delete_secret(namespace, name, resource_version)
+
+
+@pytest.mark.parametrize("api_class", [FakeApi, DeletedMeanwhile])
+async def test_removing_the_config_is_counted_and_logged(
+    api_class: type[FakeApi], caplog: pytest.LogCaptureFixture
+) -> None:
+    api = api_class()
+    api.put_source(source("fs", {"type": "filesystem", "filesystem": {"path": "/srv"}}, namespace=NS))
+    reconciler, metrics = make(api)
+    await reconciler.reconcile(NS)
+    api.sources.clear()
+    with caplog.at_level(logging.INFO, logger="symbol_operator"):
+        await reconciler.reconcile(NS)
+    assert (NS, "symbol-proxy-config") not in api.secrets
+    assert sample(metrics, "symbol_operator_secret_writes_total", operation="delete") == 1
+    assert sample(metrics, "symbol_operator_reconciles_total", kind="ProxyConfig", outcome="deleted") == 1
+    assert f"namespace {NS} has no SymbolSources: deleted Secret symbol-proxy-config" in caplog.messages
+    await reconciler.reconcile(NS)  # nothing left to delete
+    assert sample(metrics, "symbol_operator_reconciles_total", kind="ProxyConfig", outcome="unchanged") == 1
+
+
+class Flaky(FakeApi):
+    """Lists fail while ``failures`` is above zero."""
+
+    failures = 0
+
+    async def list_sources(self, namespace: str) -> list[dict[str, Any]]:
+        if self.failures > 0:
+            self.failures -= 1
+            raise kubeapi.Unavailable(503, "ServiceUnavailable", "etcd is down")
+        return await super().list_sources(namespace)
+
+
+class RecordedSleeps:
+    """``asyncio`` for the reconciler, with a ``sleep`` that records how long it was asked to wait."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    async def sleep(self, delay: float) -> None:
+        self.delays.append(delay)
+        await asyncio.sleep(0)
+
+
+async def test_failed_passes_back_off_exponentially_up_to_the_maximum_and_start_over_after_a_success(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from symbol_operator import reconciling
+
+    clock = RecordedSleeps()
+    monkeypatch.setattr(reconciling, "asyncio", clock)
+    api = Flaky()
+    api.put_source(source("fs", {"type": "filesystem", "filesystem": {"path": "/srv"}}, namespace=NS))
+    api.failures = 4
+    reconciler, _ = make(api, debounce=0.0, retry_delay=1.5, retry_max=5.0)
+    try:
+        with caplog.at_level(logging.WARNING, logger="symbol_operator"):
+            reconciler.trigger(NS)
+            await poll(lambda: (NS, "symbol-proxy-config") in api.secrets and reconciler.idle)
+            retries = [d for d in clock.delays if d > 0]
+            assert retries == [1.5, 3.0, 5.0, 5.0]
+            api.failures = 1
+            reconciler.trigger(NS)
+            await poll(lambda: reconciler.passes == 7 and reconciler.idle)
+        assert [d for d in clock.delays if d > 0] == [*retries, 1.5]
+        failure = f"reconciling namespace {NS} failed, retrying in 2s: 503 ServiceUnavailable: etcd is down"
+        assert failure in caplog.messages
+        assert any(task.get_name() == f"reconcile {NS}" for task in asyncio.all_tasks())
     finally:
         await reconciler.stop()
