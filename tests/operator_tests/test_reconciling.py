@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import logging
+import time
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from symbol_operator import kubeapi
+from symbol_operator import kubeapi, reconciling
 from symbol_operator.metrics import Metrics
+from symbol_operator.models import PUBLICATION_ANNOTATION
 from symbol_operator.options import OperatorOptions
 from symbol_operator.reconciling import CONFIG_HASH_ANNOTATION, Reconciler
 from symbol_operator.render import RenderError
@@ -258,8 +262,6 @@ async def test_a_source_deleted_before_it_was_seen_and_created_again_triggers_ea
 
 
 async def test_a_publication_annotation_change_triggers_though_the_status_is_current(api: FakeApi) -> None:
-    from symbol_operator.models import PUBLICATION_ANNOTATION
-
     reconciler, _ = make(api)
     triggered: list[str] = []
     reconciler.trigger = triggered.append  # type: ignore[method-assign]
@@ -376,8 +378,6 @@ class RecordedSleeps:
 async def test_failed_passes_back_off_exponentially_up_to_the_maximum_and_start_over_after_a_success(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from symbol_operator import reconciling
-
     clock = RecordedSleeps()
     monkeypatch.setattr(reconciling, "asyncio", clock)
     api = Flaky()
@@ -397,5 +397,156 @@ async def test_failed_passes_back_off_exponentially_up_to_the_maximum_and_start_
         failure = f"reconciling namespace {NS} failed, retrying in 2s: 503 ServiceUnavailable: etcd is down"
         assert failure in caplog.messages
         assert any(task.get_name() == f"reconcile {NS}" for task in asyncio.all_tasks())
+    finally:
+        await reconciler.stop()
+
+
+class EventLog(FakeApi):
+    """Keeps each Event's involved object and message too; ``refuse_events`` makes posting fail."""
+
+    refuse_events = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.posted: list[dict[str, Any]] = []
+
+    async def post_event(
+        self, namespace: str, involved: Mapping[str, str], *, type_: str, reason: str, message: str
+    ) -> None:
+        if self.refuse_events:
+            raise kubeapi.Forbidden(403, "Forbidden", "events is forbidden")
+        self.posted.append({"involved": dict(involved), "reason": reason, "message": message})
+        await super().post_event(namespace, involved, type_=type_, reason=reason, message=message)
+
+
+def fill(api: FakeApi) -> FakeApi:
+    api.put_source(source("fs", {"type": "filesystem", "filesystem": {"path": "/srv"}}, namespace=NS))
+    api.put_source(
+        source("web", {"type": "gcs", "gcs": {"bucket": "b", "bearerToken": TOKEN_REF}}, namespace=NS)
+    )
+    return api
+
+
+async def test_status_events_and_logs_say_what_happened_to_each_source(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = fill(EventLog())
+    reconciler, metrics = make(api, base={"cache": {"max_size": "1G"}})
+    with caplog.at_level(logging.INFO, logger="symbol_operator"):
+        await reconciler.reconcile(NS)
+    assert rendered(api)["cache"]["max_size"] == "1G"  # the operator's base settings are rendered
+    body = api.secrets[(NS, "symbol-proxy-config")]
+    assert body["metadata"]["labels"]["app.kubernetes.io/name"] == "symbol-proxy-config"
+    assert body["metadata"]["labels"]["app.kubernetes.io/part-of"] == "symbol-operator"
+    assert api.sources[(NS, "fs")]["status"]["configSecret"] == "symbol-proxy-config"
+    fs = next(e for e in api.posted if e["involved"]["name"] == "fs")
+    web = next(e for e in api.posted if e["involved"]["name"] == "web")
+    assert fs["involved"] == {"name": "fs", "uid": api.sources[(NS, "fs")]["metadata"]["uid"]}
+    assert fs["reason"] == "Rendered" and fs["message"] == ready(api, "fs")["message"]
+    assert web["reason"] == "SecretNotFound" and web["message"] == ready(api, "web")["message"] != ""
+    records = {
+        r.getMessage(): r.levelno for r in caplog.records if r.getMessage().startswith("SymbolSource ")
+    }
+    condition = ready(api, "web")
+    assert records == {
+        f"SymbolSource {NS}/fs: Ready=True Rendered {ready(api, 'fs')['message']}": logging.INFO,
+        f"SymbolSource {NS}/web: Ready=False SecretNotFound {condition['message']}": logging.WARNING,
+    }
+    assert sample(metrics, "symbol_operator_reconciles_total", kind="SymbolSource", outcome="Rendered") == 1
+    assert (
+        sample(metrics, "symbol_operator_reconciles_total", kind="SymbolSource", outcome="SecretNotFound")
+        == 1
+    )
+
+
+async def test_a_status_write_without_a_change_of_ready_posts_no_event() -> None:
+    api = fill(EventLog())
+    api.put_secret(NS, secret("creds", {"token": "t1"}))
+    reconciler, _ = make(api)
+    await reconciler.reconcile(NS)
+    posted = len(api.posted)
+    api.put_source(
+        api.sources[(NS, "fs")] | {"spec": {"type": "filesystem", "filesystem": {"path": "/other"}}}
+    )
+    await reconciler.reconcile(NS)
+    assert api.sources[(NS, "fs")]["status"]["observedGeneration"] == 2
+    assert len(api.posted) == posted
+
+
+async def test_an_event_that_cannot_be_posted_is_logged_and_the_pass_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = fill(EventLog())
+    api.refuse_events = True
+    reconciler, _ = make(api)
+    with caplog.at_level(logging.WARNING, logger="symbol_operator"):
+        await reconciler.reconcile(NS)
+    assert ready(api, "fs")["status"] == "True" and ready(api, "web")["status"] == "False"
+    failures = [m for m in caplog.messages if m.startswith("posting an Event")]
+    assert failures == [
+        f"posting an Event on SymbolSource {NS}/{name} failed: 403 Forbidden: events is forbidden"
+        for name in ("fs", "web")
+    ]
+
+
+async def test_a_source_being_deleted_is_not_rendered_and_a_vanished_one_stops_referencing(
+    api: FakeApi,
+) -> None:
+    reconciler, _ = make(api)
+    reconciler.on_source_event(
+        None,
+        source("x", {"type": "gcs", "gcs": {"bucket": "b", "bearerToken": TOKEN_REF}}, namespace="other"),
+    )
+    await reconciler.reconcile(NS)
+    assert reconciler.wants_secret(NS, "creds", {}) and reconciler.wants_secret("other", "creds", {})
+    api.sources[(NS, "web")]["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    await reconciler.reconcile(NS)
+    assert [s["id"] for s in rendered(api)["sources"]] == ["fs"]
+    assert not reconciler.wants_secret(NS, "creds", {})  # gone without a DELETED event seen
+    assert reconciler.wants_secret("other", "creds", {})  # another namespace's references stay
+
+
+async def test_the_ready_condition_is_stamped_in_utc_whatever_the_operators_zone(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TZ", "IST-05:30")  # POSIX form: no time zone database needed
+    time.tzset()
+    try:
+        reconciler, _ = make(api)
+        await reconciler.reconcile(NS)
+        stamp = ready(api, "fs")["lastTransitionTime"]
+        parsed = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+        assert abs(parsed - datetime.datetime.now(datetime.UTC)) < datetime.timedelta(hours=1)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+class Broken(FakeApi):
+    """The first listing fails with a programming error, not an API error."""
+
+    broken = True
+
+    async def list_sources(self, namespace: str) -> list[dict[str, Any]]:
+        if self.broken:
+            self.broken = False
+            raise RuntimeError("a bug")
+        return await super().list_sources(namespace)
+
+
+async def test_an_unexpected_error_is_logged_with_its_traceback_and_retried(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(reconciling, "asyncio", RecordedSleeps())
+    api = Broken()
+    api.put_source(source("fs", {"type": "filesystem", "filesystem": {"path": "/srv"}}, namespace=NS))
+    reconciler, _ = make(api, retry_delay=2.0)
+    try:
+        with caplog.at_level(logging.WARNING, logger="symbol_operator"):
+            reconciler.trigger(NS)
+            await poll(lambda: (NS, "symbol-proxy-config") in api.secrets and reconciler.idle)
+        (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert record.getMessage() == f"reconciling namespace {NS} failed, retrying in 2s"
+        assert record.exc_info is not None and str(record.exc_info[1]) == "a bug"
     finally:
         await reconciler.stop()
