@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import hashlib
 import logging
 import time
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ from symbol_operator.reconciling import CONFIG_HASH_ANNOTATION, Reconciler
 from symbol_operator.render import RenderError
 from symbol_proxy.config import load_text
 from tests.operator_tests.fakeapi import FakeApi
+from tests.operator_tests.kubemodels import unknown_fields
 from tests.operator_tests.manifests import secret, source
 
 NS = "team"
@@ -550,3 +552,79 @@ async def test_an_unexpected_error_is_logged_with_its_traceback_and_retried(
         assert record.exc_info is not None and str(record.exc_info[1]) == "a bug"
     finally:
         await reconciler.stop()
+
+
+class Patches(FakeApi):
+    """Keeps every patch of a Secret as it was sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patches: list[dict[str, Any]] = []
+
+    async def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        self.patches.append(dict(patch))
+        return await super().patch_secret(namespace, name, patch)
+
+
+def config_text(api: FakeApi) -> bytes:
+    return base64.b64decode(api.secrets[(NS, "symbol-proxy-config")]["data"]["proxy.yaml"])
+
+
+async def test_the_secret_is_created_and_patched_as_the_api_reads_it_and_each_write_is_counted_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = fill(Patches())
+    api.put_secret(NS, secret("creds", {"token": "t1"}))
+    reconciler, metrics = make(api)
+    with caplog.at_level(logging.INFO, logger="symbol_operator"):
+        await reconciler.reconcile(NS)
+        created = dict(api.secrets[(NS, "symbol-proxy-config")])
+        assert unknown_fields(created, "V1Secret") == []
+        assert (created["apiVersion"], created["kind"], created["type"]) == ("v1", "Secret", "Opaque")
+        assert created["metadata"]["namespace"] == NS
+        api.put_secret(NS, secret("creds", {"token": "t2"}))
+        await reconciler.reconcile(NS)
+    (patch,) = api.patches
+    assert unknown_fields(patch, "V1Secret") == []
+    digest = hashlib.sha256(config_text(api)).hexdigest()
+    annotations = api.secrets[(NS, "symbol-proxy-config")]["metadata"]["annotations"]
+    assert annotations[CONFIG_HASH_ANNOTATION] == f"sha256:{digest}"
+    assert sample(metrics, "symbol_operator_secret_writes_total", operation="create") == 1
+    assert sample(metrics, "symbol_operator_secret_writes_total", operation="update") == 1
+    assert sample(metrics, "symbol_operator_reconciles_total", kind="ProxyConfig", outcome="written") == 2
+    writes = [m for m in caplog.messages if m.startswith(f"namespace {NS}: ")]
+    assert (
+        writes[-1]
+        == f"namespace {NS}: updated Secret symbol-proxy-config with 2 of 2 sources ({digest[:12]})"
+    )
+    assert writes[0].startswith(f"namespace {NS}: created Secret symbol-proxy-config with 2 of 2 sources (")
+
+
+@pytest.mark.parametrize("tampering", [{"proxy.yaml": "sources: []\n"}, {}], ids=["edited", "key-removed"])
+async def test_our_secret_edited_by_someone_else_is_restored(api: FakeApi, tampering: dict[str, str]) -> None:
+    reconciler, _ = make(api)
+    await reconciler.reconcile(NS)
+    text = config_text(api)
+    body = api.secrets[(NS, "symbol-proxy-config")]
+    body["data"] = {key: base64.b64encode(value.encode()).decode() for key, value in tampering.items()}
+    await reconciler.reconcile(NS)
+    assert config_text(api) == text
+
+
+async def test_after_a_restart_an_unchanged_pass_still_knows_its_own_write_coming_back(api: FakeApi) -> None:
+    first, _ = make(api)
+    await first.reconcile(NS)
+    restarted, _ = make(api)
+    await restarted.reconcile(NS)
+    triggered: list[str] = []
+    restarted.trigger = triggered.append  # type: ignore[method-assign]
+    assert not restarted.on_secret_event("MODIFIED", api.secrets[(NS, "symbol-proxy-config")])
+    assert triggered == []
+
+
+async def test_refusing_a_foreign_secret_names_the_label_it_lacks(api: FakeApi) -> None:
+    api.put_secret(NS, secret("symbol-proxy-config", {"proxy.yaml": "mine"}))
+    reconciler, _ = make(api)
+    with pytest.raises(RenderError) as caught:
+        await reconciler.reconcile(NS)
+    assert "(label app.kubernetes.io/managed-by=symbol-operator)" in str(caught.value)

@@ -9,13 +9,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-import kubernetes.client
 import pytest
 from aiohttp import web
 
 from symbol_operator.webhook import injection
 from symbol_operator.webhook.injection import INJECT, InjectionError, Settings, patch_for
 from symbol_proxy.server import handlers
+from tests.operator_tests.kubemodels import unknown_fields
 
 SETTINGS = Settings(image="registry.example.com/symbol-operator:test")
 
@@ -214,37 +214,6 @@ def test_quantities(text: str, expected: int) -> None:
 # The patch as the API server reads it: field names and types of the Pod API (from the Kubernetes
 # client's models, generated from the API's OpenAPI document), so a misspelt field, which the API
 # server would drop without a word (a probe without its action, a mount that is not read-only), fails.
-
-_SCALARS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "bool": (bool,), "object": (int, str)}
-
-
-def unknown_fields(value: Any, kind: str, where: str = "") -> list[str]:
-    """Where ``value`` does not fit the Kubernetes model type ``kind`` (e.g. ``V1Container``)."""
-    if kind.lower().startswith("list["):
-        assert isinstance(value, list), where
-        inner = kind[5:-1]
-        return [
-            problem
-            for i, item in enumerate(value)
-            for problem in unknown_fields(item, inner, f"{where}[{i}]")
-        ]
-    if kind.lower().startswith("dict"):
-        return [] if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()) else [where]
-    if kind in _SCALARS:
-        ok = isinstance(value, _SCALARS[kind]) and (kind == "bool" or not isinstance(value, bool))
-        return [] if ok else [f"{where}: {value!r} is not {kind}"]
-    model = getattr(kubernetes.client, kind)
-    by_json = {json: attribute for attribute, json in model.attribute_map.items()}
-    if not isinstance(value, dict):
-        return [f"{where}: not an object"]
-    problems = []
-    for key, item in value.items():
-        if key not in by_json:
-            problems.append(f"{where}.{key}: not a field of {kind}")
-        else:
-            problems += unknown_fields(item, model.openapi_types[by_json[key]], f"{where}.{key}")
-    return problems
-
 
 PATCH_KINDS = {
     "/metadata/annotations": "dict(str, str)",
