@@ -589,6 +589,9 @@ async def test_the_secret_is_created_and_patched_as_the_api_reads_it_and_each_wr
     digest = hashlib.sha256(config_text(api)).hexdigest()
     annotations = api.secrets[(NS, "symbol-proxy-config")]["metadata"]["annotations"]
     assert annotations[CONFIG_HASH_ANNOTATION] == f"sha256:{digest}"
+    assert annotations[reconciling.SOURCES_ANNOTATION] == "2"
+    # Durations, not clock readings: two renders of two sources take well under a minute.
+    assert 0 <= (sample(metrics, "symbol_operator_render_duration_seconds_sum") or 0) < 60
     assert sample(metrics, "symbol_operator_secret_writes_total", operation="create") == 1
     assert sample(metrics, "symbol_operator_secret_writes_total", operation="update") == 1
     assert sample(metrics, "symbol_operator_reconciles_total", kind="ProxyConfig", outcome="written") == 2
@@ -628,3 +631,31 @@ async def test_refusing_a_foreign_secret_names_the_label_it_lacks(api: FakeApi) 
     with pytest.raises(RenderError) as caught:
         await reconciler.reconcile(NS)
     assert "(label app.kubernetes.io/managed-by=symbol-operator)" in str(caught.value)
+
+
+class Gated(FakeApi):
+    """Listing namespace ``slow`` waits until ``gate`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def list_sources(self, namespace: str) -> list[dict[str, Any]]:
+        if namespace == "slow":
+            await self.gate.wait()
+        return await super().list_sources(namespace)
+
+
+async def test_the_reconciler_is_not_idle_while_any_namespace_is_being_reconciled() -> None:
+    api = fill(Gated())
+    reconciler, _ = make(api)
+    try:
+        reconciler.trigger("slow")
+        await poll(lambda: not reconciler.idle and api.calls == 0)
+        reconciler.trigger(NS)
+        await poll(lambda: (NS, "symbol-proxy-config") in api.secrets and reconciler.passes == 1)
+        assert not reconciler.idle  # "slow" is still in its pass
+        api.gate.set()
+        await poll(lambda: reconciler.passes == 2 and reconciler.idle)
+    finally:
+        await reconciler.stop()
