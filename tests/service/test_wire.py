@@ -312,7 +312,7 @@ def test_a_malformed_client_key_is_refused_with_a_message_that_says_what_a_key_i
         entries.check_client_key("a/b")
     assert caught.value.type_key == "InvalidEndpointParameterException"
     message = caught.value.message
-    assert "clientKey" in message and "three non-empty parts" in message and "'..'" in message
+    assert "clientKey" in message and "three non-empty parts" in message and "without '.', '..'" in message
     assert is_sentence(message)
 
 
