@@ -13,7 +13,9 @@ never runs and "survives":
   ``MUTATION_RELOAD`` (comma-separated, set by ``scripts/mutation`` only where the tests reach the
   module through its module object, never through names imported from it), the module is
   re-imported in place once per worker, with the worker's mutant active, and the test modules are
-  imported again after it (their parametrize values are objects of the module).
+  imported again after it (their parametrize values are objects of the module). While mutmut
+  collects which tests reach which function, the module's code also runs again in every test's
+  setup, so that the functions it calls at import time are judged by every test, not by the first.
 """
 
 from __future__ import annotations
@@ -21,13 +23,18 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 PACKAGES = ("symbol_proxy", "symbol_operator", "symbol_service", "symbol_publish")
 
 
+def _reloaded() -> list[str]:
+    return [name for name in os.environ.get("MUTATION_RELOAD", "").split(",") if name]
+
+
 def pytest_sessionstart(session: Any) -> None:
-    names = [name for name in os.environ.get("MUTATION_RELOAD", "").split(",") if name in sys.modules]
+    names = [name for name in _reloaded() if name in sys.modules]
     for name in names:
         importlib.reload(sys.modules[name])
     if names:
@@ -39,6 +46,17 @@ def pytest_sessionstart(session: Any) -> None:
 
 
 def pytest_runtest_setup(item: Any) -> None:
+    if os.environ.get("MUTANT_UNDER_TEST") == "stats":
+        # mutmut judges a mutant only by the tests that reached its function while it collected its
+        # statistics; import-time code is reached once, before the first test. Running the module's
+        # code again (into a namespace that is thrown away) during every test's setup lets every
+        # test judge it.
+        for name in _reloaded():
+            module = sys.modules.get(name)
+            path = getattr(module, "__file__", None)
+            if path:
+                code = compile(Path(path).read_text(encoding="utf-8"), path, "exec")
+                exec(code, {"__name__": name, "__file__": path})
     for name, module in list(sys.modules.items()):
         if module is None or name.split(".")[0] not in PACKAGES:
             continue
