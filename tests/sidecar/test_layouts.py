@@ -384,3 +384,32 @@ def test_the_index2_prefix_of_a_one_character_name_is_that_character() -> None:
     obj = ObjectQuery(debug_id=PE_DEBUG_ID, debug_file="a", object_type=ObjectType.PE)
     (plain,) = layouts.symstore_paths(FileType.PDB, obj)
     assert layouts.symstore_index2_paths(FileType.PDB, obj) == ["a/" + plain]
+
+
+def test_a_portable_pdb_of_a_dotnet_object_gets_the_ffffffff_key_whatever_its_age() -> None:
+    inputs = PORTABLE_KEYS[0]["inputs"]
+    obj = ObjectQuery.create(
+        debug_id=f"{inputs['pdb_id_guid']}-1", debug_file=inputs["file_name"], object_type="pe_dotnet"
+    )
+    layout = Layout(type=LayoutType.SYMSTORE)
+    paths = layouts.store_paths(layout, FileType.PORTABLEPDB, obj)
+    key_id = PORTABLE_KEYS[0]["key"].split("/")[1].upper()
+    assert [p for p in paths if f"/{key_id}/" in p] == paths[:1]
+
+
+@pytest.mark.parametrize("filetype", [FileType.PE, FileType.ELF_CODE])
+def test_layouts_without_a_second_spelling_keep_symbolicators_paths_for_long_code_ids(
+    filetype: FileType,
+) -> None:
+    obj = _pe_query(PE_KEYS[0]["inputs"])
+    for layout_type in (LayoutType.SLASHSYMBOLS, LayoutType.SYMSTORE, LayoutType.NATIVE):
+        layout = Layout(type=layout_type)
+        assert layouts.store_paths(layout, filetype, obj) == layouts.get_directory_paths(
+            layout, filetype, obj
+        )
+
+
+def test_a_nine_digit_pe_code_id_has_its_timestamp_upper_cased_on_ssqp_stores_too() -> None:
+    obj = ObjectQuery.create(code_id="5ab38077e", code_file="crash.exe", object_type="pe")
+    paths = layouts.store_paths(Layout(type=LayoutType.SSQP), FileType.PE, obj)
+    assert "crash.exe/5AB38077e/crash.exe" in paths
