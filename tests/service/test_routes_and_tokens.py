@@ -226,3 +226,114 @@ def test_tokens_are_stored_as_hashes_and_scopes_nest() -> None:
 def test_bad_token_records_are_refused(record: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         tokens.TokenTable([record])
+
+
+# Edges of the route table: every method a read route takes, the organization on every route, and
+# the paths next to real routes that must not be taken for them.
+
+MORE_CASES = [
+    ("GET", "/org/_apis/symbol/client", {}, routes.Operation(Op.CLIENT_VERSION, "org")),
+    ("HEAD", "/_apis/symbol/client/exe", {}, routes.Operation(Op.CLIENT_DOWNLOAD, client_type="exe")),
+    ("HEAD", f"/_apis/symbol/symsrv/{KEY}", {}, routes.Operation(Op.SYMSRV, client_key=KEY)),
+    ("HEAD", "/org/_apis/blob/blobs/ABC00", {}, routes.Operation(Op.GET_BLOB, "org", blob_id="ABC00")),
+    (
+        "GET",
+        "/org/_apis/blob/blobs/ABC00",
+        {"blockHash": "DD"},
+        routes.Operation(Op.GET_BLOB, "org", blob_id="ABC00"),
+    ),
+    ("GET", "/org/_apis/blob/blobs/ABC00/URL", {}, routes.Operation(Op.BLOB_URL, "org", blob_id="ABC00")),
+    # Entry ids are a catch-all tail, checked by the handler: a one-part tail is still this route.
+    (
+        "GET",
+        f"/org/_apis/symbol/requests/{ID}/contents/x",
+        {},
+        routes.Operation(Op.CONTENTS, "org", request_id=ID, entry_id="x"),
+    ),
+    ("OPTIONS", "/org/_apis/symbol", {}, routes.Operation(Op.LOCATIONS, "org")),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "query", "expected"), MORE_CASES, ids=lambda c: str(c)[:40])
+def test_more_routes_resolve(
+    method: str, path: str, query: dict[str, str], expected: routes.Operation
+) -> None:
+    assert routes.resolve(method, path, query) == expected
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query", "status"),
+    [
+        ("GET", "/org/_apis", {}, 404),
+        ("GET", "/org/_apis/symbol", {}, 404),
+        ("POST", "/org/_apis/blob", {}, 404),
+        ("GET", "/org/deeper/_apis/symbol/availability", {}, 404),
+        ("GET", "/org/_apis/resourceareas/a/b", {}, 404),
+        ("GET", "/org/_apis/symbol/nothing/x", {}, 404),
+        ("GET", f"/org/_apis/symbol/requests/{ID}/other/x", {}, 404),
+        ("GET", f"/org/_apis/symbol/requests/{ID}/contents", {}, 404),
+        ("GET", "/org/_apis/symbol/symsrv/./a/b", {}, 404),
+        ("GET", "/org/_apis/blob/blobs/ABC00/other", {}, 404),
+        ("POST", "/org/_apis/blob/nothing", {}, 404),
+        ("GET", "/org/_apis/symbol/client/exe/extra", {}, 405),
+        ("POST", "/org/_apis/symbol/client/exe", {}, 405),
+        ("POST", "/org/_apis/blob/blobs/ABC00", {}, 405),
+        ("OPTIONS", "/org/_apis/symbol/requests", {}, 405),
+    ],
+)
+def test_paths_next_to_real_routes_fail_with_their_status(
+    method: str, path: str, query: dict[str, str], status: int
+) -> None:
+    with pytest.raises(errors.ServiceError) as caught:
+        routes.resolve(method, path, query)
+    assert caught.value.status == status
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/org/_apis",
+        "/org/elsewhere",
+        "/org/_apis/nothing",
+        "/org/_apis/symbol/nothing",
+        f"/org/_apis/symbol/requests/{ID}/other",
+        "/org/_apis/symbol/symsrv/../a/b",
+        "/org/_apis/blob/nothing",
+    ],
+)
+def test_a_404_names_the_path(path: str) -> None:
+    with pytest.raises(errors.ServiceError) as caught:
+        routes.resolve("GET", path, {})
+    assert (caught.value.type_key, caught.value.status) == ("ResourceNotFoundException", 404)
+    assert repr(path) in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PUT", "/org/_apis/symbol/requests"),
+        ("DELETE", "/org/_apis/blob/referencesbatch"),
+        ("POST", "/org/_apis/resourceareas"),
+    ],
+)
+def test_a_405_names_the_method(method: str, path: str) -> None:
+    with pytest.raises(errors.ServiceError) as caught:
+        routes.resolve(method, path, {})
+    assert caught.value.type_key == "MethodNotAllowedException"
+    assert f"The method {method} " in caught.value.message
+
+
+def test_a_400_names_the_parameter_that_is_wrong() -> None:
+    with pytest.raises(errors.ServiceError) as caught:
+        routes.resolve("POST", f"/org/_apis/symbol/requests/{ID}", {"collection": "blobs"})
+    assert caught.value.type_key == "InvalidEndpointParameterException"
+    assert "'blobs'" in caught.value.message and "'debugentries'" in caught.value.message
+    with pytest.raises(errors.ServiceError) as caught:
+        routes.resolve("POST", "/org/_apis/symbol/requests", {"collection": "debugentries"})
+    assert caught.value.type_key == "RequestNameRequiredException"
+    assert "requestName is required with collection=debugentries" in caught.value.message
+    for method in ("PATCH", "DELETE"):
+        with pytest.raises(errors.ServiceError) as caught:
+            routes.resolve(method, "/org/_apis/symbol/requests", {})
+        assert caught.value.type_key == "RequestNameRequiredException"
+        assert "requestName is required" in caught.value.message

@@ -103,3 +103,41 @@ def test_a_finished_hasher_takes_no_more_bytes() -> None:
     hasher.finish()
     with pytest.raises(RuntimeError):
         hasher.update(b"x")
+
+
+@pytest.mark.parametrize("vector", blob_vectors(), ids=lambda v: str(v["content_length"]))
+def test_vso_hash_of_whole_content(vector: dict[str, Any]) -> None:
+    assert vsohash.vso_hash(content(vector["content_length"])).hex == vector["blob_id_hex"]
+
+
+def test_the_size_counts_every_piece() -> None:
+    vector = max(blob_vectors(), key=lambda v: v["content_length"])
+    data = content(vector["content_length"])
+    hasher = vsohash.VsoHasher()
+    for start in range(0, len(data), 1 << 20):
+        hasher.update(data[start : start + (1 << 20)])
+    assert hasher.size == vector["content_length"]
+
+
+def test_the_shortest_identifier_is_three_bytes() -> None:
+    assert vsohash.BlobId(b"\x01\x02\x00").algorithm == vsohash.ALGORITHM_FILE
+
+
+def test_base64_with_a_stray_character_is_refused_not_skipped() -> None:
+    example = vectors()["azure_example"]["identifierValue_base64"]
+    assert vsohash.BlobId.from_base64(example).base64 == example
+    with pytest.raises(ValueError, match="identifierValue is not a base64 blob identifier"):
+        vsohash.BlobId.from_base64(example[:4] + "!" + example[4:])
+
+
+def test_each_refusal_says_what_is_wrong() -> None:
+    with pytest.raises(ValueError, match="a blob identifier has an odd length of at least 3 bytes"):
+        vsohash.BlobId(b"\x00\x01")
+    with pytest.raises(ValueError, match="a blob identifier in hex has an odd number of hex digits"):
+        vsohash.BlobId.from_hex("ABC")
+    with pytest.raises(ValueError, match="a block is at most 2 MiB"):
+        vsohash.block_hash(bytes(vsohash.BLOCK_SIZE + 1))
+    hasher = vsohash.VsoHasher()
+    hasher.finish()
+    with pytest.raises(RuntimeError, match="the hash is already finished"):
+        hasher.update(b"x")

@@ -10,7 +10,9 @@ and the status of every typeKey of §12; api-version from the query or Accept; c
 from __future__ import annotations
 
 import base64
+import datetime
 import json
+import time
 from typing import Any
 
 import pydantic
@@ -285,3 +287,126 @@ def test_malformed_entry_ids_are_not_found(value: str) -> None:
     with pytest.raises(errors.ServiceError) as caught:
         entries.parse_entry_id(value)
     assert caught.value.status == 404
+
+
+def test_the_lookup_key_is_the_lower_case_form_of_any_spelling() -> None:
+    for vector in azure_key_vectors():
+        for spelling in (vector["key"], vector["canonical_ssqp"]):
+            assert entries.lookup_key(spelling) == vector["key"].lower()
+
+
+def test_a_client_key_of_exactly_the_maximum_length_is_valid() -> None:
+    stem = "a/b/"
+    longest = stem + "c" * (entries.MAX_KEY_LENGTH - len(stem))
+    assert entries.check_client_key(longest) == longest
+    with pytest.raises(errors.ServiceError):
+        entries.check_client_key(longest + "c")
+
+
+def is_sentence(message: str) -> bool:
+    return message[:1].isupper() and message.endswith(".")
+
+
+def test_a_malformed_client_key_is_refused_with_a_message_that_says_what_a_key_is() -> None:
+    with pytest.raises(errors.ServiceError) as caught:
+        entries.check_client_key("a/b")
+    assert caught.value.type_key == "InvalidEndpointParameterException"
+    message = caught.value.message
+    assert "clientKey" in message and "three non-empty parts" in message and "without '.', '..'" in message
+    assert is_sentence(message)
+
+
+@pytest.mark.parametrize("value", ["a/b/c/0000000g", "a/b/00000001"], ids=["bad-level", "bad-key"])
+def test_a_malformed_entry_id_is_refused_with_a_message_that_says_what_an_id_is(value: str) -> None:
+    with pytest.raises(errors.ServiceError) as caught:
+        entries.parse_entry_id(value)
+    assert caught.value.type_key == "DebugEntryNotFoundException"
+    assert "debug entry id (key/8-hex-level)" in caught.value.message
+    assert is_sentence(caught.value.message)
+
+
+# -------------------------------------------------------------------------------------------------
+# Edges of the wire models: ranges, refusals and what they say, dates in other zones, domain ids.
+
+
+def validation_message(model: type[pydantic.BaseModel], data: dict[str, Any]) -> str:
+    with pytest.raises(pydantic.ValidationError) as caught:
+        model.model_validate(data)
+    return str(caught.value)
+
+
+def test_a_status_that_does_not_exist_is_refused_with_the_names_it_could_have() -> None:
+    names = sorted(member.name.lower() for member in wire.RequestStatus)
+    assert f"'sealedd' is not a RequestStatus (one of {', '.join(names)})" in validation_message(
+        wire.Request, {"status": "sealedd"}
+    )
+    assert "99 is not a RequestStatus" in validation_message(wire.Request, {"status": 99})
+
+
+@pytest.mark.parametrize("value", [0, 0xFFFFFFFF])
+def test_information_levels_at_both_ends_of_the_range_are_accepted(value: int) -> None:
+    assert int(wire.DebugEntry.model_validate({"informationLevel": value}).information_level) == value
+
+
+@pytest.mark.parametrize("value", [-1, 0x1_0000_0000])
+def test_information_levels_out_of_range_are_refused(value: int) -> None:
+    message = validation_message(wire.DebugEntry, {"informationLevel": value})
+    assert "informationLevel is out of range" in message
+
+
+@pytest.mark.parametrize(
+    ("sent", "phrase"),
+    [
+        ("publics, bogus", "'bogus' is not a DebugInformationLevel"),
+        (1.5, "1.5 is not a DebugInformationLevel"),
+    ],
+)
+def test_information_levels_that_are_not_names_say_which_part_is_wrong(sent: Any, phrase: str) -> None:
+    assert phrase in validation_message(wire.DebugEntry, {"informationLevel": sent})
+
+
+def test_an_information_level_with_bits_without_a_name_goes_out_as_its_number() -> None:
+    entry = wire.DebugEntry.model_validate({"informationLevel": 0x2 | 0x1})
+    assert wire.dump(entry)["informationLevel"] == str(0x3)
+
+
+def test_dates_go_out_in_utc_whatever_the_servers_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "IST-05:30")  # POSIX form: no time zone database needed
+    time.tzset()
+    try:
+        aware = datetime.datetime(
+            2015, 8, 16, 22, 14, 39, tzinfo=datetime.timezone(datetime.timedelta(hours=2))
+        )
+        request = wire.Request.model_validate({"expirationDate": aware, "createdDate": "2015-08-16T20:14:39"})
+        out = wire.dump(request)
+        assert out["expirationDate"] == out["createdDate"] == "2015-08-16T20:14:39.000000Z"
+        assert request.created_date is not None and request.created_date.utcoffset() == datetime.timedelta(0)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+@pytest.mark.parametrize(
+    ("sent", "phrase"),
+    [
+        ("16 August 2015", "'16 August 2015' is not an ISO-8601 date"),
+        (1439756079, "1439756079 is not a date"),
+    ],
+)
+def test_a_date_that_is_not_iso_8601_is_refused_saying_so(sent: Any, phrase: str) -> None:
+    assert phrase in validation_message(wire.Request, {"expirationDate": sent})
+
+
+@pytest.mark.parametrize(("sent", "kept"), [(5, "5"), ("abc", "abc")])
+def test_a_domain_id_is_a_number_or_a_string_kept_as_text(sent: Any, kept: str) -> None:
+    assert wire.Request.model_validate({"domainId": sent}).domain_id == kept
+
+
+@pytest.mark.parametrize("sent", [True, 1.5, ["1"]])
+def test_other_domain_ids_are_refused(sent: Any) -> None:
+    assert "domainId is a number or a string" in validation_message(wire.Request, {"domainId": sent})
+
+
+def test_a_collection_takes_plain_mappings_as_they_are() -> None:
+    items = [{"id": "a", "anything": 1}, wire.Request(name="b")]
+    assert wire.collection(items) == {"count": 2, "value": [{"id": "a", "anything": 1}, {"name": "b"}]}

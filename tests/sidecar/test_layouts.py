@@ -257,3 +257,159 @@ def test_a_debug_id_without_file_names_still_yields_the_id_only_paths() -> None:
         assert layouts.native_paths(filetype, obj) == layouts.native_paths(filetype, macho) != []
         assert layouts.unified_paths(filetype, obj) == layouts.unified_paths(filetype, macho) != []
     assert layouts.native_paths(FileType.BREAKPAD, obj) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# store_paths: the spellings real stores use where Symbolicator's differ, from the SSQP key vectors.
+
+SSQP_KEYS: list[dict[str, Any]] = load("ssqp_vectors.json")
+
+
+def _pe_query(inputs: dict[str, str]) -> ObjectQuery:
+    code_id = f"{int(inputs['timestamp'], 16):08x}{int(inputs['size_of_image'], 16):x}"
+    return ObjectQuery.create(code_id=code_id, code_file=inputs["file_name"], object_type="pe")
+
+
+PE_KEYS = [v for v in SSQP_KEYS if v["kind"] == "pe"]
+PORTABLE_KEYS = [v for v in SSQP_KEYS if v["kind"] == "portable-pdb"]
+
+
+@pytest.mark.parametrize("vector", PE_KEYS, ids=lambda v: v["key"])
+def test_an_ssqp_store_is_also_asked_for_the_pe_key_with_its_upper_case_timestamp(
+    vector: dict[str, Any],
+) -> None:
+    obj = _pe_query(vector["inputs"])
+    layout = Layout(type=LayoutType.SSQP)
+    symbolicator = layouts.get_directory_paths(layout, FileType.PE, obj)
+    paths = layouts.store_paths(layout, FileType.PE, obj)
+    key = vector["key"]
+    assert paths == [key[:-1] + "_", key, *symbolicator]  # probed from the end: Symbolicator's first
+    assert key not in symbolicator
+
+
+def test_the_extra_spellings_are_only_for_default_casing_and_their_own_file_types() -> None:
+    obj = _pe_query(PE_KEYS[0]["inputs"])
+    for casing in (Casing.LOWERCASE, Casing.UPPERCASE):
+        layout = Layout(type=LayoutType.SSQP, casing=casing)
+        assert layouts.store_paths(layout, FileType.PE, obj) == layouts.get_directory_paths(
+            layout, FileType.PE, obj
+        )
+    for layout_type in (LayoutType.SYMSTORE, LayoutType.NATIVE):
+        layout = Layout(type=layout_type)
+        assert layouts.store_paths(layout, FileType.PE, obj) == layouts.get_directory_paths(
+            layout, FileType.PE, obj
+        )
+
+
+@pytest.mark.parametrize("object_type", ["pe_dotnet", "pe"])
+@pytest.mark.parametrize("layout_type", [LayoutType.SYMSTORE, LayoutType.NATIVE, LayoutType.SYMSTORE_INDEX2])
+@pytest.mark.parametrize("vector", PORTABLE_KEYS, ids=lambda v: v["key"])
+def test_a_portable_pdb_is_also_asked_for_under_its_upper_case_ffffffff_key(
+    vector: dict[str, Any], layout_type: LayoutType, object_type: str
+) -> None:
+    inputs = vector["inputs"]
+    obj = ObjectQuery.create(
+        debug_id=f"{inputs['pdb_id_guid']}-ffffffff", debug_file=inputs["file_name"], object_type=object_type
+    )
+    layout = Layout(type=layout_type)
+    filetype = FileType.PORTABLEPDB if object_type == "pe_dotnet" else FileType.PDB
+    symbolicator = layouts.get_directory_paths(layout, filetype, obj)
+    paths = layouts.store_paths(layout, filetype, obj)
+    assert paths[-len(symbolicator) :] == symbolicator  # probed first
+    extra = paths[: -len(symbolicator)]
+    assert extra and len(extra) == len(symbolicator)
+    key_id = vector["key"].split("/")[1]
+    for ours, theirs in zip(symbolicator, extra, strict=True):
+        assert f"/{key_id.upper()}/" in theirs and theirs.lower() == ours.lower() and theirs != ours
+
+
+def test_a_pdb_with_another_age_or_on_an_ssqp_store_gets_no_extra_spelling() -> None:
+    inputs = PORTABLE_KEYS[0]["inputs"]
+    for debug_id, layout_type in (
+        (f"{inputs['pdb_id_guid']}-1", LayoutType.SYMSTORE),
+        (f"{inputs['pdb_id_guid']}-ffffffff", LayoutType.SSQP),
+    ):
+        obj = ObjectQuery.create(debug_id=debug_id, debug_file=inputs["file_name"], object_type="pe")
+        layout = Layout(type=layout_type)
+        assert layouts.store_paths(layout, FileType.PDB, obj) == layouts.get_directory_paths(
+            layout, FileType.PDB, obj
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Edges of the templates (layouts.md §1.2): the shortest ids, names without an extension, missing inputs.
+
+
+def test_a_code_id_of_two_digits_still_fills_the_cid_templates() -> None:
+    obj = ObjectQuery.create(code_id="ab", object_type="elf")
+    assert layouts.native_paths(FileType.ELF_CODE, obj) == ["ab/"]  # cid[0:2]/cid[2:]
+    assert layouts.unified_paths(FileType.ELF_CODE, obj) == ["ab//executable"]
+    shorter = ObjectQuery.create(code_id="a", object_type="elf")
+    assert (
+        layouts.native_paths(FileType.ELF_CODE, shorter)
+        == layouts.unified_paths(FileType.ELF_CODE, shorter)
+        == []
+    )
+
+
+def test_a_pe_code_id_of_eight_digits_is_all_cid8() -> None:
+    obj = ObjectQuery.create(code_id="5ab38077", code_file="crash.exe", object_type="pe")
+    assert layouts.symstore_paths(FileType.PE, obj) == ["crash.exe/5AB38077/crash.exe"]
+    seven = ObjectQuery.create(code_id="5ab3807", code_file="crash.exe", object_type="pe")
+    assert layouts.symstore_paths(FileType.PE, seven) == []
+
+
+def test_the_breakpad_stem_chain_strips_exe_dll_and_pdb_together_as_upstream_does() -> None:
+    assert layouts.breakpad_stem("foo.pdb.dll.exe") == "foo"
+    assert layouts.breakpad_stem("foo.pdb.exe") == "foo.pdb.exe"
+
+
+def test_a_source_bundle_beside_a_pdb_named_without_an_extension_keeps_the_whole_name() -> None:
+    obj = ObjectQuery(debug_id=PE_DEBUG_ID, debug_file="crash", object_type=ObjectType.PE)
+    (pdb,) = layouts.native_paths(FileType.PDB, obj)
+    assert layouts.native_paths(FileType.SOURCEBUNDLE, obj) == [pdb + ".src.zip"]
+    assert layouts.symstore_paths(FileType.SOURCEBUNDLE, obj) == [pdb + ".src.zip"]
+
+
+def test_templates_whose_inputs_are_missing_yield_no_path() -> None:
+    no_debug_file = ObjectQuery(debug_id=PE_DEBUG_ID, object_type=ObjectType.PE)
+    assert layouts.native_paths(FileType.SOURCEBUNDLE, no_debug_file) == []
+    assert layouts.symstore_paths(FileType.SOURCEBUNDLE, no_debug_file) == []
+    no_ids = ObjectQuery(code_file="crash", debug_file="crash.pdb", object_type=ObjectType.PE)
+    for filetype in (FileType.PE, FileType.PDB, FileType.MACH_CODE, FileType.MACH_DEBUG):
+        assert layouts.unified_paths(filetype, no_ids) == []
+
+
+def test_the_index2_prefix_of_a_one_character_name_is_that_character() -> None:
+    obj = ObjectQuery(debug_id=PE_DEBUG_ID, debug_file="a", object_type=ObjectType.PE)
+    (plain,) = layouts.symstore_paths(FileType.PDB, obj)
+    assert layouts.symstore_index2_paths(FileType.PDB, obj) == ["a/" + plain]
+
+
+def test_a_portable_pdb_of_a_dotnet_object_gets_the_ffffffff_key_whatever_its_age() -> None:
+    inputs = PORTABLE_KEYS[0]["inputs"]
+    obj = ObjectQuery.create(
+        debug_id=f"{inputs['pdb_id_guid']}-1", debug_file=inputs["file_name"], object_type="pe_dotnet"
+    )
+    layout = Layout(type=LayoutType.SYMSTORE)
+    paths = layouts.store_paths(layout, FileType.PORTABLEPDB, obj)
+    key_id = PORTABLE_KEYS[0]["key"].split("/")[1].upper()
+    assert [p for p in paths if f"/{key_id}/" in p] == paths[:1]
+
+
+@pytest.mark.parametrize("filetype", [FileType.PE, FileType.ELF_CODE])
+def test_layouts_without_a_second_spelling_keep_symbolicators_paths_for_long_code_ids(
+    filetype: FileType,
+) -> None:
+    obj = _pe_query(PE_KEYS[0]["inputs"])
+    for layout_type in (LayoutType.SLASHSYMBOLS, LayoutType.SYMSTORE, LayoutType.NATIVE):
+        layout = Layout(type=layout_type)
+        assert layouts.store_paths(layout, filetype, obj) == layouts.get_directory_paths(
+            layout, filetype, obj
+        )
+
+
+def test_a_nine_digit_pe_code_id_has_its_timestamp_upper_cased_on_ssqp_stores_too() -> None:
+    obj = ObjectQuery.create(code_id="5ab38077e", code_file="crash.exe", object_type="pe")
+    paths = layouts.store_paths(Layout(type=LayoutType.SSQP), FileType.PE, obj)
+    assert "crash.exe/5AB38077e/crash.exe" in paths

@@ -5,12 +5,17 @@ and offered again gives nothing)."""
 from __future__ import annotations
 
 import copy
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from symbol_operator.webhook import injection
 from symbol_operator.webhook.injection import INJECT, InjectionError, Settings, patch_for
+from symbol_proxy.server import handlers
+from tests.operator_tests.kubemodels import unknown_fields
 
 SETTINGS = Settings(image="registry.example.com/symbol-operator:test")
 
@@ -203,3 +208,137 @@ def test_the_patch_leaves_the_pod_it_was_given_alone() -> None:
 )
 def test_quantities(text: str, expected: int) -> None:
     assert injection.quantity_bytes(text) == expected
+
+
+# -------------------------------------------------------------------------------------------------
+# The patch as the API server reads it: field names and types of the Pod API (from the Kubernetes
+# client's models, generated from the API's OpenAPI document), so a misspelt field, which the API
+# server would drop without a word (a probe without its action, a mount that is not read-only), fails.
+
+PATCH_KINDS = {
+    "/metadata/annotations": "dict(str, str)",
+    "/metadata/labels": "dict(str, str)",
+    "/spec/initContainers": "list[V1Container]",
+    "/spec/containers": "list[V1Container]",
+    "/spec/volumes": "list[V1Volume]",
+}
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [SETTINGS, Settings(image="i:1", cpu_limit="1", memory_limit=None, run_as_user=2000)],
+    ids=["defaults", "other-settings"],
+)
+def test_the_patch_uses_only_fields_and_types_of_the_pod_api(settings: Settings) -> None:
+    body = pod(
+        {INJECT: "true"}, containers=[{"name": "app", "image": "a", "env": [{"name": "X", "value": "1"}]}]
+    )
+    patch = patch_for(body, "pod", settings)
+    assert sorted(operation["path"] for operation in patch) == sorted(PATCH_KINDS)
+    for operation in patch:
+        assert unknown_fields(operation["value"], PATCH_KINDS[operation["path"]], operation["path"]) == []
+
+
+def test_a_misspelt_field_is_found_by_the_check_above() -> None:
+    container = sidecar(injected(pod({INJECT: "true"})))
+    broken = {**container, "startupProbe": {"httpget": {"path": "/healthz", "port": 8080}}}
+    assert unknown_fields([broken], "list[V1Container]") == [
+        "[0].startupProbe.httpget: not a field of V1Probe"
+    ]
+    assert unknown_fields([{**container, "ports": [{"containerPort": "8080"}]}], "list[V1Container]") != []
+
+
+def test_the_sidecar_listens_on_loopback_is_probed_on_the_health_route_and_mounts_its_config_read_only() -> (
+    None
+):
+    port = 18081
+    proxy = sidecar(injected(pod({INJECT: "true", injection.PORT: str(port)})))
+    assert proxy["args"][0] == "serve"
+    assert "--host=127.0.0.1" in proxy["args"]
+    assert proxy["imagePullPolicy"] == SETTINGS.image_pull_policy
+    assert proxy["securityContext"]["runAsUser"] == SETTINGS.run_as_user
+    health = {
+        route.path for route in handlers.routes() if isinstance(route, web.RouteDef) and route.method == "GET"
+    }
+    for name in ("startupProbe", "readinessProbe"):
+        action = proxy[name]["httpGet"]
+        assert action["path"] == "/healthz" and action["path"] in health
+        assert action["port"] == port
+    (port_spec,) = proxy["ports"]
+    assert (port_spec["containerPort"], port_spec["protocol"]) == (port, "TCP")
+    mounts = {m["name"]: m for m in proxy["volumeMounts"]}
+    assert mounts[injection.CONFIG_VOLUME]["readOnly"] is True
+    assert not mounts[injection.CACHE_VOLUME].get("readOnly", False)
+
+
+def test_the_sidecars_port_has_the_name_the_charts_pod_monitor_scrapes() -> None:
+    templates = Path(__file__).resolve().parents[3] / "charts" / "symbol-operator" / "templates"
+    text = (templates / "monitoring.yaml").read_text(encoding="utf-8")
+    scraped = re.findall(r"podMetricsEndpoints:\s*\n\s*- port: (\S+)", text)
+    assert scraped
+    (port_spec,) = sidecar(injected(pod({INJECT: "true"})))["ports"]
+    assert scraped == [port_spec["name"]]
+
+
+@pytest.mark.parametrize(
+    ("annotations", "mode", "expected"),
+    [({INJECT: "no"}, "namespace", False), ({INJECT: "yes"}, "pod", True), ({INJECT: " YES "}, "pod", True)],
+)
+def test_yes_and_no_are_answers_too(
+    annotations: dict[str, str], mode: injection.Mode, expected: bool
+) -> None:
+    assert injection.wants_injection(pod(annotations), mode) is expected
+
+
+def test_a_pod_whose_app_container_is_named_like_the_sidecar_is_not_injected() -> None:
+    body = pod({INJECT: "true"}, containers=[{"name": injection.CONTAINER_NAME, "image": "x"}])
+    assert patch_for(body, "pod", SETTINGS) == []
+
+
+@pytest.mark.parametrize("port", ["1", "65535"])
+def test_the_port_range_ends_are_ports(port: str) -> None:
+    assert f"--port={port}" in sidecar(injected(pod({INJECT: "true", injection.PORT: port})))["args"]
+
+
+def test_one_past_the_last_port_is_refused() -> None:
+    with pytest.raises(InjectionError, match="'65536' is not a port"):
+        patch_for(pod({INJECT: "true", injection.PORT: "65536"}), "pod", SETTINGS)
+
+
+def test_the_pods_own_volumes_labels_and_variables_are_kept() -> None:
+    own_env = [{"name": "_NT_SYMBOL_PATH", "value": "srv*x"}, {"name": "DEBUGINFOD_URLS", "value": "y"}]
+    body = pod({INJECT: "true"}, volumes=[{"name": "data", "emptyDir": {}}])
+    body["metadata"]["labels"] = {"app": "demo"}
+    body["spec"]["containers"] = [{"name": "app", "image": "a", "env": own_env}]
+    result = injected(body)
+    assert [v["name"] for v in result["spec"]["volumes"]] == [
+        "data",
+        injection.CONFIG_VOLUME,
+        injection.CACHE_VOLUME,
+    ]
+    assert result["metadata"]["labels"] == {"app": "demo", injection.INJECTED_LABEL: "true"}
+    assert result["spec"]["containers"] == body["spec"]["containers"]
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value", "phrase"),
+    [(injection.CACHE_SIZE, "lots", "'lots' is not a size"), (injection.PORT, "x", "'x'")],
+)
+def test_the_error_for_a_bad_annotation_quotes_the_value(annotation: str, value: str, phrase: str) -> None:
+    with pytest.raises(InjectionError) as caught:
+        patch_for(pod({INJECT: "true", annotation: value}), "pod", SETTINGS)
+    assert f"annotation {annotation}: " in str(caught.value) and phrase in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "phrase"),
+    [
+        ({"hostNetwork": True}, "hostNetwork pods share the node's ports"),
+        ({"volumes": [{"name": injection.CONFIG_VOLUME, "secret": {}}]}, repr(injection.CONFIG_VOLUME)),
+    ],
+    ids=["host-network", "volume-name-taken"],
+)
+def test_a_refusal_says_why(spec: dict[str, Any], phrase: str) -> None:
+    with pytest.raises(InjectionError) as caught:
+        patch_for(pod({INJECT: "true"}, **spec), "pod", SETTINGS)
+    assert phrase in str(caught.value)
