@@ -76,9 +76,13 @@ def _load(path: str | None) -> tuple[ProxyConfig, Path | None]:
 
 
 def with_overrides(config: ProxyConfig, args: argparse.Namespace) -> ProxyConfig:
-    """The configuration with ``--host``/``--port``/``--cache-dir``/``--cache-max-size`` applied. Both
-    groups are restart-only settings, so a reload of the file keeps what the flags said."""
-    for key, flags in (("listen", ("host", "port")), ("cache", ("cache_dir", "cache_max_size"))):
+    """The configuration with ``--host``/``--port``/``--probe-port``/``--cache-dir``/
+    ``--cache-max-size`` applied. Both groups are restart-only settings, so a reload of the file
+    keeps what the flags said."""
+    for key, flags in (
+        ("listen", ("host", "port", "probe_port")),
+        ("cache", ("cache_dir", "cache_max_size")),
+    ):
         update = {
             flag.removeprefix("cache_"): getattr(args, flag)
             for flag in flags
@@ -107,7 +111,12 @@ def _serve(args: argparse.Namespace) -> int:
         config.listen.port,
         config.cache.dir,
     )
-    asyncio.run(serving.serve(app, config.listen.host, config.listen.port))
+    listen = config.listen
+    asyncio.run(
+        serving.serve(
+            app, listen.host, listen.port, probe_host=listen.probe_host, probe_port=listen.probe_port
+        )
+    )
     return 0
 
 
@@ -120,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--config", help="YAML/JSON configuration file (default: an embedded local store)")
     serve.add_argument("--host", help="override listen.host")
     serve.add_argument("--port", type=int, help="override listen.port")
+    serve.add_argument("--probe-port", type=int, help="override listen.probe_port (health and metrics only)")
     serve.add_argument("--cache-dir", help="override cache.dir")
     serve.add_argument("--cache-max-size", type=_size, help="override cache.max_size (e.g. 5GiB)")
     serve.add_argument(

@@ -297,6 +297,11 @@ class ListenSettings(_Model):
     """Loopback by default: the proxy is a sidecar and serves its own pod only."""
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
     """TCP port; 0 picks a free one."""
+    probe_port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    """A second port that serves only ``/healthz``, ``/readyz`` and ``/metrics``, for the kubelet's
+    probes and Prometheus, which reach a pod from outside its loopback; off when unset."""
+    probe_host: str = "0.0.0.0"
+    """Where the probe port listens: every address of the pod by default (it serves no symbols)."""
 
 
 class CacheSettings(_Model):

@@ -81,3 +81,46 @@ def test_hits_on_either_loop_are_byte_identical_and_sigterm_ends_the_process(
         code = process.wait(15)
     assert code == 0, (tmp_path / "proxy.log").read_text()
     assert "Traceback" not in (tmp_path / "proxy.log").read_text()
+
+
+def test_the_probe_port_answers_health_readiness_and_metrics_and_no_symbols(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    (store / KEY).parent.mkdir(parents=True)
+    (store / KEY).write_bytes(PDB.data)
+    port, probe_port = free_port(), free_port()
+    config = tmp_path / "proxy.json"
+    config.write_text(
+        json.dumps(
+            {
+                "listen": {"host": "127.0.0.1", "port": port, "probe_host": "127.0.0.1"},
+                "cache": {"dir": str(tmp_path / "cache")},
+                "sources": [
+                    {"id": "s", "type": "filesystem", "path": str(store), "layout": {"type": "symstore"}}
+                ],
+            }
+        )
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "symbol_proxy",
+        "serve",
+        "--config",
+        str(config),
+        "--probe-port",
+        str(probe_port),
+    ]
+    with open(tmp_path / "proxy.log", "wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: _up(probe_port))
+        probe = f"http://127.0.0.1:{probe_port}"
+        assert requests.get(f"{probe}/healthz", timeout=5).text == "ok\n"
+        assert "symproxy_cache_size_bytes" in requests.get(f"{probe}/metrics", timeout=5).text
+        assert requests.get(f"{probe}/symbols/{KEY}", timeout=5).status_code == 404
+        response = requests.get(f"http://127.0.0.1:{port}/symbols/{KEY}", timeout=10)
+        assert response.status_code == 200 and response.content == PDB.data
+    finally:
+        process.terminate()
+        code = process.wait(15)
+    assert code == 0, (tmp_path / "proxy.log").read_text()

@@ -36,7 +36,10 @@ def test_debug_logging_keeps_sdk_loggers_quiet(fmt: str) -> None:
 
 def serve_args(**flags: object) -> argparse.Namespace:
     return argparse.Namespace(
-        **({"host": None, "port": None, "cache_dir": None, "cache_max_size": None} | flags)
+        **(
+            {"host": None, "port": None, "probe_port": None, "cache_dir": None, "cache_max_size": None}
+            | flags
+        )
     )
 
 

@@ -57,6 +57,7 @@ INJECTED_LABEL = ANNOTATION_PREFIX + "injected"
 """Label ``"true"`` on injected pods: what the chart's PodMonitor selects."""
 CACHE_SIZE = ANNOTATION_PREFIX + "cache-size"
 PORT = ANNOTATION_PREFIX + "port"
+PROBE_PORT = ANNOTATION_PREFIX + "probe-port"
 IMAGE = ANNOTATION_PREFIX + "image"
 CPU = ANNOTATION_PREFIX + "cpu"
 MEMORY = ANNOTATION_PREFIX + "memory"
@@ -94,6 +95,10 @@ class Settings:
     """Its key: the file name inside the mounted directory."""
     port: int = 8080
     """The proxy's port on the pod's loopback; the app containers' variables point at it."""
+    probe_port: int = 8081
+    """The proxy's probe port on the pod's addresses: ``/healthz``, ``/readyz`` and ``/metrics``
+    only, for the kubelet's probes (sent from the node, so never to the pod's loopback) and the
+    chart's PodMonitor."""
     cache_size: str = "5Gi"
     """``sizeLimit`` of the cache volume (a Kubernetes quantity)."""
     cpu: str = "50m"
@@ -205,11 +210,12 @@ def _with_annotations(settings: Settings, annotations: Mapping[str, str]) -> Set
         value = annotations[CACHE_SIZE].strip()
         _checked(CACHE_SIZE, value, quantity_bytes)
         changes["cache_size"] = value
-    if PORT in annotations:
-        raw = annotations[PORT].strip()
-        if not raw.isdigit() or not 1 <= int(raw) <= 65535:
-            raise InjectionError(f"annotation {PORT}: {raw!r} is not a port (1-65535)")
-        changes["port"] = int(raw)
+    for key, field in ((PORT, "port"), (PROBE_PORT, "probe_port")):
+        if key in annotations:
+            raw = annotations[key].strip()
+            if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+                raise InjectionError(f"annotation {key}: {raw!r} is not a port (1-65535)")
+            changes[field] = int(raw)
     if IMAGE in annotations:
         image = annotations[IMAGE].strip()
         if not image or any(c.isspace() for c in image):
@@ -226,7 +232,12 @@ def _with_annotations(settings: Settings, annotations: Mapping[str, str]) -> Set
             if not _CPU.match(value):
                 raise InjectionError(f"annotation {key}: {value!r} is not a CPU quantity such as 100m or 1")
             changes[field] = value
-    return dataclasses.replace(settings, **changes)
+    changed = dataclasses.replace(settings, **changes)
+    if changed.port == changed.probe_port:
+        raise InjectionError(
+            f"the proxy's port and its probe port are both {changed.port} (annotations {PORT}, {PROBE_PORT})"
+        )
+    return changed
 
 
 def _checked(key: str, value: str, parse: Any) -> None:
@@ -247,7 +258,9 @@ def _sidecar(settings: Settings) -> dict[str, Any]:
     resources: dict[str, Any] = {"requests": requests}
     if limits:
         resources["limits"] = limits
-    probe = {"httpGet": {"path": "/healthz", "port": settings.port, "host": "127.0.0.1"}}
+    # The kubelet probes from the node, so the probe goes to the pod's address, where only the
+    # probe port listens (health, readiness and metrics; symbols stay on the loopback).
+    probe = {"httpGet": {"path": "/healthz", "port": settings.probe_port}}
     return {
         "name": CONTAINER_NAME,
         "image": settings.image,
@@ -259,10 +272,11 @@ def _sidecar(settings: Settings) -> dict[str, Any]:
             f"--config={CONFIG_DIR}/{settings.config_key}",
             "--host=127.0.0.1",
             f"--port={settings.port}",
+            f"--probe-port={settings.probe_port}",
             f"--cache-dir={CACHE_DIR}",
             f"--cache-max-size={cap}",
         ],
-        "ports": [{"name": "symbols", "containerPort": settings.port, "protocol": "TCP"}],
+        "ports": [{"name": "symbols", "containerPort": settings.probe_port, "protocol": "TCP"}],
         "startupProbe": {**probe, "periodSeconds": 1, "failureThreshold": 60},
         "readinessProbe": {**probe, "periodSeconds": 10},
         "resources": resources,

@@ -153,6 +153,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--proxy-image", required=True, metavar="IMAGE", help="image of the sidecar")
     parser.add_argument("--proxy-pull-policy", default=defaults.image_pull_policy, metavar="POLICY")
     parser.add_argument("--proxy-port", type=int, default=defaults.port, metavar="PORT")
+    parser.add_argument("--proxy-probe-port", type=int, default=defaults.probe_port, metavar="PORT")
     parser.add_argument("--cache-size", default=defaults.cache_size, metavar="QUANTITY")
     parser.add_argument("--cpu", default=defaults.cpu, metavar="QUANTITY")
     parser.add_argument("--memory", default=defaults.memory, metavar="QUANTITY")
@@ -169,6 +170,7 @@ def settings_from_args(args: argparse.Namespace) -> injection.Settings:
         config_secret=args.config_secret,
         config_key=args.config_key,
         port=args.proxy_port,
+        probe_port=args.proxy_probe_port,
         cache_size=args.cache_size,
         cpu=args.cpu,
         memory=args.memory,

@@ -1,4 +1,6 @@
-"""Running the application: the lean-path site on the configured address until SIGTERM/SIGINT."""
+"""Running the application: the lean-path site on the configured address until SIGTERM/SIGINT, and
+optionally a probe port (``listen.probe_port``) that answers only health, readiness and metrics on
+an address the kubelet and Prometheus can reach while symbols stay on the loopback."""
 
 from __future__ import annotations
 
@@ -7,15 +9,39 @@ import signal
 
 from aiohttp import web
 
+from symbol_proxy.server import handlers
 from symbol_proxy.server.fastpath import FastSite
+from symbol_proxy.server.state import STATE
 
-__all__ = ["SHUTDOWN_SECONDS", "serve"]
+__all__ = ["SHUTDOWN_SECONDS", "probe_app", "serve"]
 
 SHUTDOWN_SECONDS = 10.0
 """How long requests in progress may take to finish after SIGTERM."""
 
 
-async def serve(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> None:
+def probe_app(app: web.Application) -> web.Application:
+    """The probe port's application: health, readiness and metrics of ``app``, nothing else."""
+    probes = web.Application()
+    probes[STATE] = app[STATE]
+    probes.add_routes(
+        [
+            web.get("/healthz", handlers.healthz),
+            web.get("/readyz", handlers.readyz),
+            web.get("/metrics", handlers.metrics),
+        ]
+    )
+    return probes
+
+
+async def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool = False,
+    probe_host: str = "0.0.0.0",
+    probe_port: int | None = None,
+) -> None:
     runner = web.AppRunner(
         app,
         access_log=None,
@@ -29,11 +55,18 @@ async def serve(app: web.Application, host: str, port: int, *, reuse_port: bool 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    probes: web.AppRunner | None = None
     try:
         site = FastSite(runner, host, port, reuse_port=reuse_port)
         await site.start()
+        if probe_port is not None:
+            probes = web.AppRunner(probe_app(app), access_log=None)
+            await probes.setup()
+            await web.TCPSite(probes, probe_host, probe_port).start()
         await stop.wait()
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+        if probes is not None:
+            await probes.cleanup()
         await runner.cleanup()

@@ -251,10 +251,12 @@ def test_a_misspelt_field_is_found_by_the_check_above() -> None:
 def test_the_sidecar_listens_on_loopback_is_probed_on_the_health_route_and_mounts_its_config_read_only() -> (
     None
 ):
-    port = 18081
-    proxy = sidecar(injected(pod({INJECT: "true", injection.PORT: str(port)})))
+    port, probe_port = 18081, 18082
+    annotations = {INJECT: "true", injection.PORT: str(port), injection.PROBE_PORT: str(probe_port)}
+    proxy = sidecar(injected(pod(annotations)))
     assert proxy["args"][0] == "serve"
     assert "--host=127.0.0.1" in proxy["args"]
+    assert f"--port={port}" in proxy["args"] and f"--probe-port={probe_port}" in proxy["args"]
     assert proxy["imagePullPolicy"] == SETTINGS.image_pull_policy
     assert proxy["securityContext"]["runAsUser"] == SETTINGS.run_as_user
     health = {
@@ -263,9 +265,12 @@ def test_the_sidecar_listens_on_loopback_is_probed_on_the_health_route_and_mount
     for name in ("startupProbe", "readinessProbe"):
         action = proxy[name]["httpGet"]
         assert action["path"] == "/healthz" and action["path"] in health
-        assert action["port"] == port
+        # The kubelet sends probes from the node: to the pod's address (no host), where only the
+        # probe port listens; a probe of 127.0.0.1 would reach the node's own loopback.
+        assert "host" not in action
+        assert action["port"] == probe_port
     (port_spec,) = proxy["ports"]
-    assert (port_spec["containerPort"], port_spec["protocol"]) == (port, "TCP")
+    assert (port_spec["containerPort"], port_spec["protocol"]) == (probe_port, "TCP")
     mounts = {m["name"]: m for m in proxy["volumeMounts"]}
     assert mounts[injection.CONFIG_VOLUME]["readOnly"] is True
     assert not mounts[injection.CACHE_VOLUME].get("readOnly", False)
@@ -342,3 +347,10 @@ def test_a_refusal_says_why(spec: dict[str, Any], phrase: str) -> None:
     with pytest.raises(InjectionError) as caught:
         patch_for(pod({INJECT: "true"}, **spec), "pod", SETTINGS)
     assert phrase in str(caught.value)
+
+
+def test_a_probe_port_equal_to_the_proxys_port_is_refused() -> None:
+    with pytest.raises(injection.InjectionError, match="probe port"):
+        patch_for(pod({INJECT: "true", injection.PROBE_PORT: "8080"}), "pod", SETTINGS)
+    with pytest.raises(injection.InjectionError, match="not a port"):
+        patch_for(pod({INJECT: "true", injection.PROBE_PORT: "0"}), "pod", SETTINGS)
