@@ -142,6 +142,34 @@ class EntryHandlers(handlers.ApiBase):
             wire.collection(self._entry_model(request, op, r) for r in live.values())
         )
 
+    async def _query_entries(
+        self, request: web.Request, op: routes.Operation, who: tokens.Principal | None
+    ) -> web.StreamResponse:
+        """``GET debugentries[/{clientKey}]``: the entries of every live request (created or sealed,
+        not expired), with that client key (any case) when one is given; ``startEntry``,
+        ``maxEntries`` (at most ``entries.MAX_QUERY_ENTRIES``) and ``sortOrder`` by information
+        level (the server's default order: requests by creation, then entries as stored)."""
+        query = entries.parse_query(request.query)
+        key = op.client_key
+        if key is not None:
+            entries.check_client_key(key)
+        now = self.clock()
+        found: list[dict[str, Any]] = []
+        records = sorted(await self.requests.list(), key=lambda r: (r.created_date, r.id))
+        for record in records:
+            if record.status == wire.RequestStatus.UNAVAILABLE or record.expiration_date <= now:
+                continue
+            segments = record.sealed_segments
+            if key is not None:
+                found += await self.manifest_store.for_key(record.id, key, segments=segments)
+            else:
+                found += (await self.manifest_store.entries(record.id, segments=segments)).values()
+        if query.order is not entries.SortOrder.SERVER_DEFAULT:
+            most_first = query.order is entries.SortOrder.MOST_INFORMATION_FIRST
+            found.sort(key=lambda row: int(row["informationLevel"]), reverse=most_first)
+        page = found[query.start : query.start + query.limit]
+        return handlers.json_response(wire.collection(self._entry_model(request, op, r) for r in page))
+
     async def _find_entry(self, op: routes.Operation) -> tuple[RequestRecord, dict[str, Any]]:
         record = await self._record(op)
         entries.parse_entry_id(op.entry_id or "")
