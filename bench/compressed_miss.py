@@ -15,7 +15,6 @@ before/after comparison.
 from __future__ import annotations
 
 import argparse
-import base64
 import gzip
 import json
 import os
@@ -34,24 +33,13 @@ import zstandard
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.cab_first_byte import CURL_FORMAT, GUID, make_pdb  # noqa: E402
+from bench.run import rss_kib  # noqa: E402
 from tests.support.net import free_port  # noqa: E402
 
 from symbol_proxy import compression  # noqa: E402
 
-MSF7 = b"Microsoft C/C++ MSF 7.00\r\n\x1aDS\x00\x00\x00"
-GUID = "3249D99D0C4049318610F4E4FB0B6936"
-CURL_FORMAT = "%{http_code} %{time_starttransfer} %{time_total} %{size_download}"
 WRAPPINGS = ("gzip", "zstd", "cab", "zip")
-
-
-def make_pdb(path: Path, size: int) -> None:
-    with open(path, "wb") as out:
-        out.write(MSF7)
-        written = len(MSF7)
-        while written < size:
-            chunk = base64.b64encode(os.urandom(3 * 1024 * 1024))[: size - written]
-            out.write(chunk)
-            written += len(chunk)
 
 
 def pack(plain: Path, wrapping: str, store: Path, name: str) -> None:
@@ -73,13 +61,6 @@ def pack(plain: Path, wrapping: str, store: Path, name: str) -> None:
         else:
             with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
                 archive.write(plain, name)
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def curl(url: str, pid: int) -> dict[str, object]:

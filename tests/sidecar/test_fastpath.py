@@ -12,6 +12,7 @@ evicted while it is being sent.
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,15 @@ class Raw:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def open(cls, server: TestServer) -> Raw:
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    async def open(cls, server: TestServer, *, receive_buffer: int | None = None) -> Raw:
+        if receive_buffer is None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            return cls(reader, writer)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)  # before connect
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
         return cls(reader, writer)
 
     async def send(self, data: bytes) -> None:
@@ -254,24 +262,32 @@ async def test_requests_that_change_the_answer_take_the_full_path(
 async def test_a_file_evicted_while_the_lean_path_sends_it_arrives_whole(
     tmp_path: Path, start_proxy: StartProxy
 ) -> None:
-    server = await start_proxy(_store(tmp_path))
+    # A debug file far larger than the socket buffers (the fixture with zeros after it: the same
+    # ELF header and build id), so that its sendfile is still running when the cache is purged.
+    sources = _store(tmp_path)
+    key = _keys(LARGE_ELF, "debuginfod")[0].removeprefix("buildid/")
+    data = (FIXTURES / LARGE_ELF).read_bytes() + bytes(48 * 1024 * 1024)
+    (Path(sources[0]["path"]) / key).write_bytes(data)
+    server = await start_proxy(sources)
     state = app_of(server)[STATE]
-    path = "/" + _keys(LARGE_ELF, "debuginfod")[0]
-    data = (FIXTURES / LARGE_ELF).read_bytes()
+    path = "/buildid/" + key
     conn = await Raw.open(server)
-    await conn.send(request(path))
-    await conn.response()
-    # A slow reader: the request is answered lean, the body cannot go out at once, and meanwhile
-    # the whole cache is purged (as the admin endpoint or the cap would).
-    small_buffer = await Raw.open(server)
-    await small_buffer.send(request(path))
-    await asyncio.sleep(0.05)
-    removed = state.cache.clear()
+    for _ in range(2):  # the miss, then a hit that opens and keeps the handle
+        await conn.send(request(path))
+        await conn.response()
+    # A reader that does not read yet: the lean answer's sendfile stalls on a full socket, and
+    # meanwhile the whole cache is purged (as the admin endpoint or the cap would).
+    slow = await Raw.open(server, receive_buffer=4096)
+    lean_before, _ = counted(server)
+    await slow.send(request(path))
+    while counted(server)[0] == lean_before:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+    assert state.cache.clear() == 1
     state.hot.clear()
-    status, _, body = await small_buffer.response()
-    assert status == 200 and body == data
-    assert removed == 1
-    await small_buffer.close()
+    status, _, body = await slow.response()
+    assert status == 200 and len(body) == len(data) and body == data
+    await slow.close()
     await conn.close()
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import email.utils
 import functools
 import logging
@@ -153,7 +152,7 @@ class Answers:
     def state(self) -> State:
         return self._app[STATE]
 
-    def answer(self, method: str, path: str, headers: dict[str, str]) -> Answer | None:
+    def answer(self, method: str, path: str) -> Answer | None:
         head_only = method == "HEAD"
         if path == "/healthz":
             return _text(200, "ok\n", head_only)
@@ -167,7 +166,7 @@ class Answers:
                 return self._lookup(protocol, parse, (rest,), head_only)
         if path.startswith("/buildid/"):
             parts = path[len("/buildid/") :].split("/")
-            if len(parts) != 2 or not parts[0] or not parts[1] or "x-debuginfod-maxsize" in headers:
+            if len(parts) != 2 or not parts[0] or not parts[1]:
                 return None
             build_id, kind = parts
             return self._lookup("debuginfod", handlers.parse_debuginfod, (build_id, kind), head_only)
@@ -190,8 +189,8 @@ class Answers:
             return _text(404, f"not found: {exc}\n", head_only)
         if lookup.variant is keys.Variant.COMPRESSED:
             return None
-        key = state.runtime.resolver.cache_key(lookup)
-        entry = state.cache.get(key)
+        lookup = handlers.keyed(state, lookup)
+        entry = state.cache.get(lookup.cache_key)
         if isinstance(entry, Miss):
             if entry.kind not in ("not_found", "denied"):
                 return None  # a remembered upstream failure: its Retry-After is worked out there
@@ -200,7 +199,6 @@ class Answers:
             return _text(404, "not found: no configured source has this file\n", head_only)
         if not isinstance(entry, CachedFile):
             return None
-        lookup = lookup if key == lookup.cache_key else _with_key(lookup, key)
         hot = state.hot
         body = b""
         handle: BinaryIO | None = None
@@ -219,7 +217,7 @@ class Answers:
         head = self._hit_head(state, protocol, lookup, entry)
         state.metrics.count_request(protocol, "hit")
         state.metrics.observe_request(protocol, time.monotonic() - started)
-        return Answer(head, body, handle=handle, length=entry.size, key=key)
+        return Answer(head, body, handle=handle, length=entry.size, key=lookup.cache_key)
 
     def _hit_head(self, state: State, protocol: str, lookup: keys.Lookup, entry: CachedFile) -> bytes:
         location = handlers.debuginfod_file(state, lookup) if protocol == "debuginfod" else ""
@@ -234,12 +232,10 @@ class Answers:
         return head
 
 
-def _with_key(lookup: keys.Lookup, key: str) -> keys.Lookup:
-    return dataclasses.replace(lookup, cache_key=key)
-
-
-def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]] | None:
-    """(method, path, lowercased headers) of a request head the lean path may answer, else None."""
+def _parse_head(head: bytes) -> tuple[str, str] | None:
+    """(method, path) of a request head the lean path may answer, else None: its header names are
+    checked (none that changes the answer or the framing, none twice), their values not needed
+    except ``Connection``'s."""
     try:
         text = head.decode("ascii")
     except UnicodeDecodeError:
@@ -249,23 +245,20 @@ def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]] | None:
     if len(parts) != 3 or parts[2] != "HTTP/1.1" or parts[0] not in ("GET", "HEAD"):
         return None
     method, path, _ = parts
-    if not path.startswith("/") or "?" in path or "%" in path or "//" in path or "/." in path:
+    if not path.startswith("/") or any(mark in path for mark in ("?", "%", "//", "/.", "#")):
         return None
-    if "#" in path:
-        return None
-    headers: dict[str, str] = {}
+    seen: set[str] = set()
     for line in lines[1:]:
         name, colon, value = line.partition(":")
         if not colon or not name or name != name.strip() or name[0] in " \t":
             return None
         name = name.lower()
-        if name in _HANDED_OVER_HEADERS or name in headers:
+        if name in _HANDED_OVER_HEADERS or name in seen:
             return None
-        value = value.strip()
-        if name == "connection" and value.lower() != "keep-alive":
+        if name == "connection" and value.strip().lower() != "keep-alive":
             return None  # close (or anything else): the full path answers and closes
-        headers[name] = value
-    return method, path, headers
+        seen.add(name)
+    return method, path
 
 
 _BODY_HEADERS = (b"\r\ncontent-length:", b"\r\ntransfer-encoding:", b"\r\nupgrade:")

@@ -34,7 +34,15 @@ from symbol_proxy.fetching import fetch_into
 from symbol_proxy.server import cabs, contents, files
 from symbol_proxy.server.state import STATE, State
 
-__all__ = ["debuginfod_file", "file_headers", "parse_debuginfod", "parse_symsrv", "parse_unified", "routes"]
+__all__ = [
+    "debuginfod_file",
+    "file_headers",
+    "keyed",
+    "parse_debuginfod",
+    "parse_symsrv",
+    "parse_unified",
+    "routes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +117,11 @@ async def _lookup(request: web.Request, protocol: str, parse: partial[keys.Looku
 def _keyed(request: web.Request, state: State, lookup: keys.Lookup) -> keys.Lookup:
     """The lookup with what the request adds to it (its ``SymbolChecksum``) and the cache key its
     answer is shared under (``docs/caching.md``); raises ``keys.BadChecksum``."""
-    checksum = request.headers.get("SymbolChecksum")
+    return keyed(state, lookup, request.headers.get("SymbolChecksum"))
+
+
+def keyed(state: State, lookup: keys.Lookup, checksum: str | None = None) -> keys.Lookup:
+    """``lookup`` with ``checksum`` (a ``SymbolChecksum`` header) and its shared cache key."""
     if checksum is not None:
         lookup = keys.with_checksum(lookup, checksum)
     key = state.runtime.resolver.cache_key(lookup)

@@ -13,8 +13,10 @@ from symbol_proxy.server import handlers
 from symbol_proxy.server.fastpath import FastSite
 from symbol_proxy.server.state import STATE
 
-__all__ = ["SHUTDOWN_SECONDS", "probe_app", "serve"]
+__all__ = ["PROBE_PATHS", "SHUTDOWN_SECONDS", "probe_app", "serve"]
 
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+"""What the probe port serves: the main application's own routes for these paths."""
 SHUTDOWN_SECONDS = 10.0
 """How long requests in progress may take to finish after SIGTERM."""
 
@@ -24,11 +26,7 @@ def probe_app(app: web.Application) -> web.Application:
     probes = web.Application()
     probes[STATE] = app[STATE]
     probes.add_routes(
-        [
-            web.get("/healthz", handlers.healthz),
-            web.get("/readyz", handlers.readyz),
-            web.get("/metrics", handlers.metrics),
-        ]
+        route for route in handlers.routes() if isinstance(route, web.RouteDef) and route.path in PROBE_PATHS
     )
     return probes
 
