@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import os
 import threading
@@ -50,6 +51,11 @@ class CacheFull(Exception):
     """A single file is larger than the whole cache."""
 
 
+MEMO_SIZE = 4096
+"""Recent keys whose digest and file path are kept, so a hit costs neither a hash nor pathlib."""
+
+
+@functools.lru_cache(maxsize=MEMO_SIZE)
 def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -64,6 +70,8 @@ class DiskCache:
         max_misses: int = 100_000,
     ) -> None:
         self.root = Path(root)
+        self._objects = self.root / "objects"
+        self._paths: dict[str, Path] = {}
         self.max_size = max_size
         self._clock = clock
         self._max_misses = max_misses
@@ -82,14 +90,21 @@ class DiskCache:
 
     @property
     def objects_dir(self) -> Path:
-        return self.root / "objects"
+        return self._objects
 
     @property
     def tmp_dir(self) -> Path:
         return self.root / "tmp"
 
     def _path(self, digest: str) -> Path:
-        return self.objects_dir / digest[:2] / digest[2:4] / digest[4:]
+        # A pure function of the digest, asked on every hit: pathlib's joins cost more than the rest
+        # of a hit's lookup, so recent paths are kept (Paths are immutable; sharing them is safe).
+        path = self._paths.get(digest)
+        if path is None:
+            if len(self._paths) >= MEMO_SIZE:
+                self._paths.clear()
+            path = self._paths[digest] = self._objects / digest[:2] / digest[2:4] / digest[4:]
+        return path
 
     def open(self) -> None:
         """Create the directories, drop leftovers of earlier runs, index what is on disk."""
