@@ -106,6 +106,9 @@ class Lifecycle:
         self.metrics = metrics
         self.phases: dict[str, str] = {}
         """The phase of every SymbolRequest seen, by uid, for the ``requests`` gauge."""
+        self.published: set[str] = set()
+        """The uids this process has published (condition written). The watch event and the timer
+        can both hold a snapshot from before the condition; the second to get the lock skips."""
 
     def count(self, body: Mapping[str, Any], *, gone: bool = False) -> None:
         """Note the request's phase (or that it is ``gone``) and update the gauge."""
@@ -147,16 +150,21 @@ class Lifecycle:
             return
         if record.status != RequestStatus.SEALED or record.sealed_segments is None or _is_published(body):
             return
+        uid = str(metadata.get("uid") or "")
         async with self.lock:
+            if uid in self.published:
+                return
             written = await self.publisher.publish(record.id, record.sealed_segments)
-        await self._announce(namespace, record.id)
-        condition = _condition(True, "Sealed", f"{record.entry_count} entries published at {written} paths")
-        await self.api.patch_request(
-            namespace,
-            name,
-            {"status": {"requestStatus": "Sealed", "conditions": [condition]}},
-            status=True,
-        )
+            await self._announce(namespace, record.id)
+            message = f"{record.entry_count} entries published at {written} paths"
+            condition = _condition(True, "Sealed", message)
+            await self.api.patch_request(
+                namespace,
+                name,
+                {"status": {"requestStatus": "Sealed", "conditions": [condition]}},
+                status=True,
+            )
+            self.published.add(uid)
         log.info("SymbolRequest %s/%s published: %d paths", namespace, name, written)
         if self.metrics is not None and record.sealed_date is not None:
             latency = (_now() - record.sealed_date).total_seconds()
@@ -177,6 +185,7 @@ class Lifecycle:
             ]
             removed = await self.publisher.withdraw(record.id, record.sealed_segments, others)
             await self.publisher.forget(record.id)
+            self.published.discard(str((body.get("metadata") or {}).get("uid") or ""))
         if self.metrics is not None:
             self.metrics.request_withdraw.observe(time.monotonic() - started)
         log.info("SymbolRequest %s withdrawn: %d paths removed", record.name, removed)

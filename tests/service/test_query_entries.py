@@ -5,13 +5,13 @@ parameters and keys are 400s that name what is wrong."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 from typing import Any
 
 import pytest
 
 from symbol_service import entries
+from symbol_service.app import API
 from tests.service.conftest import Service
 from tests.service.test_api import create_request, create_request_expiring, delete_now, keyed_fixture
 from tests.service.test_symsrv import publish, seal
@@ -36,7 +36,7 @@ async def test_entries_of_every_live_request_are_found_by_key_in_any_case(servic
     second = await create_request(service, "query/second")  # open requests count too
     await publish(service, second, key, data, level="publics")
     await publish(service, second, other_key, other_data)
-    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=2)
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
     expiring = await create_request_expiring(service, "query/expiring", soon)
     await publish(service, expiring, key, data, level="private")
     gone = await create_request(service, "query/gone")
@@ -51,17 +51,12 @@ async def test_entries_of_every_live_request_are_found_by_key_in_any_case(servic
     status, body = await query(service)
     assert status == 200 and body["count"] == 4  # every entry of the three live requests
 
-    await _until_expired(soon)
+    service.app[API].clock = lambda: soon + datetime.timedelta(seconds=1)  # ``expiring`` expires
     status, body = await query(service, key)
     assert {item["requestId"] for item in body["value"]} == {first["id"], second["id"]}
 
     status, body = await query(service, "nothing.pdb/0123456789ABCDEF0123456789ABCDEF1/nothing.pdb")
     assert (status, body["count"]) == (200, 0)
-
-
-async def _until_expired(when: datetime.datetime) -> None:
-    while datetime.datetime.now(datetime.UTC) <= when:
-        await asyncio.sleep(0.1)
 
 
 async def test_pages_and_orders_by_information_level(service: Service) -> None:

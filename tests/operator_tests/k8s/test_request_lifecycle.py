@@ -149,6 +149,18 @@ async def publish(service: Service, name: str, files: list[tuple[str, bytes]], *
     return str(created["id"])
 
 
+async def shorten(service: Service, request_id: str, *, seconds: float) -> None:
+    """Let the request expire ``seconds`` from now. Tests shorten a request once it is published: an
+    expiry set at creation can pass before a loaded machine publishes it, leaving nothing to withdraw."""
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
+    await service.call(
+        "PATCH",
+        f"/_apis/symbol/requests/{request_id}",
+        json={"expirationDate": soon.isoformat().replace("+00:00", "Z")},
+        expect=200,
+    )
+
+
 def published(store: Path, key: str, data: bytes) -> bool:
     return all((store / path).is_file() and (store / path).read_bytes() == data for path in entry_paths(key))
 
@@ -193,18 +205,13 @@ async def test_expiry_keeps_what_another_live_request_provides(
 ) -> None:
     assert service.store is not None
     (shared_data, shared_key), (own_data, own_key) = keyed_fixture(0), keyed_fixture(1)
-    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=4)
     with lifecycle_operator(tmp_path / "service.yaml", namespace):
         await publish(service, "keeps", [(shared_key, shared_data)])
-        await publish(
-            service,
-            "expires",
-            [(shared_key, shared_data), (own_key, own_data)],
-            expirationDate=soon.isoformat().replace("+00:00", "Z"),
-        )
+        expires = await publish(service, "expires", [(shared_key, shared_data), (own_key, own_data)])
         await eventually(
             lambda: published(service.store, own_key, own_data), "the short-lived request's file"
         )
+        await shorten(service, expires, seconds=2)
         await eventually(
             lambda: kube.get("SymbolRequest", object_name("expires"), namespace) is None,
             "the expired request to go",
@@ -310,18 +317,13 @@ async def test_an_expiry_cut_off_midway_is_finished_by_the_next_operator(
     shared_data, shared_key = keyed_fixture(0)
     own = [(f"own{i}.dll/5AB3807{i}9000/own{i}.dll", f"own file {i}".encode() * 100) for i in range(4)]
     own_paths = {path for key, _ in own for path in entry_paths(key)}
-    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=4)
     name = object_name("cut-off")
     failing = FailingStore(service.store, deletes=2)
     with lifecycle_operator(tmp_path / "service.yaml", namespace, store=failing):
         keeps = await publish(service, "keeps", [(shared_key, shared_data)])
-        await publish(
-            service,
-            "cut-off",
-            [(shared_key, shared_data), *own],
-            expirationDate=soon.isoformat().replace("+00:00", "Z"),
-        )
+        cut_off = await publish(service, "cut-off", [(shared_key, shared_data), *own])
         await eventually(lambda: all(published(service.store, k, d) for k, d in own), "the files")
+        await shorten(service, cut_off, seconds=2)
         await eventually(lambda: failing.failures >= 2, "the expiry to start and fail", timeout=60)
     # The operator has stopped in the middle: two paths gone (their unlinks may still be finishing in
     # the stopped operator's worker threads), the rest and the object still there.
