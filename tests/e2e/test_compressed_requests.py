@@ -131,6 +131,11 @@ async def test_a_wrapped_upstream_file_flows_to_every_reader_before_its_body_is_
         held.release.set()
         bodies = [first + await response.read() for first, response in zip(firsts, (one, other), strict=True)]
     assert bodies == [data, data]
+    # The readers can have every byte before the download commits the file: wait for it to end.
+    for _ in range(600):
+        if state.downloads.in_flight == 0:
+            break
+        await asyncio.sleep(0.05)
     assert state.cache.count == 1
 
 

@@ -93,7 +93,7 @@ async def test_samply_symsrv_crate_fetches_a_pdb(tmp_path: Path, start_proxy: St
     # The crate asks for crash.pdb and crash.pd_ at once and drops the loser: only the plain file
     # may end up cached (issue 7, item 11).
     state = app_of(proxy)[STATE]
-    for _ in range(200):
+    for _ in range(1200):
         if state.downloads.in_flight == 0:
             break
         await asyncio.sleep(0.05)
