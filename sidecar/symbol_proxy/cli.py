@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -138,6 +139,8 @@ def _serve(args: argparse.Namespace, argv: list[str]) -> int:
         from symbol_proxy.server import workers
 
         workers.die_with_parent()
+        if path is None:  # nothing to reload: the SIGHUP the parent passes on must not end it
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
         directory = Path(args.worker_dir)
         if args.worker_role == "follower":
             follower = workers.create_follower_app(
