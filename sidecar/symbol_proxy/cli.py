@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -63,6 +64,16 @@ def _size(value: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _workers(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 64:
+        raise argparse.ArgumentTypeError(f"expected a number of processes from 1 to 64, not {value!r}")
+    return count
+
+
 def _load(path: str | None) -> tuple[ProxyConfig, Path | None]:
     from symbol_proxy import loading
 
@@ -93,16 +104,64 @@ def with_overrides(config: ProxyConfig, args: argparse.Namespace) -> ProxyConfig
     return config
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _without_workers(argv: list[str]) -> list[str]:
+    """The command line again, for a worker: without ``--workers``."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif not arg.startswith("--workers="):
+            out.append(arg)
+    return out
+
+
+def _serve(args: argparse.Namespace, argv: list[str]) -> int:
     from symbol_proxy.server import serving
     from symbol_proxy.server.app import create_app
 
     config, path = _load(args.config)
     config = with_overrides(config, args)
+    listen = config.listen
+    if args.worker_role is None and args.workers > 1:
+        if listen.port == 0:
+            raise ConfigError("--workers needs a fixed listen.port (the workers share it)")
+        from symbol_proxy.server import workers
+
+        return workers.supervise(_without_workers(argv), args.workers)
     if args.loop == "uvloop":
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    if args.worker_role is not None:
+        from symbol_proxy.server import workers
+
+        workers.die_with_parent()
+        if path is None:  # nothing to reload: the SIGHUP the parent passes on must not end it
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        directory = Path(args.worker_dir)
+        if args.worker_role == "follower":
+            follower = workers.create_follower_app(
+                config, config_path=path, owner_socket=directory / workers.OWNER_SOCKET
+            )
+            asyncio.run(serving.serve(follower, listen.host, listen.port, reuse_port=True))
+            return 0
+        owner = create_app(config, config_path=path, handle_sighup=path is not None, shared_cache=True)
+        workers.add_owner_routes(owner)
+        asyncio.run(
+            serving.serve(
+                owner,
+                listen.host,
+                listen.port,
+                reuse_port=True,
+                probe_host=listen.probe_host,
+                probe_port=listen.probe_port,
+                unix_path=directory / workers.OWNER_SOCKET,
+            )
+        )
+        return 0
     app = create_app(config, config_path=path, handle_sighup=path is not None)
     logging.getLogger(__name__).info(
         "serving %d sources on http://%s:%d (cache %s)",
@@ -111,7 +170,6 @@ def _serve(args: argparse.Namespace) -> int:
         config.listen.port,
         config.cache.dir,
     )
-    listen = config.listen
     asyncio.run(
         serving.serve(
             app, listen.host, listen.port, probe_host=listen.probe_host, probe_port=listen.probe_port
@@ -138,6 +196,14 @@ def main(argv: list[str] | None = None) -> int:
         default="asyncio",
         help="event loop; asyncio's supports sendfile for cache hits (see docs/benchmarks.md)",
     )
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="processes serving the port (SO_REUSEPORT) over one shared cache (docs/configuration.md)",
+    )
+    serve.add_argument("--worker-role", choices=["owner", "follower"], help=argparse.SUPPRESS)
+    serve.add_argument("--worker-dir", help=argparse.SUPPRESS)
     check = commands.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("config")
     commands.add_parser("schema", help="print the configuration's JSON schema")
@@ -145,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(args.log_level, args.log_format)
     try:
         if args.command == "serve":
-            return _serve(args)
+            return _serve(args, list(sys.argv[1:] if argv is None else argv))
         if args.command == "check-config":
             config, _ = _load(args.config)
             print(f"ok: {len(config.sources)} sources")

@@ -8,9 +8,12 @@ A ``Metrics`` object is built per registry so tests get a fresh ``CollectorRegis
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+from typing import Literal
 
-__all__ = ["PROTOCOLS", "REQUEST_RESULTS", "UPSTREAM_RESULTS", "Metrics"]
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["MULTIPROCESS_ENV", "PROTOCOLS", "REQUEST_RESULTS", "UPSTREAM_RESULTS", "Metrics", "exposition"]
 
 PROTOCOLS = ("symsrv", "unified", "debuginfod")
 REQUEST_RESULTS = ("hit", "miss", "negative_hit", "not_found", "error", "invalid")
@@ -19,6 +22,24 @@ SOURCE_TYPES = ("filesystem", "http", "s3", "gcs", "sentry")
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _BYTES_BUCKETS = tuple(float(4**i * 1024) for i in range(0, 13))  # 1 KiB .. 16 GiB
+_GAUGE_MODE: Literal["livemostrecent"] = "livemostrecent"
+"""With ``--workers``, each gauge shows the value last set by a live worker (the owner sets them
+all; followers only what every worker knows alike, such as the configuration's). Ignored otherwise."""
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""Set by ``--workers`` for every worker, before ``prometheus_client`` is imported: each process
+writes its values to files there, and ``/metrics`` (always the owner) reports their sum."""
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    """The text ``/metrics`` answers: ``registry``'s metrics, or with ``--workers`` every worker's."""
+    directory = os.environ.get(MULTIPROCESS_ENV)
+    if not directory:
+        return generate_latest(registry)
+    from prometheus_client import multiprocess
+
+    combined = CollectorRegistry()
+    multiprocess.MultiProcessCollector(combined, path=directory)  # type: ignore[no-untyped-call]
+    return generate_latest(combined)
 
 
 class Metrics:
@@ -58,13 +79,22 @@ class Metrics:
             registry=registry,
         )
         self.cache_size = Gauge(
-            "symproxy_cache_size_bytes", "Bytes held by the disk cache.", registry=registry
+            "symproxy_cache_size_bytes",
+            "Bytes held by the disk cache.",
+            registry=registry,
+            multiprocess_mode=_GAUGE_MODE,
         )
         self.cache_entries = Gauge(
-            "symproxy_cache_entries", "Files held by the disk cache.", registry=registry
+            "symproxy_cache_entries",
+            "Files held by the disk cache.",
+            registry=registry,
+            multiprocess_mode=_GAUGE_MODE,
         )
         self.cache_max_size = Gauge(
-            "symproxy_cache_max_size_bytes", "The configured cap of the disk cache.", registry=registry
+            "symproxy_cache_max_size_bytes",
+            "The configured cap of the disk cache.",
+            registry=registry,
+            multiprocess_mode=_GAUGE_MODE,
         )
         self.evictions = Counter(
             "symproxy_cache_evictions_total", "Files evicted to stay under the cap.", registry=registry
@@ -75,7 +105,10 @@ class Metrics:
             registry=registry,
         )
         self.in_flight = Gauge(
-            "symproxy_downloads_in_flight", "Upstream downloads currently running.", registry=registry
+            "symproxy_downloads_in_flight",
+            "Upstream downloads currently running.",
+            registry=registry,
+            multiprocess_mode=_GAUGE_MODE,
         )
         self.unanswerable = Counter(
             "symproxy_unanswerable_lookups_total",
@@ -89,12 +122,16 @@ class Metrics:
             "symproxy_config_reloads_total", "Configuration reloads by result.", ["result"], registry=registry
         )
         self.config_sources = Gauge(
-            "symproxy_config_sources", "Sources in the active configuration.", registry=registry
+            "symproxy_config_sources",
+            "Sources in the active configuration.",
+            registry=registry,
+            multiprocess_mode=_GAUGE_MODE,
         )
         self.sources_unavailable = Gauge(
             "symproxy_config_sources_unavailable",
             "Configured sources that cannot work (a filesystem source's directory is missing).",
             registry=registry,
+            multiprocess_mode=_GAUGE_MODE,
         )
         self.downloads_cancelled = Counter(
             "symproxy_downloads_cancelled_total",
@@ -105,6 +142,7 @@ class Metrics:
             "symproxy_config_last_reload_timestamp_seconds",
             "When the active configuration was loaded.",
             registry=registry,
+            multiprocess_mode=_GAUGE_MODE,
         )
         self.lean_answers = Counter(
             "symproxy_lean_path_answers_total",

@@ -69,7 +69,10 @@ MATRIX: dict[str, tuple[dict[str, Any], list[str]]] = {
         },
         [],
     ),
-    "cluster-cache": ({"clusterCache": {"enabled": True, "storageClassName": "fast", "size": "10Gi"}}, []),
+    "cluster-cache": (
+        {"clusterCache": {"enabled": True, "storageClassName": "fast", "size": "10Gi", "workers": 2}},
+        [],
+    ),
     "publishing": (
         {
             "publishing": {
@@ -337,6 +340,7 @@ def test_the_cluster_cache_serves_the_release_namespaces_config_from_a_kept_clai
     assert cache["spec"]["strategy"] == {"type": "Recreate"}
     spec = cache["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in spec["volumes"]}
+    assert "--workers=2" in spec["containers"][0]["args"]
     assert volumes["config"]["secret"]["secretName"] == "symbol-proxy-config"
     assert volumes["cache"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
     service = find(documents, "Service", f"{RELEASE}-symbol-operator-cache")

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -151,8 +151,9 @@ class FaultyUpstream:
 class ProxyProcess:
     """``symbol-proxy serve`` in a process of its own, with its log in a file."""
 
-    def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
+    def __init__(self, workdir: Path, config: dict[str, Any], serve_args: Sequence[str] = ()) -> None:
         self.workdir = workdir
+        self.serve_args = list(serve_args)
         self.port = free_port()
         self.config = {**config, "listen": {"host": "127.0.0.1", "port": self.port}}
         self.config_path = workdir / "proxy.yaml"
@@ -182,7 +183,10 @@ class ProxyProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "symbol_proxy", "serve", "--config", str(self.config_path)],
+                [
+                    *(sys.executable, "-m", "symbol_proxy", "serve"),
+                    *("--config", str(self.config_path), *self.serve_args),
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
@@ -229,8 +233,8 @@ class ProxyProcess:
 
 
 @contextlib.contextmanager
-def running_proxy(workdir: Path, config: dict[str, Any]) -> Iterator[ProxyProcess]:
-    proxy = ProxyProcess(workdir, config)
+def running_proxy(workdir: Path, config: dict[str, Any], *serve_args: str) -> Iterator[ProxyProcess]:
+    proxy = ProxyProcess(workdir, config, serve_args)
     try:
         yield proxy.start()
     finally:
@@ -263,16 +267,27 @@ def cache_usage(root: Path, pid: int) -> tuple[int, dict[str, int]]:
     return sum(files.values()), files
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (the workers of ``serve --workers``)."""
+    pids = [pid]
+    for parent in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{parent}/task/{parent}/children") as children:
+            pids += [int(child) for child in children.read().split()]
+    return pids
+
+
 def _deleted_but_open(root: Path, pid: int) -> list[tuple[str, os.stat_result]]:
+    """Deleted files under ``root`` held open by ``pid`` or any process it started."""
     found = []
     prefix = str(root.resolve())
-    fd_dir = f"/proc/{pid}/fd"
-    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-        for fd in os.listdir(fd_dir):
-            with contextlib.suppress(OSError):
-                target = os.readlink(f"{fd_dir}/{fd}")
-                if target.startswith(prefix) and target.endswith(" (deleted)"):
-                    found.append((target, os.stat(f"{fd_dir}/{fd}")))
+    for holder in process_tree(pid):
+        fd_dir = f"/proc/{holder}/fd"
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            for fd in os.listdir(fd_dir):
+                with contextlib.suppress(OSError):
+                    target = os.readlink(f"{fd_dir}/{fd}")
+                    if target.startswith(prefix) and target.endswith(" (deleted)"):
+                        found.append((target, os.stat(f"{fd_dir}/{fd}")))
     return found
 
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import fcntl
 import functools
 import hashlib
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -68,8 +69,13 @@ class DiskCache:
         max_size: int,
         clock: Callable[[], float] = time.time,
         max_misses: int = 100_000,
+        shared: bool = False,
     ) -> None:
         self.root = Path(root)
+        self.shared = shared
+        """Other processes (``--workers`` followers) read the files too, each holding a shared
+        ``flock`` on a file while it may send it: eviction passes over a file locked so, as over
+        a pinned one, and unlinks a victim only while it holds the exclusive lock."""
         self._objects = self.root / "objects"
         self._paths: dict[str, Path] = {}
         self.max_size = max_size
@@ -151,6 +157,17 @@ class DiskCache:
                 del self._misses[key]
                 return None
             return miss
+
+    def touch(self, keys: Iterable[str]) -> int:
+        """Mark ``keys`` as just used (hits another worker served); returns how many are cached."""
+        found = 0
+        with self._lock:
+            for key in keys:
+                digest = _digest(key)
+                if digest in self._entries:
+                    self._entries.move_to_end(digest)
+                    found += 1
+        return found
 
     def remember_miss(self, key: str, kind: MissKind, ttl: float, detail: str = "") -> None:
         if ttl <= 0:
@@ -234,6 +251,15 @@ class DiskCache:
         excess = self._committed + self._reserved + needed - self.max_size
         if excess <= 0:
             return
+        if self.shared:
+            locked = self._victims_shared(excess)
+            try:
+                self._drop_locked([digest for digest, _ in locked])
+            finally:
+                for _, fd in locked:
+                    if fd >= 0:
+                        os.close(fd)
+            return
         victims: list[str] = []
         for digest, (size, _) in self._entries.items():  # least recently used first
             if digest in self._pins:
@@ -242,6 +268,9 @@ class DiskCache:
             excess -= size
             if excess <= 0:
                 break
+        self._drop_locked(victims)
+
+    def _drop_locked(self, victims: list[str]) -> None:
         for digest in victims:
             size, _ = self._entries.pop(digest)
             self._committed -= size
@@ -249,6 +278,29 @@ class DiskCache:
             self._unlink(digest)
             if self.on_evict is not None:
                 self.on_evict(size)
+
+    def _victims_shared(self, excess: int) -> list[tuple[str, int]]:
+        """LRU files neither pinned here nor locked by another process, each returned with a
+        descriptor holding its exclusive lock (the caller unlinks, then closes)."""
+        victims: list[tuple[str, int]] = []
+        for digest, (size, _) in self._entries.items():
+            if digest in self._pins:
+                continue
+            try:
+                fd = os.open(self._path(digest), os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                fd = -1  # already gone from the disk: drop it from the index all the same
+            else:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    continue  # another worker is sending it
+            victims.append((digest, fd))
+            excess -= size
+            if excess <= 0:
+                break
+        return victims
 
     def _reserve(self, needed: int, *, may_evict: bool = True) -> None:
         """Make room for ``needed`` more bytes, evicting committed files (unless ``may_evict`` is

@@ -34,7 +34,7 @@ from symbol_proxy.server import handlers, slashes
 from symbol_proxy.server.files import HotFiles
 from symbol_proxy.server.state import STATE, State
 
-__all__ = ["create_app", "reload_config"]
+__all__ = ["create_app", "reload_config", "watch_config"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ def create_app(
     registry: CollectorRegistry | None = None,
     config_path: Path | None = None,
     handle_sighup: bool = False,
+    shared_cache: bool = False,
 ) -> web.Application:
     logging.getLogger("aiohttp.server").addFilter(_CLIENT_FAULTS)  # once: the same filter object
     app = web.Application(middlewares=[slashes.merge_slashes])  # keep merge_slashes last
@@ -80,7 +81,7 @@ def create_app(
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        cache = DiskCache(Path(config.cache.dir), max_size=config.cache.max_size)
+        cache = DiskCache(Path(config.cache.dir), max_size=config.cache.max_size, shared=shared_cache)
         await loop.run_in_executor(None, cache.open)
         metrics.cache_max_size.set(config.cache.max_size)
         cache.on_evict = lambda _size: metrics.evictions.inc()
@@ -118,7 +119,7 @@ def create_app(
         metrics.config_loaded.set(time.time())
         _announce_problems(state, runtime)
         polling = config_path is not None and config.reload.poll_interval > 0
-        watcher = asyncio.ensure_future(_watch(app)) if polling else None
+        watcher = asyncio.ensure_future(watch_config(app)) if polling else None
         if handle_sighup and config_path is not None:
             loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload_config(app)))
         state.ready = True
@@ -206,7 +207,8 @@ async def reload_config(app: web.Application) -> bool:
     return True
 
 
-async def _watch(app: web.Application) -> None:
+async def watch_config(app: web.Application) -> None:
+    """Apply each new valid version of the configuration file (``reload.poll_interval``)."""
     state = app[STATE]
     assert state.config_path is not None
     loop = asyncio.get_running_loop()

@@ -9,11 +9,12 @@ can answer exactly as the full handlers would, from memory:
 - ``GET``/``HEAD`` of ``/symbols/``, ``/proxy/``, ``/unified/`` and ``/buildid/<id>/<kind>`` whose
   answer is a cached file (small files from the in-memory ``HotFiles``, larger ones with
   ``sendfile`` from a handle ``HotFiles`` keeps open) or a remembered "not found";
-- a path that is not a lookup (the same fast 404 the handlers give), ``/healthz``, ``/healthcheck``.
+- a path that is not a lookup (the same fast 404 the handlers give), ``/healthz``, ``/healthcheck``;
+- each also with ``Connection: close``: answered as aiohttp answers it, then the connection closes.
 
 Anything else (a miss, a CAB, a range or conditional request, a ``SymbolChecksum``, a query string,
-escapes, repeated slashes, a body, HTTP/1.0, ``Connection: close``, ``Expect``, a header block
-it cannot read) goes to an aiohttp handler attached to the connection, with every byte not yet
+escapes, repeated slashes, a body, HTTP/1.0, ``Expect``, an upgrade, a header block it cannot
+read) goes to an aiohttp handler attached to the connection, with every byte not yet
 answered; once that handler has answered everything and waits, the lean path takes the
 connection back (``FastProtocol``). So the full
 handlers remain the reference: the lean path answers a request only when it knows their answer,
@@ -38,6 +39,7 @@ from aiohttp.http import SERVER_SOFTWARE
 from aiohttp.web_protocol import RequestHandler
 
 from symbol_proxy import keys
+from symbol_proxy.cache.follower import FollowerCache
 from symbol_proxy.cache.store import CachedFile, Miss
 from symbol_proxy.server import handlers
 from symbol_proxy.server.state import STATE, State
@@ -69,6 +71,8 @@ _HANDED_OVER_HEADERS = frozenset(
     }
 )
 """Request headers that can change the answer or the framing: such requests take the full path."""
+_CLOSE_LINE = b"Connection: close\r\n"
+"""What aiohttp adds to the answer of a request that asked to close the connection."""
 _STATUS_LINES = {200: b"HTTP/1.1 200 OK\r\n", 404: b"HTTP/1.1 404 Not Found\r\n"}
 SERVER = SERVER_SOFTWARE
 """The ``Server`` header aiohttp sends on the full path: the two paths answer alike."""
@@ -139,7 +143,7 @@ _PROTOCOLS: tuple[tuple[str, str, Callable[[str], keys.Lookup]], ...] = (
 class Answers:
     """Decides, from the application's state, whether the lean path can answer a request."""
 
-    __slots__ = ("_app", "_heads", "_sendfile")
+    __slots__ = ("_app", "_follower", "_heads", "_sendfile")
 
     MAX_HEADS = 8192
 
@@ -147,6 +151,10 @@ class Answers:
         self._app = app
         self._sendfile = sendfile
         self._heads: dict[tuple[str, str, int, int, str], bytes] = {}
+        cache = app[STATE].cache if STATE in app else None
+        self._follower = cache if isinstance(cache, FollowerCache) else None
+        """Set in a ``--workers`` follower, whose full path is the owner: the lean path fills
+        ``HotFiles`` itself, since no full handler here ever reads a file."""
 
     @property
     def state(self) -> State:
@@ -199,6 +207,9 @@ class Answers:
             return _text(404, "not found: no configured source has this file\n", head_only)
         if not isinstance(entry, CachedFile):
             return None
+        follower = self._follower is not None
+        if follower and protocol == "debuginfod" and lookup.cache_key not in state.locations:
+            return None  # X-DEBUGINFOD-FILE: where upstream it was; the owner knows, and tells
         hot = state.hot
         body = b""
         handle: BinaryIO | None = None
@@ -206,12 +217,20 @@ class Answers:
             pass
         elif entry.size <= hot.max_file:
             body = hot.get(entry)  # type: ignore[assignment]
+            if body is None and self._follower is not None:
+                body = self._follower.read_small(entry)
+                if body is not None:
+                    hot.put(entry, body)
             if body is None:
                 return None  # the full path reads it (once) into HotFiles
         elif not self._sendfile:
             return None  # uvloop has no sendfile: the full path copies through the loop
         else:
             handle = hot.borrow(entry)
+            if handle is None and self._follower is not None:
+                opened = self._follower.open_shared(entry)
+                if opened is not None:
+                    handle = hot.keep_handle(entry, opened)
             if handle is None:
                 return None  # the full path opens it (once) and keeps the handle
         head = self._hit_head(state, protocol, lookup, entry)
@@ -232,10 +251,10 @@ class Answers:
         return head
 
 
-def _parse_head(head: bytes) -> tuple[str, str] | None:
-    """(method, path) of a request head the lean path may answer, else None: its header names are
-    checked (none that changes the answer or the framing, none twice), their values not needed
-    except ``Connection``'s."""
+def _parse_head(head: bytes) -> tuple[str, str, bool] | None:
+    """(method, path, whether the client asked to close) of a request head the lean path may
+    answer, else None: its header names are checked (none that changes the answer or the framing,
+    none twice), their values not needed except ``Connection``'s."""
     try:
         text = head.decode("ascii")
     except UnicodeDecodeError:
@@ -248,6 +267,7 @@ def _parse_head(head: bytes) -> tuple[str, str] | None:
     if not path.startswith("/") or any(mark in path for mark in ("?", "%", "//", "/.", "#")):
         return None
     seen: set[str] = set()
+    close = False
     for line in lines[1:]:
         name, colon, value = line.partition(":")
         if not colon or not name or name != name.strip() or name[0] in " \t":
@@ -255,10 +275,13 @@ def _parse_head(head: bytes) -> tuple[str, str] | None:
         name = name.lower()
         if name in _HANDED_OVER_HEADERS or name in seen:
             return None
-        if name == "connection" and value.strip().lower() != "keep-alive":
-            return None  # close (or anything else): the full path answers and closes
+        if name == "connection":
+            option = value.strip().lower()
+            if option not in ("keep-alive", "close"):
+                return None  # an upgrade or a list of options: the full path judges it
+            close = option == "close"
         seen.add(name)
-    return method, path
+    return method, path, close
 
 
 _BODY_HEADERS = (b"\r\ncontent-length:", b"\r\ntransfer-encoding:", b"\r\nupgrade:")
@@ -381,7 +404,7 @@ class FastProtocol(asyncio.Protocol):
             answer = None
             if parsed is not None:
                 try:
-                    answer = self._answers.answer(*parsed)
+                    answer = self._answers.answer(parsed[0], parsed[1])
                 except Exception:  # never fail a request here: the full path will answer it
                     log.exception("lean path: unexpected failure, handing the request to aiohttp")
                     answer = None
@@ -389,16 +412,22 @@ class FastProtocol(asyncio.Protocol):
                 self._hand_over()
                 return
             self._answers.state.metrics.lean_answers.inc()
+            close = parsed is not None and parsed[2]
             del self._buffer[: end + len(_REQUEST_END)]
-            transport.write(answer.head + _DATES.line() + b"\r\n" + answer.body)
+            last = _CLOSE_LINE if close else b""
+            transport.write(answer.head + _DATES.line() + last + b"\r\n" + answer.body)
             if answer.handle is not None:
                 # Pinned now, before anything else runs: the file and its handle stay until sent.
                 pin = contextlib.ExitStack()
                 pin.enter_context(self._answers.state.cache.pinned(answer.key))
-                self._sending = asyncio.ensure_future(self._send_file(answer, pin, transport))
+                self._sending = asyncio.ensure_future(self._send_file(answer, pin, transport, close))
+            elif close:
+                self._buffer.clear()  # what follows a request that closes is never answered
+                transport.close()  # once the answer is written
+                return
 
     async def _send_file(
-        self, answer: Answer, pin: contextlib.ExitStack, transport: asyncio.Transport
+        self, answer: Answer, pin: contextlib.ExitStack, transport: asyncio.Transport, close: bool
     ) -> None:
         assert answer.handle is not None
         loop = asyncio.get_running_loop()
@@ -414,6 +443,10 @@ class FastProtocol(asyncio.Protocol):
                 self._answers.state.hot.give_back(answer.handle)
                 self._sending = None
         self.last_active = time.monotonic()
+        if close:
+            self._buffer.clear()
+            transport.close()
+            return
         self._process()
 
     def _hand_over(self) -> None:

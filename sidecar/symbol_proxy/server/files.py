@@ -65,10 +65,7 @@ class HotFiles:
         with self._lock:
             self._items.clear()
             self._bytes = 0
-            closing = [h for handle in self._handles.values() for h in self._retire_locked(handle)]
-            self._handles.clear()
-        for handle in closing:
-            handle.close()
+        self.drop_handles()
 
     # Open handles of large files, like nginx's open_file_cache: a hit then costs no open() and no
     # executor round trip; sendfile passes explicit offsets, so concurrent responses can share one
@@ -125,6 +122,14 @@ class HotFiles:
             self._retired.add(handle)
             return []
         return [handle]
+
+    def drop_handles(self) -> None:
+        """Give up every kept handle (closed once no response uses it); the memory copies stay."""
+        with self._lock:
+            closing = [h for handle in self._handles.values() for h in self._retire_locked(handle)]
+            self._handles.clear()
+        for handle in closing:
+            handle.close()
 
     def forget(self, path: Path) -> None:
         """``path`` left the cache: close its handles once no response uses them. Any thread."""

@@ -20,21 +20,24 @@ import hmac
 import ipaddress
 import logging
 import math
+import socket
 import time
 from functools import partial
 
 from aiohttp import web
-from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from symbol_proxy import keys
 from symbol_proxy.cache.inflight import Download, DownloadFailed, Sink
 from symbol_proxy.cache.store import CachedFile, Miss
 from symbol_proxy.fetching import fetch_into
+from symbol_proxy.metrics import exposition
 from symbol_proxy.server import cabs, contents, files
 from symbol_proxy.server.state import STATE, State
 
 __all__ = [
+    "WORKER_CLIENT_HEADER",
+    "client_address",
     "debuginfod_file",
     "file_headers",
     "keyed",
@@ -371,8 +374,23 @@ async def metrics(request: web.Request) -> web.Response:
     state.metrics.cache_size.set(state.cache.size)
     state.metrics.cache_entries.set(state.cache.count)
     state.metrics.in_flight.set(state.downloads.in_flight)
-    body = generate_latest(state.metrics.registry)
+    body = exposition(state.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+WORKER_CLIENT_HEADER = "X-Symbol-Proxy-Worker-Client"
+"""With ``--workers``, a follower hands a request to the owner over the owner's Unix socket and
+says in this header whom it came from. Believed on that socket only (its directory is the
+proxy's own, mode 0700); from TCP the header means nothing."""
+
+
+def client_address(request: web.Request) -> str:
+    """The client's address: the TCP peer, or for a request a follower handed over, its client."""
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None and sock.family == socket.AF_UNIX:
+        return request.headers.get(WORKER_CLIENT_HEADER, "")
+    return request.remote or ""
 
 
 def _admin_allowed(request: web.Request, state: State) -> web.Response | None:
@@ -382,7 +400,7 @@ def _admin_allowed(request: web.Request, state: State) -> web.Response | None:
         return web.Response(status=404, text="not found\n")
     if request.method != "DELETE":
         return web.Response(status=405, text="method not allowed\n", headers={"Allow": "DELETE"})
-    remote = request.remote or ""
+    remote = client_address(request)
     try:
         loopback = ipaddress.ip_address(remote).is_loopback
     except ValueError:

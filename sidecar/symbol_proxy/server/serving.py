@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 
 from aiohttp import web
 
@@ -39,7 +40,10 @@ async def serve(
     reuse_port: bool = False,
     probe_host: str = "0.0.0.0",
     probe_port: int | None = None,
+    unix_path: Path | None = None,
 ) -> None:
+    """Serve ``app`` until SIGTERM/SIGINT; with ``unix_path`` also on that Unix socket (the
+    ``--workers`` owner, for the requests its followers hand over)."""
     runner = web.AppRunner(
         app,
         access_log=None,
@@ -55,6 +59,8 @@ async def serve(
         loop.add_signal_handler(signum, stop.set)
     probes: web.AppRunner | None = None
     try:
+        if unix_path is not None:
+            await web.UnixSite(runner, str(unix_path)).start()
         site = FastSite(runner, host, port, reuse_port=reuse_port)
         await site.start()
         if probe_port is not None:
