@@ -34,7 +34,7 @@ from symbol_proxy.server import handlers, slashes
 from symbol_proxy.server.files import HotFiles
 from symbol_proxy.server.state import STATE, State
 
-__all__ = ["create_app", "reload_config", "watch_config"]
+__all__ = ["create_app", "make_breakers", "reload_config", "watch_config"]
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +96,7 @@ def create_app(
             auto_decompress=True,
             trust_env=True,
         )
-        breakers = Breakers(
-            threshold=config.upstream.breaker_threshold,
-            window=config.upstream.breaker_window,
-            block_time=config.upstream.breaker_block_time,
-        )
+        breakers = make_breakers(config)
         runtime = build_runtime(config, session=session, metrics=metrics, breakers=breakers)
         state = State(
             config=config,
@@ -139,6 +135,15 @@ def create_app(
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+def make_breakers(config: ProxyConfig) -> Breakers:
+    """The per-host circuit breakers ``upstream`` configures."""
+    return Breakers(
+        threshold=config.upstream.breaker_threshold,
+        window=config.upstream.breaker_window,
+        block_time=config.upstream.breaker_block_time,
+    )
 
 
 ADMIN_TOKEN_FILE = "admin-token"

@@ -40,14 +40,13 @@ from prometheus_client import CollectorRegistry
 from yarl import URL
 
 from symbol_proxy import keys
-from symbol_proxy.breakers import Breakers
 from symbol_proxy.cache.follower import HANDLE_SECONDS, FollowerCache
 from symbol_proxy.cache.inflight import Downloads
 from symbol_proxy.config import ProxyConfig
 from symbol_proxy.metrics import MULTIPROCESS_ENV, Metrics
 from symbol_proxy.runtime import build_runtime
 from symbol_proxy.server import handlers
-from symbol_proxy.server.app import watch_config
+from symbol_proxy.server.app import make_breakers, reload_config, watch_config
 from symbol_proxy.server.files import HotFiles
 from symbol_proxy.server.state import STATE, State
 
@@ -133,11 +132,7 @@ def create_follower_app(
             auto_decompress=False,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
         )
-        breakers = Breakers(
-            threshold=config.upstream.breaker_threshold,
-            window=config.upstream.breaker_window,
-            block_time=config.upstream.breaker_block_time,
-        )
+        breakers = make_breakers(config)
         # The runtime gives cache keys (the resolver), as in the owner; its backends stay unused.
         runtime = build_runtime(config, session=owner, metrics=metrics, breakers=breakers)
         state = State(
@@ -159,8 +154,6 @@ def create_follower_app(
             tasks.append(asyncio.ensure_future(watch_config(app)))
         loop = asyncio.get_running_loop()
         if config_path is not None:
-            from symbol_proxy.server.app import reload_config
-
             loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload_config(app)))
         state.ready = True
         try:
