@@ -152,6 +152,19 @@ async def test_one_download_per_file_and_every_worker_answers_hits(tmp_path: Pat
             hit_total = proxy.metric('symproxy_requests_total{protocol="symsrv",result="hit"}')
             assert hit_total >= len(hits), "one /metrics counts every worker's hits"
 
+            # A file nobody has: the owner asks upstream once; each follower answers the repeats
+            # itself (for a few seconds) once the owner has told it "not found".
+            missing = "/symbols/gone.pdb/0123456789ABCDEF0123456789ABCDEF1/gone.pdb"
+            answers = await fetch_all(proxy.url, [missing] * 90)
+            assert {status for status, _ in answers} == {404}
+            assert upstream.requests["gone.pdb/0123456789ABCDEF0123456789ABCDEF1/gone.pdb"] == 1
+            answers = await fetch_all(proxy.url, [missing] * 90)
+            remembered = {
+                pid: own_counter(directory, pid, "symproxy_lean_path_answers_total", tmp_path) - answered[pid]
+                for pid in roles["follower"]
+            }
+            assert all(count > 0 for count in remembered.values()), remembered
+
 
 def test_debuginfod_hits_carry_the_same_headers_on_every_worker(tmp_path: Path) -> None:
     location = ELF.keys["debuginfod"][0]  # buildid/<id>/executable

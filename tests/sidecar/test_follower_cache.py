@@ -11,7 +11,7 @@ import pytest
 
 from symbol_proxy.cache import follower as follower_module
 from symbol_proxy.cache.follower import FollowerCache
-from symbol_proxy.cache.store import CachedFile, DiskCache
+from symbol_proxy.cache.store import CachedFile, DiskCache, Miss
 
 
 def owner_with(root: Path, files: dict[str, bytes], max_size: int) -> DiskCache:
@@ -116,12 +116,13 @@ def test_hits_reported_by_a_follower_protect_a_file_from_eviction(tmp_path: Path
     assert follower.get("newer") is None
 
 
-def test_a_follower_writes_nothing_and_remembers_nothing(tmp_path: Path) -> None:
+def test_a_follower_writes_nothing_and_remembers_only_misses_until_a_reload(tmp_path: Path) -> None:
     owner_with(tmp_path, {"a": b"x"}, max_size=100)
     follower = FollowerCache(tmp_path, max_size=100)
     follower.open()
     assert (tmp_path / "tmp").is_dir() and isinstance(follower.get("a"), CachedFile)
     follower.remember_miss("b", "not_found", ttl=60)
-    assert follower.get("b") is None
+    assert isinstance(follower.get("b"), Miss) and follower.count == 0
+    assert follower.forget_misses() == 1 and follower.get("b") is None
     with pytest.raises(RuntimeError, match="never downloads"):
         follower.new_temp()

@@ -10,6 +10,8 @@ appears by ``rename``, so a file present under its digest path is always whole: 
   against the path (same inode), so a file the owner unlinked in between is never served;
 - the owner evicts a file only under an exclusive ``flock`` it got without waiting, and passes over
   files a follower holds, as it does over files its own responses pin (``DiskCache(shared=True)``);
+- a follower keeps no index and writes nothing: its only memory is the "not found" answers the owner
+  gave it, for a few seconds;
 - followers give their kept handles up every ``HANDLE_SECONDS`` (responses still sending keep theirs
   until done), so a file held this way is evictable again soon after its last request.
 
@@ -26,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from symbol_proxy.cache.store import CachedFile, DiskCache, Miss, MissKind, TempFile, _digest
+from symbol_proxy.cache.store import CachedFile, DiskCache, Miss, TempFile, _digest
 
 __all__ = ["HANDLE_SECONDS", "FollowerCache"]
 
@@ -46,6 +48,10 @@ class FollowerCache(DiskCache):
         """Nothing to index or clean: the owner does both."""
 
     def get(self, key: str) -> CachedFile | Miss | None:
+        if self._misses:
+            miss = super().get(key)  # no entries: only this worker's short-lived misses
+            if miss is not None:
+                return miss
         path = self._path(_digest(key))
         try:
             st = os.stat(path)
@@ -99,12 +105,7 @@ class FollowerCache(DiskCache):
         """A follower's responses are pinned by the shared lock of the handle they send from."""
         yield
 
-    # The owner's business: a follower never writes, evicts or remembers anything.
-    def remember_miss(self, key: str, kind: MissKind, ttl: float, detail: str = "") -> None:
-        return None
-
-    def forget_misses(self) -> int:
-        return 0
-
+    # The owner's business: a follower never writes or evicts. It remembers only the "not found"
+    # answers the owner gave it, briefly (``workers.FOLLOWER_MISS_SECONDS``).
     def new_temp(self, prefix: str = "") -> TempFile:
         raise RuntimeError("a --workers follower never downloads; the owner does")

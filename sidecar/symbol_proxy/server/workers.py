@@ -69,6 +69,10 @@ RESTART_PAUSE_SECONDS = 1.0
 STOP_SECONDS = 20.0
 """After SIGTERM, how long workers get to finish their requests before they are killed."""
 FORWARD_CHUNK = 256 * 1024
+FOLLOWER_MISS_SECONDS = 5.0
+"""How long a follower answers a "not found" the owner gave it by itself (at most the configured
+``negative_ttl``). Kept short: a reload drops it in every worker, but an admin purge reaches only
+the owner, so a follower may answer 404 for this long after a purge that would change it."""
 _HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -214,7 +218,7 @@ async def _forward(request: web.Request) -> web.StreamResponse:
             allow_redirects=False,
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
         ) as upstream:
-            _learn_location(state, request, upstream)
+            _learn(state, request, upstream)
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             for name, value in upstream.headers.items():
                 if name.lower() not in _NOT_PASSED_BACK:
@@ -234,22 +238,45 @@ async def _forward(request: web.Request) -> web.StreamResponse:
         )
 
 
-def _learn_location(state: State, request: web.Request, upstream: aiohttp.ClientResponse) -> None:
-    """Remember the owner's ``X-DEBUGINFOD-FILE`` for a debuginfod file, so this worker's lean path
-    can answer the next hit for it with the same headers."""
-    location = upstream.headers.get("X-DEBUGINFOD-FILE")
-    if upstream.status != 200 or location is None or not request.path.startswith("/buildid/"):
-        return
-    parts = request.path[len("/buildid/") :].split("/")
-    if len(parts) != 2:
-        return
+_LOOKUP_PREFIXES = (
+    ("/symbols/", handlers.parse_symsrv),
+    ("/proxy/", handlers.parse_symsrv),
+    ("/unified/", handlers.parse_unified),
+)
+
+
+def _lookup_of(state: State, path: str) -> keys.Lookup | None:
+    """The lookup a request path asks for, keyed as the lean path keys it; ``None`` for others."""
     try:
-        lookup = handlers.keyed(state, handlers.parse_debuginfod(*parts))
+        for prefix, parse in _LOOKUP_PREFIXES:
+            if path.startswith(prefix) and len(path) > len(prefix):
+                return handlers.keyed(state, parse(path[len(prefix) :]))
+        if path.startswith("/buildid/"):
+            parts = path[len("/buildid/") :].split("/")
+            if len(parts) == 2:
+                return handlers.keyed(state, handlers.parse_debuginfod(*parts))
     except keys.NotALookup:
+        return None
+    return None
+
+
+def _learn(state: State, request: web.Request, upstream: aiohttp.ClientResponse) -> None:
+    """What this worker's lean path may answer next time from the owner's answer: a debuginfod
+    file's ``X-DEBUGINFOD-FILE`` (where upstream it was), or a "not found" for a few seconds."""
+    if upstream.status not in (200, 404) or request.method not in ("GET", "HEAD") or request.query_string:
         return
-    state.locations[lookup.cache_key] = location
-    while len(state.locations) > handlers.MAX_LOCATIONS:
-        state.locations.popitem(last=False)
+    lookup = _lookup_of(state, request.path)
+    if lookup is None or lookup.variant is keys.Variant.COMPRESSED or "SymbolChecksum" in request.headers:
+        return
+    if upstream.status == 404:
+        ttl = min(FOLLOWER_MISS_SECONDS, state.config.cache.negative_ttl)
+        state.cache.remember_miss(lookup.cache_key, "not_found", ttl)
+        return
+    location = upstream.headers.get("X-DEBUGINFOD-FILE")
+    if location is not None and request.path.startswith("/buildid/"):
+        state.locations[lookup.cache_key] = location
+        while len(state.locations) > handlers.MAX_LOCATIONS:
+            state.locations.popitem(last=False)
 
 
 # -- the parent ----------------------------------------------------------------------------------------
