@@ -78,6 +78,10 @@ SETTLE = NAMING_LIMIT + 30.0
 entries may take from finding a blob to writing its segment (``blobs.NAMING_LIMIT``), with room for
 a slow store's write."""
 
+CONDEMNED_AT_ONCE = 10_000
+"""Blobs condemned in one round (tombstones, the wait, the second reading, the deletes), so that a
+round's deletes stay well within the first half of its tombstones' lifetime even on a slow store."""
+
 TOMBSTONE_LIFETIME = datetime.timedelta(hours=1)
 """How long the service honours a tombstone. A collection deletes blobs only in the first half of
 it, which leaves half an hour for clock differences between the collector and the service."""
@@ -234,7 +238,10 @@ async def collect(
         async def again() -> set[str]:
             return (await _references(listed, requests, manifests, cutoff))[0]
 
-        blobs = await _delete_condemned(backend, decided.blobs, again, settle or _sleep)
+        blobs = []
+        for start in range(0, len(decided.blobs), CONDEMNED_AT_ONCE):
+            round_ = decided.blobs[start : start + CONDEMNED_AT_ONCE]
+            blobs += await _delete_condemned(backend, round_, again, settle or _sleep)
         for location in decided.blocks + decided.uploads + decided.manifests:
             await backend.delete(location)
         expired = datetime.datetime.now(datetime.UTC) - TOMBSTONE_LIFETIME

@@ -225,3 +225,20 @@ async def test_an_expired_tombstone_is_ignored_and_collected(store: SharedStore)
     await collecting.collect(store, requests, grace=GRACE, settle=at_once)
     assert store.tombstones() == []
     assert (store.root / BlobStore.blob_location(blob_id)).is_file()
+
+
+async def test_many_blobs_are_condemned_in_rounds(
+    store: SharedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each round condemns at most ``CONDEMNED_AT_ONCE`` blobs, waits and reads the references again."""
+    monkeypatch.setattr(collecting, "CONDEMNED_AT_ONCE", 2)
+    stored = [await old_blob(store, b"old %d " % n + uuid.uuid4().bytes) for n in range(5)]
+    condemned: list[int] = []
+
+    async def count() -> None:
+        condemned.append(len(store.tombstones()))
+
+    collected = await collecting.collect(store, MemoryRequestStore(), grace=GRACE, now=later(), settle=count)
+    assert condemned == [2, 2, 1] and collected.blobs == 5
+    assert not any((store.root / BlobStore.blob_location(blob_id)).exists() for blob_id in stored)
+    assert store.tombstones() == []
