@@ -197,7 +197,9 @@ async def test_a_service_killed_between_the_seals_two_steps(
 
         stored = kube.get("SymbolRequest", name, namespace)
         assert stored is not None
-        assert stored["spec"]["sealed"] is True and stored["status"].get("sealedSegments") is None
+        # (The status may be absent: the create's own status write can lose a race with the
+        # operator's finalizer; a record reads correctly without it.)
+        assert stored["spec"]["sealed"] is True and (stored.get("status") or {}).get("sealedSegments") is None
 
         async with deployment.running() as (_, service):
             # What a client sees: sealed (no entries accepted), but the seal's count is not written.
