@@ -5,12 +5,23 @@ Layout below the store's root (``docs/publishing.md``)::
     _publish/blobs/<BLOBID-HEX>.blob               one object per distinct content
     _publish/uploads/<random>                      an upload without a named id, while it is hashed
     _publish/blocks/<BLOBID-HEX>/<BLOCK-HEX>.block staged blocks of a multi-block upload
+    _publish/condemned/<BLOBID-HEX>.json           a garbage collection's tombstone (below)
 
 A whole-blob upload streams through ``VsoHasher`` into a conditional create at the blob's name; the
 body raises at its end when the content does not hash to the name, which makes the backend throw the
 write away (no temporary file, no multipart upload survives). So an object at a blob's name always
 has that VSO-Hash, and "the blob exists" is the check the debug-entry re-post needs. Two uploads of
 one blob race harmlessly: one create wins, the other is a deduplicated upload.
+
+**The garbage collector's tombstones** (``symbol_service.collecting``): before it deletes old
+unreferenced blobs, a collection writes a tombstone for each (``_publish/condemned/<BLOBID-HEX>.json``,
+valid until a time it names), waits ``SETTLE`` seconds and reads the references again. While a
+tombstone is valid the blob is not stored as far as naming goes (:meth:`BlobStore.nameable_size`:
+a new entry stays ``blobMissing``) and an upload of it answers 503 (retry: the collector is about to
+keep or delete it). An entry that names a blob found in the store (not one this process has just
+stored) must be written within ``NAMING_LIMIT`` seconds of that check, or its batch is refused with
+503 and writes nothing; since ``SETTLE`` is longer, a batch that checked before the tombstone was
+written has written its entry when the collector reads the references again.
 
 A multi-block upload stores each block (verified against its block hash) and assembles the blob when
 a debug entry's ``blobDetails`` lists the blocks in order; the assembled stream is verified the same
@@ -23,6 +34,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import datetime
+import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -30,7 +43,7 @@ from collections.abc import AsyncIterator, Sequence
 from symbol_proxy.backends import base
 from symbol_service import errors, vsohash
 
-__all__ = ["BlobStore", "Upload"]
+__all__ = ["NAMING_LIMIT", "BlobStore", "Upload", "tombstone", "tombstone_until"]
 
 PREFIX = "_publish"
 
@@ -75,6 +88,12 @@ the store again (the debug-entry re-post right after the upload then costs no HE
 stored blob only goes away through garbage collection, which never removes a blob younger than its
 grace period, and that is at least an hour (``config.Collection``)."""
 
+NAMING_LIMIT = 120.0
+"""Seconds within which a batch of debug entries must start writing its segment after it first
+found a named blob in the store (not remembered); later, it is refused (503) and writes nothing.
+The garbage collector waits longer than this between condemning blobs and reading the references
+again (``collecting.SETTLE``)."""
+
 STORED_REMEMBERED = 100_000
 """Most blobs remembered at once (about 150 bytes each)."""
 
@@ -98,11 +117,55 @@ class BlobStore:
     def block_location(blob_id: vsohash.BlobId, block: bytes) -> str:
         return f"{PREFIX}/blocks/{blob_id.hex}/{block.hex().upper()}.block"
 
-    async def size(self, blob_id: vsohash.BlobId) -> int | None:
-        """The stored blob's size, or ``None`` when it is not stored."""
+    @staticmethod
+    def tombstone_location(blob_id: vsohash.BlobId) -> str:
+        return f"{PREFIX}/condemned/{blob_id.hex}.json"
+
+    async def condemned(self, blob_id: vsohash.BlobId) -> bool:
+        """Whether a garbage collection has condemned the blob and its tombstone is still valid."""
+        try:
+            stream = await self.backend.open(self.tombstone_location(blob_id))
+        except base.NotFound:
+            return False
+        try:
+            data = b"".join([chunk async for chunk in stream.chunks()])
+        finally:
+            await stream.aclose()
+        until = tombstone_until(data)
+        # An unreadable tombstone counts: the collector may be about to delete the blob.
+        return until is None or datetime.datetime.now(datetime.UTC) < until
+
+    async def nameable_size(self, blob_id: vsohash.BlobId) -> tuple[int | None, bool]:
+        """The size of the blob as a new debug entry may name it (``None``: not stored, or condemned
+        by a garbage collection), and whether the answer came from the store (then the entry
+        must be written within ``NAMING_LIMIT``); a blob this process has just stored is young,
+        which no collection condemns."""
+        remembered = self._remembered(blob_id)
+        if remembered is not None:
+            return remembered, False
+        size = await self.size(blob_id)
+        if size is None or await self.condemned(blob_id):
+            return None, True
+        return size, True
+
+    def _remembered(self, blob_id: vsohash.BlobId) -> int | None:
         remembered = self._stored.get(blob_id)
         if remembered is not None and time.monotonic() - remembered[1] < STORED_TRUST:
             return remembered[0]
+        return None
+
+    async def _refuse_condemned(self, blob_id: vsohash.BlobId) -> None:
+        if await self.condemned(blob_id):
+            raise errors.ServiceError(
+                "ServiceUnavailableException",
+                f"Blob {blob_id.hex} is being garbage-collected; upload it again in a minute.",
+            )
+
+    async def size(self, blob_id: vsohash.BlobId) -> int | None:
+        """The stored blob's size, or ``None`` when it is not stored."""
+        remembered = self._remembered(blob_id)
+        if remembered is not None:
+            return remembered
         try:
             info = await self.backend.head(self.blob_location(blob_id))
         except base.NotFound:
@@ -164,6 +227,7 @@ class BlobStore:
                 self.blob_location(blob_id), self._verified(blob_id, chunks, limit, counter), size=size
             )
         except base.AlreadyExists:
+            await self._refuse_condemned(blob_id)
             return Upload(blob_id, counter[0], deduplicated=True)
         except _HashMismatch:
             raise _mismatch(f"the blob id {blob_id.hex}") from None
@@ -191,6 +255,7 @@ class BlobStore:
             await self.backend.put(staging, hashed(), size=size)
             blob_id = hasher.finish()
             if await self.size(blob_id) is not None:
+                await self._refuse_condemned(blob_id)
                 return Upload(blob_id, hasher.size, deduplicated=True)
             await self.backend.copy(staging, self.blob_location(blob_id))
             self._remember(blob_id, hasher.size)
@@ -244,6 +309,20 @@ class BlobStore:
         publisher meanwhile); absent ones are not an error."""
         for block in set(blocks):
             await self.backend.delete(self.block_location(blob_id, block))
+
+
+def tombstone(until: datetime.datetime) -> bytes:
+    """A tombstone's content: valid until ``until``."""
+    return json.dumps({"until": until.astimezone(datetime.UTC).isoformat()}).encode()
+
+
+def tombstone_until(data: bytes) -> datetime.datetime | None:
+    """Until when a tombstone is valid; ``None`` when it cannot be read."""
+    try:
+        until = datetime.datetime.fromisoformat(str(json.loads(data)["until"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+    return until if until.tzinfo else until.replace(tzinfo=datetime.UTC)
 
 
 def block_hash_from_text(text: str) -> bytes:

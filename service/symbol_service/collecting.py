@@ -9,6 +9,7 @@ What is left over, and what crashes leave, is collected here:
 - **staging objects** (``_publish/uploads/``) of nameless uploads cut off before their copy;
 - **manifests** (``_publish/requests/<id>/``) of requests that no longer exist (a batch that was
   still writing when its request was deleted);
+- **tombstones** of an earlier collection that crashed (below);
 - the store's **incomplete writes**: S3 multipart uploads never completed or aborted, the
   filesystem's temporary files.
 
@@ -23,25 +24,37 @@ re-post that will name it, is young; a multipart upload or a block being written
 is listed *before* the references are read, so a blob written after the listing is never a
 candidate, and an entry written before the reading is seen.
 
-**What the grace period cannot cover** (docs/publishing.md): an entry that names an *old,
-unreferenced* blob (a file published again after the request that had it expired) in the moment
-between this sweep reading the manifests and deleting that blob. The entry then says ``created``
-but its blob is gone: symsrv and ``contents`` answer 404 for it and the operator cannot publish the
-request (it logs the failure at each retry) until the blob is uploaded again. Running the collection
-rarely (the chart's CronJob runs it daily) keeps that window to seconds a day.
+**An old blob named again during the collection.** The grace period cannot protect an *old,
+unreferenced* blob that a new entry names (a file published again after the request that had it
+expired) between the moment this sweep reads the manifests and the moment it deletes the blob. So
+blobs are not deleted on the first reading: the collection writes a **tombstone** for each blob it
+means to delete (``_publish/condemned/<BLOBID-HEX>.json``, valid for ``TOMBSTONE_LIFETIME``), waits
+``SETTLE`` seconds, reads the references again, and deletes only the blobs still unreferenced;
+then it removes the tombstones. The service, for its part (``blobs``): an entry never becomes
+``created`` for a blob with a valid tombstone, an upload of such a blob answers 503, and a batch
+that found a named blob in the store writes its segment within ``blobs.NAMING_LIMIT`` seconds of
+that check or not at all. ``SETTLE`` is longer than that limit, so an entry that checked the blob
+before its tombstone existed is in the manifests when they are read again, and one that checked
+afterwards did not name it. A collection deletes no blob once its tombstones are older than half
+their lifetime (the service ignores expired tombstones: a crashed collection blocks nothing for
+long); the blobs left are considered again by the next run, which also removes expired tombstones.
+One collection runs at a time (the chart's CronJob: ``concurrencyPolicy: Forbid``).
 
 The decision is pure (:func:`plan`); :func:`collect` does the I/O around it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 
 from symbol_proxy.backends import base
-from symbol_service.blobs import PREFIX
+from symbol_service import vsohash
+from symbol_service.blobs import NAMING_LIMIT, PREFIX, BlobStore, tombstone
 from symbol_service.manifests import ManifestStore
 from symbol_service.requeststore import RequestStore
 
@@ -49,10 +62,29 @@ __all__ = ["Collected", "Plan", "collect", "plan"]
 
 log = logging.getLogger(__name__)
 
+
+async def _sleep() -> None:
+    await asyncio.sleep(SETTLE)
+
+
 BLOBS = f"{PREFIX}/blobs/"
 BLOCKS = f"{PREFIX}/blocks/"
 UPLOADS = f"{PREFIX}/uploads/"
 REQUESTS = f"{PREFIX}/requests/"
+CONDEMNED = f"{PREFIX}/condemned/"
+
+SETTLE = NAMING_LIMIT + 30.0
+"""Seconds between condemning blobs and reading the references again: longer than a batch of debug
+entries may take from finding a blob to writing its segment (``blobs.NAMING_LIMIT``), with room for
+a slow store's write."""
+
+CONDEMNED_AT_ONCE = 10_000
+"""Blobs condemned in one round (tombstones, the wait, the second reading, the deletes), so that a
+round's deletes stay well within the first half of its tombstones' lifetime even on a slow store."""
+
+TOMBSTONE_LIFETIME = datetime.timedelta(hours=1)
+"""How long the service honours a tombstone. A collection deletes blobs only in the first half of
+it, which leaves half an hour for clock differences between the collector and the service."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -136,6 +168,53 @@ def plan(
     return Plan(sorted(blobs), sorted(blocks), sorted(uploads), sorted(manifests), young)
 
 
+async def _references(
+    listed: list[base.Listed], requests: RequestStore, manifests: ManifestStore, cutoff: datetime.datetime
+) -> tuple[set[str], dict[str, list[str]]]:
+    """The blob ids (hex, upper case) that entries name, and the orphaned manifests."""
+    known = {record.id for record in await requests.list()}
+    orphaned = orphans(listed, known, cutoff)
+    referenced: set[str] = set()
+    for request_id in {request_of_segment(item.location) for item in listed} | known:
+        if request_id is None or request_id in orphaned:
+            continue
+        for entry in (await manifests.entries(request_id)).values():
+            referenced.add(str(entry["blobId"]).upper())
+    return referenced, orphaned
+
+
+async def _delete_condemned(
+    backend: base.ListableBackend,
+    candidates: list[str],
+    again: Callable[[], Awaitable[set[str]]],
+    settle: Callable[[], Awaitable[None]],
+) -> list[str]:
+    """Condemn the ``candidates`` (blob locations), wait, and delete those that ``again`` (the
+    references read anew) does not name; the locations deleted."""
+    if not candidates:
+        return []
+    started = time.monotonic()
+    until = datetime.datetime.now(datetime.UTC) + TOMBSTONE_LIFETIME
+    content = tombstone(until)
+    ids = {location: vsohash.BlobId.from_hex(str(blob_of(location))) for location in candidates}
+
+    async def body() -> AsyncIterator[bytes]:
+        yield content
+
+    for blob_id in ids.values():
+        await backend.put(BlobStore.tombstone_location(blob_id), body(), size=len(content))
+    await settle()
+    referenced = await again()
+    deleted: list[str] = []
+    for location, blob_id in ids.items():
+        in_time = time.monotonic() - started < TOMBSTONE_LIFETIME.total_seconds() / 2
+        if blob_id.hex.upper() not in referenced and in_time:
+            await backend.delete(location)
+            deleted.append(location)
+        await backend.delete(BlobStore.tombstone_location(blob_id))
+    return deleted
+
+
 async def collect(
     backend: base.ListableBackend,
     requests: RequestStore,
@@ -143,27 +222,35 @@ async def collect(
     grace: datetime.timedelta,
     now: datetime.datetime | None = None,
     dry_run: bool = False,
+    settle: Callable[[], Awaitable[None]] | None = None,
 ) -> Collected:
-    """One collection of the publish store (see the module docstring)."""
+    """One collection of the publish store (see the module docstring). ``settle`` replaces the
+    wait of ``SETTLE`` seconds between condemning blobs and reading the references again."""
     cutoff = (now or datetime.datetime.now(datetime.UTC)) - grace
     listed = [item async for item in backend.list(f"{PREFIX}/")]  # first: later writes are no candidates
-    known = {record.id for record in await requests.list()}
-    orphaned = orphans(listed, known, cutoff)
     manifests = ManifestStore(backend)
-    referenced: set[str] = set()
-    for request_id in {request_of_segment(item.location) for item in listed} | known:
-        if request_id is None or request_id in orphaned:
-            continue
-        for entry in (await manifests.entries(request_id)).values():
-            referenced.add(str(entry["blobId"]).upper())
+    referenced, orphaned = await _references(listed, requests, manifests, cutoff)
     decided = plan(listed, referenced, orphaned, cutoff)
     incomplete = 0
+    blobs = decided.blobs
     if not dry_run:
-        for location in decided.blobs + decided.blocks + decided.uploads + decided.manifests:
+
+        async def again() -> set[str]:
+            return (await _references(listed, requests, manifests, cutoff))[0]
+
+        blobs = []
+        for start in range(0, len(decided.blobs), CONDEMNED_AT_ONCE):
+            round_ = decided.blobs[start : start + CONDEMNED_AT_ONCE]
+            blobs += await _delete_condemned(backend, round_, again, settle or _sleep)
+        for location in decided.blocks + decided.uploads + decided.manifests:
             await backend.delete(location)
+        expired = datetime.datetime.now(datetime.UTC) - TOMBSTONE_LIFETIME
+        for item in listed:  # tombstones a crashed collection left behind
+            if item.location.startswith(CONDEMNED) and item.modified < expired:
+                await backend.delete(item.location)
         incomplete = await backend.remove_incomplete(cutoff)
     collected = Collected(
-        blobs=len(decided.blobs),
+        blobs=len(blobs),
         blocks=len(decided.blocks),
         uploads=len(decided.uploads),
         manifests=len(decided.manifests),

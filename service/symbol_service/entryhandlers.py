@@ -8,12 +8,13 @@ upload to, and the re-post (with ``blobDetails`` after a multi-block upload) tur
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from symbol_service import entries, errors, handlers, routes, tokens, vsohash, wire
+from symbol_service import blobs, entries, errors, handlers, routes, tokens, vsohash, wire
 from symbol_service.requeststore import RequestRecord
 
 __all__ = ["EntryHandlers"]
@@ -46,6 +47,7 @@ class EntryHandlers(handlers.ApiBase):
         added: dict[str, dict[str, Any]] = {}  # by this batch: a later entry of it may repeat an id
 
         sizes: dict[vsohash.BlobId, int | None] = {}  # one store lookup per blob per batch
+        checked: list[float] = []  # when the batch first relied on a blob found in the store
 
         def existing(entry_id: str) -> dict[str, Any] | None:
             return added.get(entry_id) or stored_before.get(entry_id)
@@ -54,7 +56,9 @@ class EntryHandlers(handlers.ApiBase):
         changed: list[dict[str, Any]] = []
         now = wire.format_date(self.clock())
         for entry in batch.debug_entries:
-            stored = await self._entry(record, entry, existing, sizes, batch.create_behavior, who, now)
+            stored = await self._entry(
+                record, entry, existing, sizes, checked, batch.create_behavior, who, now
+            )
             if stored is None:
                 self.metrics.entries.labels("skipped").inc()
                 continue
@@ -64,6 +68,12 @@ class EntryHandlers(handlers.ApiBase):
                 added[record_["id"].lower()] = record_
             answers.append(record_)
             self.metrics.entries.labels(wire.DebugEntryStatus(record_["status"]).name.lower()).inc()
+        if changed and checked and time.monotonic() - checked[0] > blobs.NAMING_LIMIT:
+            # A garbage collection may have condemned a blob after this batch found it: writing
+            # now could name a blob it is deleting (blobs.NAMING_LIMIT, collecting.SETTLE).
+            raise errors.ServiceError(
+                "ServiceUnavailableException", "This batch took too long to be written; send it again."
+            )
         segment = await self.manifest_store.append(record.id, changed)
         if segment is not None and not await self._kept_by_the_request(record, segment):
             raise errors.ServiceError(
@@ -78,6 +88,7 @@ class EntryHandlers(handlers.ApiBase):
         entry: wire.DebugEntry,
         existing: Callable[[str], dict[str, Any] | None],
         sizes: dict[vsohash.BlobId, int | None],
+        checked: list[float],
         behavior: wire.CreateBehavior,
         who: tokens.Principal | None,
         now: str,
@@ -108,15 +119,20 @@ class EntryHandlers(handlers.ApiBase):
                 )
             if behavior == wire.CreateBehavior.SKIP_IF_EXISTS:
                 return None
-        if blob_id not in sizes:
-            sizes[blob_id] = await self.blob_store.size(blob_id)
-        size = sizes[blob_id]
+
+        async def lookup() -> int | None:
+            sizes[blob_id], from_store = await self.blob_store.nameable_size(blob_id)
+            if from_store and sizes[blob_id] is not None and not checked:
+                checked.append(time.monotonic())
+            return sizes[blob_id]
+
+        size = sizes[blob_id] if blob_id in sizes else await lookup()
         if entry.blob_details is not None:
             blocks = [block.digest for block in entry.blob_details.block_hashes]
             if size is not None:
                 await self.blob_store.discard_blocks(blob_id, blocks)  # another publisher stored it
             elif await self.blob_store.assemble(blob_id, blocks, limit=self.limits.max_blob_size):
-                size = sizes[blob_id] = await self.blob_store.size(blob_id)
+                size = await lookup()
         status = wire.DebugEntryStatus.BLOB_MISSING if size is None else wire.DebugEntryStatus.CREATED
         stored: dict[str, Any] = {
             "id": entry_id,

@@ -49,6 +49,11 @@ async def stage_block(service: Service, blob_hex: str, data: bytes) -> None:
     await service.call("POST", f"/_apis/blob/blobs/{blob_hex}", data=data, params=params, expect=201)
 
 
+async def at_once() -> None:
+    """The collection's wait between condemning blobs and deleting them (nothing happens meanwhile
+    here; ``test_collecting_window`` is about what may)."""
+
+
 async def test_collection_removes_old_unreferenced_objects_only(
     any_store: Store, any_service: Service, any_requests: MemoryRequestStore
 ) -> None:
@@ -106,7 +111,9 @@ async def test_collection_removes_old_unreferenced_objects_only(
     assert (dry.blobs, dry.blocks, dry.uploads, dry.manifests, dry.incomplete) == (3, 1, 1, 1, 0)
     assert await store.exists(blob(gone_data))
 
-    collected = await collecting.collect(store.backend, requests, grace=GRACE, now=edge + GRACE)
+    collected = await collecting.collect(
+        store.backend, requests, grace=GRACE, now=edge + GRACE, settle=at_once
+    )
     assert (collected.blobs, collected.blocks, collected.uploads, collected.manifests) == (3, 1, 1, 1)
     assert collected.incomplete == 1 and collected.kept_young == 2  # the young blob and block
     for kept in (sealed_data, open_data, missing_data, young_data):
@@ -119,6 +126,7 @@ async def test_collection_removes_old_unreferenced_objects_only(
     assert not await store.exists(orphan_manifest)
     assert await store.exists(ManifestStore.segment_location(sealed["id"], 0))
     assert store.unfinished_writes() == {"young-part"}
+    assert [item async for item in store.backend.list(collecting.CONDEMNED)] == []  # tombstones gone
 
     # The requests still work: the sealed file is served, the open request can be sealed.
     status, body, _ = await service.call("GET", "/_apis/symbol/symsrv/S.PDB/ab12/s.pdb", role="reader")
@@ -128,7 +136,7 @@ async def test_collection_removes_old_unreferenced_objects_only(
     )
     assert listed["count"] == 2
 
-    again = await collecting.collect(store.backend, requests, grace=GRACE, now=edge + GRACE)
+    again = await collecting.collect(store.backend, requests, grace=GRACE, now=edge + GRACE, settle=at_once)
     assert (again.blobs, again.blocks, again.uploads, again.manifests, again.incomplete) == (0, 0, 0, 0, 0)
 
 

@@ -255,9 +255,10 @@ def _link_over(source: Path, destination: Path) -> None:
     os.link(source, temporary)
     try:
         os.replace(temporary, destination)
-    except OSError:
+    finally:
+        # When the destination is already a link to the same file (a publish repeated after a
+        # crash), rename(2) does nothing and succeeds: the temporary name would stay behind.
         _remove(temporary)
-        raise
 
 
 def _create_file(path: Path) -> int:

@@ -8,7 +8,9 @@ gone, files gone); two requests sharing a file, one expires, the file stays for 
 ``kubectl`` and by REST withdraws the files through the finalizer; the lifecycle's metrics move
 (seal-to-publish, withdraw duration, requests by phase); an operator stopped in the middle of an
 expiry (its store failing after some deletions) leaves the request behind its finalizer, and a
-restarted one finishes the expiry without touching what another live request provides.
+restarted one finishes the expiry without touching what another live request provides; one stopped
+in the middle of a publish (its store failing after some copies) leaves the request unmarked, and a
+restarted one publishes every path, byte-identical, and nothing else.
 """
 
 from __future__ import annotations
@@ -290,24 +292,80 @@ async def test_the_lifecycle_metrics_move(
 
 
 class FailingStore(FilesystemBackend):
-    """The filesystem store, whose deletes start failing after ``deletes`` of them (the operator's
-    connection to the store is gone, as in a crash in the middle of a sweep)."""
+    """The filesystem store, whose deletes (or copies) start failing after ``deletes`` (``copies``)
+    of them: the operator's connection to the store is gone, as in a crash in the middle of a sweep
+    (or of a publish). ``None`` never fails."""
 
-    def __init__(self, root: Path, deletes: int) -> None:
+    def __init__(self, root: Path, *, deletes: int | None = None, copies: int | None = None) -> None:
         super().__init__(
             FilesystemSource.model_validate({"id": "publish", "type": "filesystem", "path": str(root)})
         )
-        self.left = deletes
+        self.left = {"delete": deletes, "copy": copies}
         self.failures = 0
 
-    async def delete(self, location: str) -> None:
-        if self.left == 0:
+    def _allow(self, what: str) -> None:
+        left = self.left[what]
+        if left is None:
+            return
+        if left == 0:
             self.failures += 1
-            raise OSError("injected: the store went away in the middle of the expiry")
-        self.left -= 1
+            raise OSError(f"injected: the store went away in the middle of a {what}")
+        self.left[what] = left - 1
+
+    async def delete(self, location: str) -> None:
+        self._allow("delete")
         # Shielded: a sibling's failure cancels this coroutine, which would otherwise drop an unlink
         # still queued for a worker thread; the deletes that got through must happen.
         await asyncio.shield(super().delete(location))
+
+    async def copy(self, source: str, destination: str) -> None:
+        self._allow("copy")
+        await asyncio.shield(super().copy(source, destination))
+
+
+def files_of(store: Path) -> dict[str, bytes]:
+    """Every file below the store (temporary files too), by path, with its content."""
+    return {
+        path.relative_to(store).as_posix(): path.read_bytes() for path in store.rglob("*") if path.is_file()
+    }
+
+
+def published_condition(kube: Kube, name: str, namespace: str) -> dict[str, str] | None:
+    stored = kube.get("SymbolRequest", name, namespace) or {}
+    conditions = (stored.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == "Published"), None)
+
+
+async def test_a_publish_cut_off_midway_is_finished_by_the_next_operator(
+    service: Service, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    assert service.store is not None
+    files = [(f"part{i}.dll/5AB3807{i}9000/part{i}.dll", f"part file {i}".encode() * 100) for i in range(4)]
+    paths = {path: data for key, data in files for path in entry_paths(key)}
+    name = object_name("cut-off-publish")
+    await publish(service, "cut-off-publish", files)  # sealed before any operator runs
+    before = files_of(service.store)
+    assert not set(paths) & set(before)
+    failing = FailingStore(service.store, copies=3)
+    with lifecycle_operator(tmp_path / "service.yaml", namespace, store=failing):
+        await eventually(lambda: failing.failures >= 2, "the publish to start and fail", timeout=60)
+    # Stopped in the middle: three copies got through (their links may still be finishing in the
+    # stopped operator's worker threads), the request is not marked published.
+    await eventually(
+        lambda: sum((service.store / path).exists() for path in paths) == 3,
+        "the three copies that got through",
+    )
+    assert published_condition(kube, name, namespace) is None
+
+    with lifecycle_operator(tmp_path / "service.yaml", namespace):
+        await eventually(
+            lambda: (published_condition(kube, name, namespace) or {}).get("status") == "True",
+            "the finished publish",
+        )
+    condition = published_condition(kube, name, namespace)
+    assert condition is not None and f"at {len(paths)} paths" in condition["message"]
+    # Every path byte-identical, nothing else written, changed or removed (no temporary file left).
+    assert files_of(service.store) == {**before, **paths}
 
 
 async def test_an_expiry_cut_off_midway_is_finished_by_the_next_operator(

@@ -168,7 +168,9 @@ async def test_the_filesystem_leaves_no_temporary_files(tmp_path: Path) -> None:
         await backend.create("d/b.bin", body(b"c"))
     with pytest.raises(base.Malformed):
         await backend.put("d/c.bin", body(b"c"), size=9)
-    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["a.bin", "b.bin"]
+    await backend.copy("d/a.bin", "d/copy.bin")
+    await backend.copy("d/a.bin", "d/copy.bin")  # again (a repeated publish): already the same file
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["a.bin", "b.bin", "copy.bin"]
 
 
 async def test_s3_writes_without_permission_are_refused(
