@@ -121,7 +121,7 @@ async def service(kube: Kube, namespace: str, tmp_path: Path) -> AsyncIterator[S
     await api.close()
 
 
-async def eventually(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
+async def eventually(check: Callable[[], bool], what: str, timeout: float = 120) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not check():
         if asyncio.get_running_loop().time() > deadline:
