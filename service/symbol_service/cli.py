@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from symbol_proxy.backends import base
-from symbol_proxy.config import ConfigError, FilesystemSource, UpstreamSettings
+from symbol_proxy.config import ConfigError, FilesystemSource, GcsSource, UpstreamSettings
 from symbol_service import tokens
 from symbol_service.config import MIN_GRACE_PERIOD, ServiceConfig, StoreSource, TokenFile, load_config
 from symbol_service.requeststore import RequestStore
@@ -44,9 +44,15 @@ def store_backend(source: StoreSource, settings: UpstreamSettings) -> base.Lista
         Path(source.path).mkdir(parents=True, exist_ok=True)
         return FilesystemBackend(source)
     try:
+        if isinstance(source, GcsSource):
+            from symbol_proxy.backends.gcs import GcsBackend
+
+            return GcsBackend(source, settings)  # with its own HTTP session, closed with it
         from symbol_proxy.backends.s3 import S3Backend
     except ImportError as exc:
-        raise ConfigError(f"store: the s3 store needs {exc.name}; install symbol-operator[cloud]") from None
+        raise ConfigError(
+            f"store: the {source.type} store needs {exc.name}; install symbol-operator[cloud]"
+        ) from None
     return S3Backend(source, settings)
 
 
