@@ -616,6 +616,10 @@ def symbol_source_crd() -> Schema:
 # SymbolRequest (the Azure DevOps Symbol Service "Request"; only the schema so far).
 
 
+STORE_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
+"""A source id of the proxy's configuration (``symbol_proxy.config``), which the store is."""
+
+
 def _request_spec() -> Schema:
     return obj(
         "A symbol publishing request, as in the Azure DevOps Symbol Service: a named, expiring set of "
@@ -664,8 +668,23 @@ def _request_spec() -> Schema:
                 rules=[rule("self == oldSelf", "createdDate is immutable")],
             ),
             "domainId": string("Azure's storage domain of the request (always 0 here).", max_length=64),
+            "store": string(
+                "Id of the publish store the request was written to (the store source's id in the "
+                "service's configuration), set by the publishing service. The operator publishes and "
+                "withdraws only requests of the store it was given. Immutable.",
+                min_length=1,
+                max_length=200,
+                pattern=STORE_ID_PATTERN,
+            ),
         },
         required=["name"],
+        rules=[
+            # On the spec, not the field: a field's own rule does not run when the field is removed.
+            rule(
+                "!has(oldSelf.store) || (has(self.store) && self.store == oldSelf.store)",
+                "store is immutable",
+            )
+        ],
     )
 
 
@@ -718,6 +737,7 @@ def symbol_request_crd() -> Schema:
         columns=[
             printer("Request", ".spec.name"),
             printer("Status", ".status.requestStatus"),
+            printer("Store", ".spec.store"),
             printer("Ready", f"{ready}.status"),
             printer("Expires", ".status.expirationTime", "date", priority=1),
             printer("Message", f"{ready}.message", priority=1),

@@ -76,9 +76,9 @@ def _setup_logging(level: str) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)  # they log signed headers at DEBUG
 
 
-def _kube_requests(namespace: str | None) -> RequestStore | None:
-    """The SymbolRequests of ``namespace`` (or the default one); ``None`` after reporting a login
-    failure."""
+def _kube_requests(namespace: str | None, store: str) -> RequestStore | None:
+    """The SymbolRequests of ``namespace`` (or the default one), created with ``spec.store`` =
+    ``store`` (the publish store's id); ``None`` after reporting a login failure."""
     from symbol_operator.kubeapi import KubeApi, LoginError, load_configuration
     from symbol_service.kuberequests import KubeRequestStore
 
@@ -88,7 +88,7 @@ def _kube_requests(namespace: str | None) -> RequestStore | None:
         print(f"symbol-service: --requests kubernetes: {exc.message}", file=sys.stderr)
         return None
     api = KubeApi()  # kubeconfig, or the pod's ServiceAccount in a cluster; connects on first use
-    requests = KubeRequestStore(api, namespace or default_namespace())
+    requests = KubeRequestStore(api, namespace or default_namespace(), store=store)
     log.info("symbol requests are SymbolRequest resources of namespace %s", requests.namespace)
     return requests
 
@@ -111,7 +111,7 @@ def _gc(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"symbol-service: {exc}", file=sys.stderr)
         return 2
-    requests = _kube_requests(args.namespace)
+    requests = _kube_requests(args.namespace, config.store.id)
     if requests is None:
         return 2
     backend = store_backend(config.store, config.upstream)
@@ -152,7 +152,7 @@ def _serve(args: argparse.Namespace) -> int:
         log.warning("DEVELOPMENT MODE: symbol requests are kept in this process's memory only")
         requests = MemoryRequestStore()
     else:
-        requests = _kube_requests(args.namespace)
+        requests = _kube_requests(args.namespace, config.store.id)
         if requests is None:
             return 2
     app = create_app(

@@ -13,8 +13,9 @@ neither (Symbolicator has no ADC; users asked for it, symbolicator#561).
 
 Errors follow ``shared/specs/layouts.md`` §10.5: 404 (and other 4xx) is ``NotFound``, 401/403
 ``PermissionDenied``, 429 and 5xx ``UpstreamError`` (retryable). A 401 with a cached token is retried
-once with a fresh one; nothing else is retried here: aiohttp retries nothing by default, and the
-resolver's retry loop wraps every backend. Refusals are logged once per backend, operation and code.
+once with a fresh one; no read is retried here otherwise: aiohttp retries nothing by default, and
+the resolver's retry loop wraps every backend (writes: below). Refusals are logged once per
+backend, operation and code.
 
 **Writes** (publishing, ``WritableBackend`` and ``ListableBackend``) use the same JSON API. A body is
 buffered up to ``WRITE_PART_SIZE``: a smaller one is one media upload (``uploadType=media``); a
@@ -31,7 +32,10 @@ size before the last request, so a wrong size stores nothing.
 
 All responses are translated in one place (``_error``); a write's other 4xx is an ``UpstreamError``
 that is not retried (a bad request stays bad), a read's is ``NotFound``. aiohttp's own errors are
-translated by ``httpio.send``. The 401 retry with a fresh token holds for every call.
+translated by ``httpio.send``. The 401 retry with a fresh token holds for every call. Publishing
+calls (uploads but the chunks of a resumable one, head, copy, delete, list) are retried here on 429,
+5xx and timeouts, ``upstream.retries`` times with a jittered exponential backoff, as botocore
+retries S3's; reads are not (the resolver retries them).
 
 ``HttpBodyStream`` is also used by the Sentry backend: an aiohttp response body with the read
 timeout, the download deadline and aiohttp's errors translated.
@@ -46,6 +50,7 @@ import datetime
 import json
 import logging
 import os
+import random
 import re
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
@@ -67,6 +72,8 @@ DEFAULT_API_ROOT = "https://storage.googleapis.com"
 WRITE_PART_SIZE = 8 * 1024**2
 """Bytes per chunk of a resumable upload, and the largest body sent as one media upload. GCS wants
 every chunk but the last to be a multiple of 256 KiB; 8 MiB is also what its own clients send."""
+RETRY_BACKOFF = 0.2
+"""Seconds before the first retry of a publishing call; doubled for each further one."""
 _RANGE = re.compile(r"^bytes=0-(\d+)$")
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
@@ -192,15 +199,44 @@ class GcsBackend:
         headers: Mapping[str, str] | None = None,
         deadline: float | None = None,
         create: bool = False,
+        retry: bool = False,
     ) -> aiohttp.ClientResponse:
         """Send one request with a token (a fresh one once after a 401) and return the response when
         its status is ``ok``; raise the translated error otherwise. Reads wait for headers within the
-        head timeout; writes, whose body is sent first, within the deadline (the total timeout)."""
-        where = f"gs://{self._source.bucket}/{key}"
+        head timeout; writes, whose body is sent first, within the deadline (the total timeout).
+
+        With ``retry`` (the store's calls for publishing, which no resolver retries, as botocore
+        retries S3's), a retryable failure (429, 5xx, no answer) is tried again up to
+        ``upstream.retries`` times after a jittered backoff, within the deadline."""
         loop = asyncio.get_running_loop()
         if deadline is None:
             deadline = loop.time() + self._settings.total_timeout
-        wait = None if method == "GET" else max(deadline - loop.time(), 0.0)
+        attempts = self._settings.retries + 1 if retry else 1
+        for attempt in range(attempts):
+            try:
+                return await self._attempt(method, url, key, operation, ok, data, headers, deadline, create)
+            except base.BackendError as exc:
+                delay = RETRY_BACKOFF * 2**attempt * random.uniform(0.5, 1.0)
+                if not exc.retryable or attempt + 1 == attempts or loop.time() + delay >= deadline:
+                    raise
+                log.debug("%r: %s failed (%s), trying again", self, operation, exc)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _attempt(
+        self,
+        method: str,
+        url: URL,
+        key: str,
+        operation: str,
+        ok: tuple[int, ...],
+        data: bytes | None,
+        headers: Mapping[str, str] | None,
+        deadline: float,
+        create: bool,
+    ) -> aiohttp.ClientResponse:
+        where = f"gs://{self._source.bucket}/{key}"
+        wait = None if method == "GET" else max(deadline - asyncio.get_running_loop().time(), 0.0)
         for attempt in range(2):
             token = await self._token()
             sent = {"User-Agent": self._settings.user_agent, **(headers or {})}
@@ -353,6 +389,7 @@ class GcsBackend:
             },
             deadline=deadline,
             create=bool(condition),
+            retry=True,
         )
 
     async def _start_resumable(self, key: str, condition: dict[str, str], deadline: float) -> URL:
@@ -418,7 +455,7 @@ class GcsBackend:
 
     async def head(self, location: str) -> base.ObjectInfo:
         key = locations.join_key(self._source.prefix, location)
-        response = await self._call("GET", self._object_url(key), key, operation="metadata")
+        response = await self._call("GET", self._object_url(key), key, operation="metadata", retry=True)
         metadata = await self._json(response, key)
         return base.ObjectInfo(size=int(metadata.get("size") or 0), etag=metadata.get("etag"))
 
@@ -438,6 +475,7 @@ class GcsBackend:
                 data=b"{}",
                 headers={"Content-Type": "application/json"},
                 deadline=deadline,
+                retry=True,
             )
             progress = await self._json(response, key)
             if progress.get("done"):
@@ -452,7 +490,7 @@ class GcsBackend:
         key = locations.join_key(self._source.prefix, location)
         try:
             response = await self._call(
-                "DELETE", self._object_url(key), key, operation="delete", ok=(200, 204)
+                "DELETE", self._object_url(key), key, operation="delete", ok=(200, 204), retry=True
             )
         except base.NotFound:
             return
@@ -467,7 +505,11 @@ class GcsBackend:
         query = {"prefix": key, "fields": "items(name,size,updated),nextPageToken"}
         while True:
             response = await self._call(
-                "GET", self._bucket_url("/storage/v1/b/{bucket}/o", **query), key, operation="list"
+                "GET",
+                self._bucket_url("/storage/v1/b/{bucket}/o", **query),
+                key,
+                operation="list",
+                retry=True,
             )
             page = await self._json(response, key)
             for item in page.get("items") or []:

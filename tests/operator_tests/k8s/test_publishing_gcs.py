@@ -3,11 +3,15 @@ with ``store: {type: gcs}`` (fake-gcs-server, reached as any GCS emulator is, th
 ``STORAGE_EMULATOR_HOST``), SymbolRequests in a real API server, and a real proxy reading the bucket
 as an ordinary ``gcs`` source with the ``symstore`` layout.
 
-Covered: a request created, filled (single-PUT uploads) and sealed through REST is published by the
-operator, registered from the service's configuration file as ``symbol-operator run
---publish-config`` does: every path of every entry is in the bucket byte-identical, and the proxy
-serves each file byte-identical by its SymSrv key; two requests share a file and one expires: its
-own file and its manifest leave the bucket, the shared file stays and is still served.
+Covered: a request created, filled (single-PUT uploads) and sealed through REST records its store
+(``spec.store``, the ``Store`` column of ``kubectl get``) and is published by the operator,
+registered from the service's configuration file as ``symbol-operator run --publish-config`` does:
+every path of every entry is in the bucket byte-identical, and the proxy serves each file
+byte-identical by its SymSrv key; two requests share a file and one expires: its own file and its
+manifest leave the bucket, the shared file stays and is still served. An operator given another
+store (another id, the same bucket) refuses the request: ``Published=False`` with reason
+``StoreMismatch`` and a Warning event, nothing published; ``kubectl delete`` lets it go and the
+file at its path stays.
 """
 
 from __future__ import annotations
@@ -102,9 +106,8 @@ async def gcs_service(
     reader = store_backend(config.store, config.upstream)
     assert isinstance(reader, GcsBackend)
     api = KubeApi()
-    server = TestServer(
-        create_app(backend, KubeRequestStore(api, namespace), table, limits=Limits()), host="127.0.0.1"
-    )
+    requests = KubeRequestStore(api, namespace, store=config.store.id)  # as ``serve`` makes it
+    server = TestServer(create_app(backend, requests, table, limits=Limits()), host="127.0.0.1")
     await server.start_server()
     try:
         async with aiohttp.ClientSession() as session:
@@ -142,7 +145,11 @@ async def test_a_sealed_request_is_published_into_gcs_and_served_by_a_proxy(
         for data, key in files:
             await until(lambda: store.published(key, data), f"{key} in the bucket")  # noqa: B023
         stored = kube.get("SymbolRequest", object_name("gcs/build/1"), namespace)
-        assert stored is not None
+        assert stored is not None and stored["spec"]["store"] == "publish"
+        table = kube.table("SymbolRequest", namespace)
+        columns = [c["name"] for c in table["columnDefinitions"]]
+        rows = [dict(zip(columns, row["cells"], strict=True)) for row in table["rows"]]
+        assert [(row["Request"], row["Store"]) for row in rows] == [("gcs/build/1", "publish")]
         published = [c for c in stored["status"]["conditions"] if c["type"] == "Published"]
         assert [c["status"] for c in published] == ["True"]
     proxy = await start_proxy([{**store.source, "id": "published", "layout": {"type": "symstore"}}])
@@ -172,3 +179,51 @@ async def test_an_expiry_withdraws_from_gcs_what_no_other_request_provides(
     proxy = await start_proxy([{**store.source, "id": "published", "layout": {"type": "symstore"}}])
     assert await fetch(proxy, shared_key) == (200, shared_data)
     assert (await fetch(proxy, own_key))[0] == 404
+
+
+async def test_an_operator_given_another_store_refuses_the_request_and_touches_nothing(
+    gcs_service: tuple[Service, GcsStore], kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    service, store = gcs_service
+    data, key = keyed_fixture(0)
+    # Another store id, though the same bucket and prefix: a publish would be seen here.
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({"store": {**store.source, "id": "elsewhere"}, "tokens_file": "unused"}))
+    name = object_name("gcs/foreign")
+    placed = entry_paths(key)[0]
+    await store.reader.put(placed, _once(b"another request's file"))
+
+    async def refused() -> bool:
+        stored = kube.get("SymbolRequest", name, namespace) or {}
+        conditions = (stored.get("status") or {}).get("conditions") or []
+        return [(c["type"], c["status"], c["reason"]) for c in conditions] == [
+            ("Published", "False", "StoreMismatch")
+        ]
+
+    with lifecycle_operator(other, namespace):
+        await publish(service, "gcs/foreign", [(key, data)])
+        await until(refused, "the StoreMismatch condition")
+
+        async def warned() -> bool:
+            events = kube.list("Event", namespace)
+            return any(
+                e["involvedObject"]["name"] == name
+                and e["reason"] == "StoreMismatch"
+                and e["type"] == "Warning"
+                for e in events
+            )
+
+        await until(warned, "the Warning event")
+        assert all([await store.read(path) is None for path in entry_paths(key)[1:]])
+        kube.delete("SymbolRequest", name, namespace)
+
+        async def gone() -> bool:
+            return kube.get("SymbolRequest", name, namespace) is None
+
+        await until(gone, "the deleted request to go")
+    assert await store.read(placed) == b"another request's file"
+    assert all([await store.read(path) is None for path in entry_paths(key)[1:]])
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data

@@ -262,7 +262,10 @@ async def test_gcs_answers_to_an_upload_become_our_errors(
     expected: type[base.BackendError],
     retryable: bool,
 ) -> None:
+    hits: list[str] = []
+
     async def refuse(request: web.Request) -> web.Response:
+        hits.append(request.method)
         return _gcs_error(status, reason)
 
     app = web.Application()
@@ -278,6 +281,32 @@ async def test_gcs_answers_to_an_upload_become_our_errors(
         assert "ya29" not in str(caught.value)  # the token is never in an error
     finally:
         await backend.aclose()
+    # Retryable answers are tried again (``retries`` times), as botocore does for S3; 401 once more
+    # only with a refreshable token, which a bearer token is not.
+    assert hits == ["POST"] * (settings.retries + 1 if retryable else 1)
+
+
+async def test_a_gcs_write_that_fails_once_succeeds_on_the_retry(
+    aiohttp_server: Callable[..., Any], settings: UpstreamSettings
+) -> None:
+    answers = [503]
+    stored: dict[str, bytes] = {}
+
+    async def upload(request: web.Request) -> web.Response:
+        if answers:
+            return _gcs_error(answers.pop(), "backendError")
+        stored[request.query["name"]] = await request.read()
+        return web.json_response({"name": request.query["name"]})
+
+    app = web.Application()
+    app.router.add_post("/upload/storage/v1/b/symbols/o", upload)
+    server = await aiohttp_server(app)
+    backend = GcsBackend(gcs_source(), settings, api_root=str(server.make_url("")).rstrip("/"))
+    try:
+        await backend.create("a/b.bin", body(b"da", b"ta"), size=4)
+    finally:
+        await backend.aclose()
+    assert stored == {"a/b.bin": b"data"}
 
 
 async def test_a_gcs_chunk_kept_only_in_part_is_sent_again_from_where_it_stopped(
