@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from symbol_operator.models import GROUP, VERSION, SourceType
-from symbol_proxy.config import Casing, LayoutType, S3Source
+from symbol_proxy.config import SOURCE_ID_PATTERN, Casing, LayoutType, S3Source
 from symbol_proxy.objects import FileType
 
 __all__ = [
@@ -616,10 +616,6 @@ def symbol_source_crd() -> Schema:
 # SymbolRequest (the Azure DevOps Symbol Service "Request"; only the schema so far).
 
 
-STORE_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
-"""A source id of the proxy's configuration (``symbol_proxy.config``), which the store is."""
-
-
 def _request_spec() -> Schema:
     return obj(
         "A symbol publishing request, as in the Azure DevOps Symbol Service: a named, expiring set of "
@@ -674,7 +670,7 @@ def _request_spec() -> Schema:
                 "withdraws only requests of the store it was given. Immutable.",
                 min_length=1,
                 max_length=200,
-                pattern=STORE_ID_PATTERN,
+                pattern=SOURCE_ID_PATTERN,  # the store is a source of the proxy's schema
             ),
         },
         required=["name"],
