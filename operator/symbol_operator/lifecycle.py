@@ -294,3 +294,9 @@ def register(registry: kopf.OperatorRegistry, lifecycle: Lifecycle, *, interval:
             await lifecycle.finalize(body)
         except (kubeapi.ApiError, OSError, ValueError) as exc:
             raise kopf.TemporaryError(f"withdrawing the request's files: {exc}", delay=interval) from None
+
+    @kopf.on.cleanup(registry=registry)
+    async def close_store(**_: Any) -> None:
+        """Close the store's connections when the operator stops (an S3 client, the HTTP session a
+        GCS backend opened for itself)."""
+        await lifecycle.publisher.backend.aclose()

@@ -144,6 +144,12 @@ async def test_a_sealed_request_is_published_into_gcs_and_served_by_a_proxy(
         await publish(service, "gcs/build/1", [(key, data) for data, key in files])
         for data, key in files:
             await until(lambda: store.published(key, data), f"{key} in the bucket")  # noqa: B023
+
+        async def condition() -> bool:  # written after the copies
+            stored = kube.get("SymbolRequest", object_name("gcs/build/1"), namespace) or {}
+            return bool((stored.get("status") or {}).get("conditions"))
+
+        await until(condition, "the Published condition")
         stored = kube.get("SymbolRequest", object_name("gcs/build/1"), namespace)
         assert stored is not None and stored["spec"]["store"] == "publish"
         table = kube.table("SymbolRequest", namespace)
