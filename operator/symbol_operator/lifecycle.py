@@ -295,6 +295,15 @@ def register(registry: kopf.OperatorRegistry, lifecycle: Lifecycle, *, interval:
         except (kubeapi.ApiError, OSError, ValueError) as exc:
             raise kopf.TemporaryError(f"withdrawing the request's files: {exc}", delay=interval) from None
 
+    @kopf.on.startup(registry=registry)
+    def exit_timers_promptly(settings: kopf.OperatorSettings, **_: Any) -> None:
+        """kopf keeps a deleted object's finalizer until the object's timer has exited. A timer whose
+        call is under way when the deletion arrives (its own reconcile often made that deletion) is
+        checked again only after ``background.cancellation_polling``, 60 s by default: an expiry
+        would then take a minute longer than its work. Check every second instead (a patch of the
+        object each time, only while a timer is exiting)."""
+        settings.background.cancellation_polling = min(settings.background.cancellation_polling, 1.0)
+
     @kopf.on.cleanup(registry=registry)
     async def close_store(**_: Any) -> None:
         """Close the store's connections when the operator stops (an S3 client, the HTTP session a
