@@ -352,6 +352,8 @@ class GcsBackend:
                     part = bytes(buffer[:WRITE_PART_SIZE])
                     del buffer[:WRITE_PART_SIZE]
                     persisted = await self._send_chunk(session, key, part, sent, None, deadline)
+                    if persisted < sent:
+                        raise base.UpstreamError(f"{where}: GCS lost bytes it had acknowledged")
                     if persisted < sent + len(part):  # GCS kept less: send the rest again
                         buffer[:0] = part[persisted - sent :]
                     sent = persisted
