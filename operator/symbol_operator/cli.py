@@ -146,7 +146,8 @@ def register_lifecycle(
 
     service = load_config(config)
     publisher = Publisher(store_backend(service.store, service.upstream))
-    register(registry, Lifecycle(KubeApi(), publisher, source=source), interval=interval)
+    lifecycle = Lifecycle(KubeApi(), publisher, source=source, store=service.store.id)
+    register(registry, lifecycle, interval=interval)
 
 
 def run(

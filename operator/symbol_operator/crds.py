@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from symbol_operator.models import GROUP, VERSION, SourceType
-from symbol_proxy.config import Casing, LayoutType, S3Source
+from symbol_proxy.config import SOURCE_ID_PATTERN, Casing, LayoutType, S3Source
 from symbol_proxy.objects import FileType
 
 __all__ = [
@@ -664,8 +664,23 @@ def _request_spec() -> Schema:
                 rules=[rule("self == oldSelf", "createdDate is immutable")],
             ),
             "domainId": string("Azure's storage domain of the request (always 0 here).", max_length=64),
+            "store": string(
+                "Id of the publish store the request was written to (the store source's id in the "
+                "service's configuration), set by the publishing service. The operator publishes and "
+                "withdraws only requests of the store it was given. Immutable.",
+                min_length=1,
+                max_length=200,
+                pattern=SOURCE_ID_PATTERN,  # the store is a source of the proxy's schema
+            ),
         },
         required=["name"],
+        rules=[
+            # On the spec, not the field: a field's own rule does not run when the field is removed.
+            rule(
+                "!has(oldSelf.store) || (has(self.store) && self.store == oldSelf.store)",
+                "store is immutable",
+            )
+        ],
     )
 
 
@@ -718,6 +733,7 @@ def symbol_request_crd() -> Schema:
         columns=[
             printer("Request", ".spec.name"),
             printer("Status", ".status.requestStatus"),
+            printer("Store", ".spec.store"),
             printer("Ready", f"{ready}.status"),
             printer("Expires", ".status.expirationTime", "date", priority=1),
             printer("Message", f"{ready}.message", priority=1),

@@ -412,15 +412,23 @@ class KubeApi:
         )
 
     async def post_event(
-        self, namespace: str, involved: Mapping[str, str], *, type_: str, reason: str, message: str
+        self,
+        namespace: str,
+        involved: Mapping[str, str],
+        *,
+        type_: str,
+        reason: str,
+        message: str,
+        kind: str = "SymbolSource",
     ) -> None:
-        """A core/v1 Event about a SymbolSource (``involved``: name and uid)."""
+        """A core/v1 Event about a SymbolSource, or another ``kind`` of ours (``involved``: name and
+        uid)."""
         now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
         event = client.CoreV1Event(
             metadata=client.V1ObjectMeta(generate_name=f"{involved['name']}.", namespace=namespace),
             involved_object=client.V1ObjectReference(
                 api_version=API_VERSION,
-                kind="SymbolSource",
+                kind=kind,
                 namespace=namespace,
                 name=involved["name"],
                 uid=involved["uid"],

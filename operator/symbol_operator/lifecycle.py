@@ -16,6 +16,13 @@ with :func:`register`. The rules (``docs/publishing.md``):
   finalizer is removed and the object goes. Until then the service reports the request as being
   deleted.
 
+- **Another store** (``spec.store`` names a store other than the one the operator was given, the
+  id of the ``store`` in ``--publish-config``): refused. The condition ``Published=False`` with
+  reason ``StoreMismatch`` and a Warning event say so, once; nothing is published, expired or
+  withdrawn (its manifest and blobs are not in this store, and its paths may be another request's
+  here). Deleting it lets the object go without touching the store. A request without
+  ``spec.store`` (created before the field existed) belongs to the operator's store.
+
 Triggers: every watch event of a SymbolRequest (the seal's second step is a status write, which
 kopf's change handlers would not see) and a timer (``interval`` seconds) that retries failures and
 notices expiry. Publishing and withdrawing run one at a time (one lock), so a sweep never deletes a
@@ -44,12 +51,13 @@ from symbol_service.publication import Publisher
 from symbol_service.requeststore import RequestRecord
 from symbol_service.wire import RequestStatus
 
-__all__ = ["PUBLISHED", "phase", "register"]
+__all__ = ["PUBLISHED", "STORE_MISMATCH", "phase", "register"]
 
 log = logging.getLogger(__name__)
 
 PLURAL = "symbolrequests"
 PUBLISHED = "Published"
+STORE_MISMATCH = "StoreMismatch"
 
 
 def _now() -> datetime.datetime:
@@ -95,10 +103,14 @@ class Lifecycle:
         publisher: Publisher,
         *,
         source: str | None = None,
+        store: str | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.api = api
         self.publisher = publisher
+        self.store = store
+        """The id of the store ``publisher`` writes to; requests whose ``spec.store`` names another
+        are refused. ``None`` checks nothing (tests that hand in a backend of their own)."""
         self.source = source
         """The SymbolSource (in the request's namespace) through which sidecars read the store: its
         publication annotation changes after each publish, so they drop their cached 404s."""
@@ -134,11 +146,51 @@ class Lifecycle:
                 "publish source %s/%s does not exist: sidecars keep cached 404s", namespace, self.source
             )
 
+    def _foreign(self, record: RequestRecord) -> str | None:
+        """Why the request is not this operator's to publish or withdraw, or ``None``."""
+        if self.store is None or record.store is None or record.store == self.store:
+            return None
+        return (
+            f"the request was written to store {record.store!r}, this operator publishes into store "
+            f"{self.store!r}: nothing is published or withdrawn"
+        )
+
+    async def _warn(self, body: Mapping[str, Any], reason: str, message: str) -> None:
+        metadata = body.get("metadata") or {}
+        namespace = str(metadata.get("namespace") or "")
+        involved = {"name": str(metadata.get("name") or ""), "uid": str(metadata.get("uid") or "")}
+        log.warning("SymbolRequest %s/%s: %s", namespace, involved["name"], message)
+        try:
+            await self.api.post_event(
+                namespace, involved, type_="Warning", reason=reason, message=message, kind="SymbolRequest"
+            )
+        except kubeapi.ApiError as exc:
+            log.info("SymbolRequest %s/%s: event not posted: %s", namespace, involved["name"], exc)
+
+    async def _refuse(self, body: Mapping[str, Any], message: str) -> None:
+        """Say once, in a condition and a Warning event, that the request is another store's."""
+        conditions = (body.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == PUBLISHED and c.get("reason") == STORE_MISMATCH for c in conditions):
+            return
+        metadata = body.get("metadata") or {}
+        condition = _condition(False, STORE_MISMATCH, message)
+        await self.api.patch_request(
+            str(metadata["namespace"]),
+            str(metadata["name"]),
+            {"status": {"conditions": [condition]}},
+            status=True,
+        )
+        await self._warn(body, STORE_MISMATCH, message)
+
     async def reconcile(self, body: Mapping[str, Any]) -> None:
-        """Publish a sealed request, retire an expired or soft-deleted one; nothing else."""
+        """Publish a sealed request, retire an expired or soft-deleted one; refuse another store's."""
         record = record_from_object(dict(body))
         metadata = body.get("metadata") or {}
         if record is None or metadata.get("deletionTimestamp"):
+            return
+        foreign = self._foreign(record)
+        if foreign is not None:
+            await self._refuse(body, foreign)
             return
         namespace, name = str(metadata["namespace"]), str(metadata["name"])
         if record.status == RequestStatus.UNAVAILABLE or record.expiration_date <= _now():
@@ -174,6 +226,12 @@ class Lifecycle:
         """Withdraw its files (keeping what other live sealed requests provide), then its manifest."""
         record = record_from_object(dict(body))
         if record is None:
+            return
+        foreign = self._foreign(record)
+        if foreign is not None:
+            # Letting the object go: this operator can never withdraw it, and a finalizer nobody
+            # removes would leave a `kubectl delete` hanging. Its files stay where they are.
+            await self._warn(body, STORE_MISMATCH, f"deleted; {foreign}")
             return
         namespace = str((body.get("metadata") or {})["namespace"])
         started = time.monotonic()
@@ -236,3 +294,18 @@ def register(registry: kopf.OperatorRegistry, lifecycle: Lifecycle, *, interval:
             await lifecycle.finalize(body)
         except (kubeapi.ApiError, OSError, ValueError) as exc:
             raise kopf.TemporaryError(f"withdrawing the request's files: {exc}", delay=interval) from None
+
+    @kopf.on.startup(registry=registry)
+    def exit_timers_promptly(settings: kopf.OperatorSettings, **_: Any) -> None:
+        """kopf keeps a deleted object's finalizer until the object's timer has exited. A timer whose
+        call is under way when the deletion arrives (its own reconcile often made that deletion) is
+        checked again only after ``background.cancellation_polling``, 60 s by default: an expiry
+        would then take a minute longer than its work. Check every second instead (a patch of the
+        object each time, only while a timer is exiting)."""
+        settings.background.cancellation_polling = min(settings.background.cancellation_polling, 1.0)
+
+    @kopf.on.cleanup(registry=registry)
+    async def close_store(**_: Any) -> None:
+        """Close the store's connections when the operator stops (an S3 client, the HTTP session a
+        GCS backend opened for itself)."""
+        await lifecycle.publisher.backend.aclose()

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from symbol_proxy.backends import base
-from symbol_proxy.config import ConfigError, FilesystemSource, UpstreamSettings
+from symbol_proxy.config import ConfigError, FilesystemSource, GcsSource, UpstreamSettings
 from symbol_service import tokens
 from symbol_service.config import MIN_GRACE_PERIOD, ServiceConfig, StoreSource, TokenFile, load_config
 from symbol_service.requeststore import RequestStore
@@ -44,9 +44,15 @@ def store_backend(source: StoreSource, settings: UpstreamSettings) -> base.Lista
         Path(source.path).mkdir(parents=True, exist_ok=True)
         return FilesystemBackend(source)
     try:
+        if isinstance(source, GcsSource):
+            from symbol_proxy.backends.gcs import GcsBackend
+
+            return GcsBackend(source, settings)  # with its own HTTP session, closed with it
         from symbol_proxy.backends.s3 import S3Backend
     except ImportError as exc:
-        raise ConfigError(f"store: the s3 store needs {exc.name}; install symbol-operator[cloud]") from None
+        raise ConfigError(
+            f"store: the {source.type} store needs {exc.name}; install symbol-operator[cloud]"
+        ) from None
     return S3Backend(source, settings)
 
 
@@ -70,9 +76,9 @@ def _setup_logging(level: str) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)  # they log signed headers at DEBUG
 
 
-def _kube_requests(namespace: str | None) -> RequestStore | None:
-    """The SymbolRequests of ``namespace`` (or the default one); ``None`` after reporting a login
-    failure."""
+def _kube_requests(namespace: str | None, store: str) -> RequestStore | None:
+    """The SymbolRequests of ``namespace`` (or the default one), created with ``spec.store`` =
+    ``store`` (the publish store's id); ``None`` after reporting a login failure."""
     from symbol_operator.kubeapi import KubeApi, LoginError, load_configuration
     from symbol_service.kuberequests import KubeRequestStore
 
@@ -82,7 +88,7 @@ def _kube_requests(namespace: str | None) -> RequestStore | None:
         print(f"symbol-service: --requests kubernetes: {exc.message}", file=sys.stderr)
         return None
     api = KubeApi()  # kubeconfig, or the pod's ServiceAccount in a cluster; connects on first use
-    requests = KubeRequestStore(api, namespace or default_namespace())
+    requests = KubeRequestStore(api, namespace or default_namespace(), store=store)
     log.info("symbol requests are SymbolRequest resources of namespace %s", requests.namespace)
     return requests
 
@@ -105,7 +111,7 @@ def _gc(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"symbol-service: {exc}", file=sys.stderr)
         return 2
-    requests = _kube_requests(args.namespace)
+    requests = _kube_requests(args.namespace, config.store.id)
     if requests is None:
         return 2
     backend = store_backend(config.store, config.upstream)
@@ -146,7 +152,7 @@ def _serve(args: argparse.Namespace) -> int:
         log.warning("DEVELOPMENT MODE: symbol requests are kept in this process's memory only")
         requests = MemoryRequestStore()
     else:
-        requests = _kube_requests(args.namespace)
+        requests = _kube_requests(args.namespace, config.store.id)
         if requests is None:
             return 2
     app = create_app(

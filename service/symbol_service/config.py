@@ -1,7 +1,7 @@
 """The service's configuration: where to listen, the publish store, the tokens, the limits.
 
 A YAML file (``symbol-service serve --config``). The store is a source entry in the proxy's own
-schema (``filesystem`` or ``s3``; GCS writes are not built yet), so the operator can render the
+schema (``filesystem``, ``s3`` or ``gcs``), so the operator can render the
 publish-target ``SymbolSource`` for the service and the sidecars alike. Tokens are a file of hashes,
 in a deployment the mount of a Kubernetes Secret. Each default carries its reason.
 """
@@ -17,7 +17,15 @@ from typing import Annotated, Any
 import pydantic
 import yaml
 
-from symbol_proxy.config import ConfigError, Duration, FilesystemSource, S3Source, Size, UpstreamSettings
+from symbol_proxy.config import (
+    ConfigError,
+    Duration,
+    FilesystemSource,
+    GcsSource,
+    S3Source,
+    Size,
+    UpstreamSettings,
+)
 from symbol_service import tokens
 
 __all__ = ["Collection", "Limits", "ServiceConfig", "TokenFile", "load_config", "load_tokens"]
@@ -60,7 +68,7 @@ class Listen(_Model):
     port: Annotated[int, pydantic.Field(ge=0, le=65535)] = 8090
 
 
-StoreSource = Annotated[FilesystemSource | S3Source, pydantic.Field(discriminator="type")]
+StoreSource = Annotated[FilesystemSource | S3Source | GcsSource, pydantic.Field(discriminator="type")]
 
 
 class ServiceConfig(_Model):

@@ -12,8 +12,10 @@ errors); this module maps those errors onto the Azure ``typeKey`` the API answer
   object name, and the loser's 409 becomes ``RequestExistsException``.
 - ``spec``: the request name, ``description``, ``expirationTime`` (Azure's ``expirationDate``),
   ``sealed``, and the identity fixed at creation — ``requestId``, ``createdBy``, ``createdDate``,
-  ``domainId`` — immutable by CEL rule. Identity is in the spec, not the status, because a create
-  cannot write the status subresource: one POST makes a complete request or none.
+  ``domainId`` and ``store`` (the id of the publish store the service writes the request's blobs and
+  manifest to, so the operator can refuse a request of another store) — immutable by CEL rule.
+  Identity is in the spec, not the status, because a create cannot write the status subresource:
+  one POST makes a complete request or none.
 - ``status`` (subresource): ``requestStatus`` (Created / Sealed / UnavailableReadOnly), ``size``,
   ``debugEntries``, ``sealedSegments`` and a copy of ``requestId`` for ``kubectl``; the operator adds
   its ``conditions``.
@@ -32,6 +34,7 @@ nothing and keeps its etag (the API server does not bump a version for a no-op).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import logging
@@ -80,6 +83,7 @@ def _spec(record: RequestRecord) -> dict[str, Any]:
         "createdBy": record.created_by,
         "createdDate": _time(record.created_date),
         "domainId": record.domain_id,
+        "store": record.store,
     }
     return spec
 
@@ -122,6 +126,7 @@ def record_from_object(body: dict[str, Any]) -> RequestRecord | None:
         domain_id=str(spec.get("domainId") or "0"),
         sealed_segments=None if segments is None else int(segments),
         sealed_date=_parse_time(status["sealedTime"]) if status.get("sealedTime") else None,
+        store=str(spec["store"]) if spec.get("store") else None,
     )
 
 
@@ -136,13 +141,17 @@ def _unavailable(exc: kubeapi.ApiError) -> errors.ServiceError:
 
 
 class KubeRequestStore:
-    """SymbolRequest resources of one namespace as the service's ``RequestStore``."""
+    """SymbolRequest resources of one namespace as the service's ``RequestStore``; the requests it
+    creates record ``store`` (the publish store's id) as ``spec.store``."""
 
-    def __init__(self, api: kubeapi.KubeApi, namespace: str) -> None:
+    def __init__(self, api: kubeapi.KubeApi, namespace: str, *, store: str | None = None) -> None:
         self.api = api
         self.namespace = namespace
+        self.store = store
 
     async def create(self, record: RequestRecord) -> RequestRecord:
+        if self.store is not None:
+            record = dataclasses.replace(record, store=self.store)
         body = {
             "apiVersion": API_VERSION,
             "kind": "SymbolRequest",

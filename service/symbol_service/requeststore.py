@@ -53,6 +53,9 @@ class RequestRecord:
     ``None`` while the request is open, or while a seal is under way."""
     sealed_date: datetime.datetime | None = None
     """When the seal's second step finished: the operator measures seal-to-publish from it."""
+    store: str | None = None
+    """The id of the store the request is written to (``spec.store``), fixed at creation by the
+    request store that knows it (``KubeRequestStore``); ``None`` where there is only one."""
 
 
 class RequestStore(Protocol):

@@ -170,8 +170,12 @@ class SourceFilters(_Model):
         return patterns
 
 
+SOURCE_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
+"""What a source id may be; also a SymbolRequest's ``spec.store`` (the publish store's id)."""
+
+
 class _CommonSource(_Model):
-    id: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+    id: Annotated[str, Field(min_length=1, max_length=200, pattern=SOURCE_ID_PATTERN)]
     """Unique name of the source; used in logs, never in metric labels."""
     filters: SourceFilters = SourceFilters()
     """Which lookups the source takes part in."""

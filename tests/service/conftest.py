@@ -9,7 +9,7 @@ import contextlib
 import dataclasses
 import io
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,9 @@ from aiohttp.test_utils import TestServer
 
 from symbol_proxy.backends import base
 from symbol_proxy.backends.filesystem import FilesystemBackend
+from symbol_proxy.backends.gcs import GcsBackend
 from symbol_proxy.backends.s3 import S3Backend
-from symbol_proxy.config import FilesystemSource, UpstreamSettings
+from symbol_proxy.config import FilesystemSource, GcsSource, UpstreamSettings
 from symbol_service import tokens
 from symbol_service.app import create_app
 from symbol_service.config import Limits
@@ -32,10 +33,12 @@ from symbol_service.requeststore import MemoryRequestStore, RequestStore
 from tests.sidecar.backends.conftest import (  # noqa: F401
     S3World,
     _no_real_aws,
+    fake_gcs,
     minio_world,
     s3_world,
     settings,
 )
+from tests.support.objectstores import FakeGcs
 
 ORG = "fabrikam"
 
@@ -140,14 +143,27 @@ async def service(tmp_path: Path, limits: Limits) -> AsyncIterator[Service]:
 class Store:
     """The store under test, and how to make and see an unfinished write in it."""
 
-    def __init__(self, backend: base.ListableBackend, root: Path | None, world: S3World | None, prefix: str):
+    def __init__(
+        self,
+        backend: base.ListableBackend,
+        root: Path | None,
+        world: S3World | None,
+        prefix: str,
+        gcs: FakeGcs | None = None,
+    ):
         self.backend = backend
         self.root = root
         self.world = world
         self.prefix = prefix
+        self.gcs = gcs
+        self.lists_unfinished = gcs is None
+        """Whether the store can list unfinished writes (GCS cannot list resumable upload sessions;
+        they expire by themselves)."""
 
     def start_unfinished_write(self, name: str) -> None:
-        if self.world is not None:
+        if self.gcs is not None:
+            self.gcs.start_resumable("symbols", f"{self.prefix}/{name}", b"x")
+        elif self.world is not None:
             client = self.world.client()
             key = f"{self.prefix}/{name}"
             upload = client.create_multipart_upload(Bucket="symbols", Key=key)
@@ -159,6 +175,8 @@ class Store:
             (self.root / f".{name}.tmp-{uuid.uuid4().hex[:16]}").write_bytes(b"half a file")
 
     def unfinished_writes(self) -> set[str]:
+        if self.gcs is not None:
+            return set()
         if self.world is not None:
             found = self.world.client().list_multipart_uploads(Bucket="symbols")  # MinIO: no folder prefix
             keys = [u["Key"] for u in found.get("Uploads") or []]
@@ -174,18 +192,28 @@ class Store:
         return True
 
 
-@pytest.fixture(params=["filesystem", "minio"])
-def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """Each store the service writes to: a directory, and a prefix of MinIO's ``symbols`` bucket."""
+@pytest.fixture(params=["filesystem", "minio", "gcs"])
+async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """Each store the service writes to: a directory, a prefix of MinIO's ``symbols`` bucket, and a
+    prefix of fake-gcs-server's."""
     if request.param == "filesystem":
         root = tmp_path / "store"
         root.mkdir()
         source = FilesystemSource.model_validate({"id": "publish", "type": "filesystem", "path": str(root)})
         yield Store(FilesystemBackend(source), root, None, "")
         return
-    world: S3World = request.getfixturevalue("minio_world")
     prefix = f"publish-{uuid.uuid4().hex}"
     upstream: UpstreamSettings = request.getfixturevalue("settings")
+    if request.param == "gcs":
+        server: FakeGcs = request.getfixturevalue("fake_gcs")
+        gcs = GcsSource.model_validate(
+            {"id": "publish", "type": "gcs", "bucket": "symbols", "prefix": prefix, "bearer_token": "ya29.x"}
+        )
+        backend = GcsBackend(gcs, upstream, api_root=server.endpoint)
+        yield Store(backend, None, None, prefix, gcs=server)
+        await backend.aclose()
+        return
+    world: S3World = request.getfixturevalue("minio_world")
     yield Store(S3Backend(world.source(prefix=prefix), upstream), None, world, prefix)
 
 

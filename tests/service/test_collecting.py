@@ -1,5 +1,6 @@
 """Garbage collection of the publish store (``symbol_service.collecting``), against the stores the
-product writes to: a filesystem directory and MinIO (a real S3 API with multipart uploads).
+product writes to: a filesystem directory, MinIO (a real S3 API with multipart uploads) and
+fake-gcs-server (GCS's JSON API; its unfinished resumable uploads cannot be listed, they expire).
 
 The store is filled through the running service as clients do (requests, entries, single and
 block uploads), plus what crashes leave (a staging object, a manifest whose request is gone, an
@@ -115,7 +116,8 @@ async def test_collection_removes_old_unreferenced_objects_only(
         store.backend, requests, grace=GRACE, now=edge + GRACE, settle=at_once
     )
     assert (collected.blobs, collected.blocks, collected.uploads, collected.manifests) == (3, 1, 1, 1)
-    assert collected.incomplete == 1 and collected.kept_young == 2  # the young blob and block
+    assert collected.kept_young == 2  # the young blob and block
+    assert collected.incomplete == (1 if store.lists_unfinished else 0)  # GCS: sessions expire alone
     for kept in (sealed_data, open_data, missing_data, young_data):
         assert await store.exists(blob(kept)), kept
     for removed in (gone_data, loose_data, orphan_data):
@@ -125,7 +127,7 @@ async def test_collection_removes_old_unreferenced_objects_only(
     assert not await store.exists("_publish/uploads/0123abcd")
     assert not await store.exists(orphan_manifest)
     assert await store.exists(ManifestStore.segment_location(sealed["id"], 0))
-    assert store.unfinished_writes() == {"young-part"}
+    assert store.unfinished_writes() == ({"young-part"} if store.lists_unfinished else set())
     assert [item async for item in store.backend.list(collecting.CONDEMNED)] == []  # tombstones gone
 
     # The requests still work: the sealed file is served, the open request can be sealed.

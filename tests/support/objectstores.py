@@ -81,6 +81,25 @@ class FakeGcs:
     def create_bucket(self, bucket: str) -> None:
         self._call("POST", "/storage/v1/b", json.dumps({"name": bucket}).encode(), "application/json")
 
+    def start_resumable(self, bucket: str, name: str, data: bytes) -> None:
+        """Start a resumable upload and send ``data`` as its first chunk, never finishing it."""
+        query = urllib.parse.urlencode({"uploadType": "resumable", "name": name})
+        request = urllib.request.Request(
+            f"{self.endpoint}/upload/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o?{query}",
+            data=b"",
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            session = response.headers["Location"]
+        chunk = urllib.request.Request(
+            session, data=data, method="PUT", headers={"Content-Range": f"bytes 0-{len(data) - 1}/*"}
+        )
+        try:
+            urllib.request.urlopen(chunk, timeout=30).close()
+        except urllib.error.HTTPError as exc:  # 308: more to come, which is the point
+            if exc.code != 308:
+                raise
+
     def upload(self, bucket: str, name: str, data: bytes) -> None:
         query = urllib.parse.urlencode({"uploadType": "media", "name": name})
         path = f"/upload/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o?{query}"

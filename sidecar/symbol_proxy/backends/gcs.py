@@ -13,8 +13,29 @@ neither (Symbolicator has no ADC; users asked for it, symbolicator#561).
 
 Errors follow ``shared/specs/layouts.md`` §10.5: 404 (and other 4xx) is ``NotFound``, 401/403
 ``PermissionDenied``, 429 and 5xx ``UpstreamError`` (retryable). A 401 with a cached token is retried
-once with a fresh one; nothing else is retried here: aiohttp retries nothing by default, and the
-resolver's retry loop wraps every backend. Refusals are logged once per backend, operation and code.
+once with a fresh one; no read is retried here otherwise: aiohttp retries nothing by default, and
+the resolver's retry loop wraps every backend (writes: below). Refusals are logged once per
+backend, operation and code.
+
+**Writes** (publishing, ``WritableBackend`` and ``ListableBackend``) use the same JSON API. A body is
+buffered up to ``WRITE_PART_SIZE``: a smaller one is one media upload (``uploadType=media``); a
+larger one a resumable upload whose chunks of that size are sent one after another (memory holds one
+chunk), the last one with the total size, which is when GCS makes the object; anything failing before
+that cancels the session (``DELETE`` of its URI), and a session nobody finishes or cancels (a crash)
+expires by itself after a week, never an object. ``create`` adds ``ifGenerationMatch=0``, GCS's
+"only if no live object has this name": of two racing creators exactly one succeeds, the other gets
+412, which is ``AlreadyExists``. ``copy`` is a server-side ``rewriteTo`` (repeated with its
+``rewriteToken`` until done, as large objects need); ``delete`` a ``DELETE``; ``head`` the object's
+metadata; ``list`` pages through the objects with a ``prefix``. GCS cannot list resumable sessions,
+so ``remove_incomplete`` has nothing to remove (they expire). Bodies are checked against a declared
+size before the last request, so a wrong size stores nothing.
+
+All responses are translated in one place (``_error``); a write's other 4xx is an ``UpstreamError``
+that is not retried (a bad request stays bad), a read's is ``NotFound``. aiohttp's own errors are
+translated by ``httpio.send``. The 401 retry with a fresh token holds for every call. Publishing
+calls (uploads but the chunks of a resumable one, head, copy, delete, list) are retried here on 429,
+5xx and timeouts, ``upstream.retries`` times with a jittered exponential backoff, as botocore
+retries S3's; reads are not (the resolver retries them).
 
 ``HttpBodyStream`` is also used by the Sentry backend: an aiohttp response body with the read
 timeout, the download deadline and aiohttp's errors translated.
@@ -24,9 +45,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import datetime
+import json
 import logging
 import os
+import random
+import re
 import urllib.parse
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import aiohttp
 from yarl import URL
@@ -36,11 +64,18 @@ from symbol_proxy.backends import base, gcp_auth
 from symbol_proxy.backends.httpio import HttpBodyStream, error_detail, send
 from symbol_proxy.config import GcsSource, UpstreamSettings
 
-__all__ = ["DEFAULT_API_ROOT", "GcsBackend"]
+__all__ = ["DEFAULT_API_ROOT", "WRITE_PART_SIZE", "GcsBackend"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_API_ROOT = "https://storage.googleapis.com"
+WRITE_PART_SIZE = 8 * 1024**2
+"""Bytes per chunk of a resumable upload, and the largest body sent as one media upload. GCS wants
+every chunk but the last to be a multiple of 256 KiB; 8 MiB is also what its own clients send."""
+RETRY_BACKOFF = 0.2
+"""Seconds before the first retry of a publishing call; doubled for each further one."""
+_RANGE = re.compile(r"^bytes=0-(\d+)$")
+_FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
 def _goog_md5(response: aiohttp.ClientResponse) -> str | None:
@@ -58,8 +93,15 @@ def _goog_md5(response: aiohttp.ClientResponse) -> str | None:
     return None
 
 
+def _parse_time(value: object) -> datetime.datetime:
+    """An RFC 3339 time of the JSON API (``updated``); more than microseconds are dropped."""
+    text = _FRACTION.sub(r"\1", str(value))
+    parsed = datetime.datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
+
+
 class GcsBackend:
-    """Read access to one GCS bucket (and prefix) over a borrowed aiohttp session."""
+    """One GCS bucket (and prefix), over a borrowed aiohttp session or, without one, its own."""
 
     kind = "gcs"
 
@@ -68,13 +110,16 @@ class GcsBackend:
         source: GcsSource,
         settings: UpstreamSettings,
         *,
-        session: aiohttp.ClientSession,
+        session: aiohttp.ClientSession | None = None,
         token_url: str = gcp_auth.DEFAULT_TOKEN_URL,
         api_root: str = DEFAULT_API_ROOT,
     ) -> None:
         self._source = source
         self._settings = settings
         self._session = session
+        self._own_session = session is None
+        """Made on first use and closed by ``aclose`` (the publishing service and the operator have
+        no session to lend; the proxy does)."""
         self._reported: set[tuple[str, str]] = set()
         emulator = os.environ.get("STORAGE_EMULATOR_HOST")
         self.auth: gcp_auth.TokenSource | None
@@ -107,10 +152,28 @@ class GcsBackend:
             "; check the source's credentials and the bucket's IAM bindings" if first else f": {detail}",
         )
 
-    def url_for(self, key: str) -> URL:
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    # ---------------------------------------------------------------------------------------------
+    # URLs: object names are quoted completely (``/`` as ``%2F``), as the JSON API requires
+
+    def _object_url(self, key: str, suffix: str = "", **query: str) -> URL:
         bucket = urllib.parse.quote(self._source.bucket, safe="")
         name = urllib.parse.quote(key, safe="")
-        return URL(f"{self.api_root}/storage/v1/b/{bucket}/o/{name}?alt=media", encoded=True)
+        encoded = f"?{urllib.parse.urlencode(query)}" if query else ""
+        return URL(f"{self.api_root}/storage/v1/b/{bucket}/o/{name}{suffix}{encoded}", encoded=True)
+
+    def _bucket_url(self, path: str, **query: str) -> URL:
+        bucket = urllib.parse.quote(self._source.bucket, safe="")
+        return URL(
+            f"{self.api_root}{path.format(bucket=bucket)}?{urllib.parse.urlencode(query)}", encoded=True
+        )
+
+    def url_for(self, key: str) -> URL:
+        return self._object_url(key, alt="media")
 
     async def _token(self) -> str | None:
         if self.auth is None:
@@ -121,19 +184,77 @@ class GcsBackend:
             self._report("token", exc.code, type(self.auth).__name__)
             raise
 
-    async def open(self, location: str, *, checksum: str | None = None) -> base.ObjectStream:
-        key = locations.join_key(self._source.prefix, location)
+    # ---------------------------------------------------------------------------------------------
+    # One call, and the one place where GCS's answers become our errors
+
+    async def _call(
+        self,
+        method: str,
+        url: URL,
+        key: str,
+        *,
+        operation: str,
+        ok: tuple[int, ...] = (200,),
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        deadline: float | None = None,
+        create: bool = False,
+        retry: bool = False,
+    ) -> aiohttp.ClientResponse:
+        """Send one request with a token (a fresh one once after a 401) and return the response when
+        its status is ``ok``; raise the translated error otherwise. Reads wait for headers within the
+        head timeout; writes, whose body is sent first, within the deadline (the total timeout).
+
+        With ``retry`` (the store's calls for publishing, which no resolver retries, as botocore
+        retries S3's), a retryable failure (429, 5xx, no answer) is tried again up to
+        ``upstream.retries`` times after a jittered backoff, within the deadline."""
+        loop = asyncio.get_running_loop()
+        if deadline is None:
+            deadline = loop.time() + self._settings.total_timeout
+        attempts = self._settings.retries + 1 if retry else 1
+        for attempt in range(attempts):
+            try:
+                return await self._attempt(method, url, key, operation, ok, data, headers, deadline, create)
+            except base.BackendError as exc:
+                delay = RETRY_BACKOFF * 2**attempt * random.uniform(0.5, 1.0)
+                if not exc.retryable or attempt + 1 == attempts or loop.time() + delay >= deadline:
+                    raise
+                log.debug("%r: %s failed (%s), trying again", self, operation, exc)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _attempt(
+        self,
+        method: str,
+        url: URL,
+        key: str,
+        operation: str,
+        ok: tuple[int, ...],
+        data: bytes | None,
+        headers: Mapping[str, str] | None,
+        deadline: float,
+        create: bool,
+    ) -> aiohttp.ClientResponse:
         where = f"gs://{self._source.bucket}/{key}"
-        deadline = asyncio.get_running_loop().time() + self._settings.total_timeout
-        url = self.url_for(key)
+        wait = None if method == "GET" else max(deadline - asyncio.get_running_loop().time(), 0.0)
         for attempt in range(2):
             token = await self._token()
-            headers = {"User-Agent": self._settings.user_agent}
+            sent = {"User-Agent": self._settings.user_agent, **(headers or {})}
             if token is not None:
-                headers["Authorization"] = f"Bearer {token}"
-            response = await send(self._session, url, self._settings, deadline, headers=headers, where=where)
-            if response.status == 200:
-                return self._stream(response, deadline, where)
+                sent["Authorization"] = f"Bearer {token}"
+            response = await send(
+                self._client(),
+                url,
+                self._settings,
+                deadline,
+                headers=sent,
+                where=where,
+                method=method,
+                data=data,
+                wait=wait,
+            )
+            if response.status in ok:
+                return response
             if (
                 response.status == 401
                 and attempt == 0
@@ -145,15 +266,53 @@ class GcsBackend:
                 self.auth.invalidate(token)  # revoked or expired early: one more try with a new token
                 continue
             break
+        raise await self._error(response, operation, key, create=create)
+
+    async def _error(
+        self, response: aiohttp.ClientResponse, operation: str, key: str, *, create: bool
+    ) -> base.BackendError:
+        where = f"gs://{self._source.bucket}/{key}"
         status = response.status
         if status in (401, 403):
             code = await error_detail(response)
-            self._report("download", f"{status} {code}", key)
-            raise base.PermissionDenied(f"source {self._source.id}: GCS download refused ({status} {code})")
-        response.release()
+            self._report(operation, f"{status} {code}", key)
+            return base.PermissionDenied(
+                f"source {self._source.id}: GCS {operation} refused ({status} {code})"
+            )
+        if status == 412 and create:
+            response.release()
+            return base.AlreadyExists(where)
         if status == 429 or status >= 500:
-            raise base.UpstreamError(f"{where}: GCS answered {status}", status=status)
-        raise base.NotFound(f"{where}: GCS answered {status}")
+            response.release()
+            return base.UpstreamError(f"{where}: GCS {operation} answered {status}", status=status)
+        if status == 404 or operation == "download":
+            response.release()
+            return base.NotFound(f"{where}: GCS answered {status}")
+        code = await error_detail(response)
+        return base.UpstreamError(
+            f"{where}: GCS {operation} failed ({status} {code})", status=status, retryable=False
+        )
+
+    async def _json(self, response: aiohttp.ClientResponse, key: str) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(self._settings.read_timeout):
+                payload = json.loads(await response.read())
+        except (TimeoutError, aiohttp.ClientError, ValueError):
+            payload = None
+        finally:
+            response.release()
+        if not isinstance(payload, dict):
+            raise base.UpstreamError(f"gs://{self._source.bucket}/{key}: GCS answered no JSON object")
+        return payload
+
+    # ---------------------------------------------------------------------------------------------
+    # Reading
+
+    async def open(self, location: str, *, checksum: str | None = None) -> base.ObjectStream:
+        key = locations.join_key(self._source.prefix, location)
+        deadline = asyncio.get_running_loop().time() + self._settings.total_timeout
+        response = await self._call("GET", self.url_for(key), key, operation="download", deadline=deadline)
+        return self._stream(response, deadline, f"gs://{self._source.bucket}/{key}")
 
     def _stream(self, response: aiohttp.ClientResponse, deadline: float, where: str) -> HttpBodyStream:
         size = response.content_length if not response.headers.get("Content-Encoding") else None
@@ -161,4 +320,208 @@ class GcsBackend:
         return HttpBodyStream(response, info, self._settings, deadline, where=where, md5=_goog_md5(response))
 
     async def aclose(self) -> None:
-        return None  # the session is borrowed; its owner closes it
+        session, self._session = self._session, None
+        if self._own_session and session is not None:
+            await session.close()
+        elif not self._own_session:
+            self._session = session  # borrowed: its owner closes it
+
+    # ---------------------------------------------------------------------------------------------
+    # Writing (publishing)
+
+    async def _upload(
+        self, location: str, chunks: AsyncIterator[bytes], size: int | None, *, only_if_absent: bool
+    ) -> None:
+        key = locations.join_key(self._source.prefix, location)
+        where = f"gs://{self._source.bucket}/{key}"
+        condition = {"ifGenerationMatch": "0"} if only_if_absent else {}
+        deadline = asyncio.get_running_loop().time() + self._settings.total_timeout
+        buffer = bytearray()
+        session: URL | None = None
+        sent = written = 0
+        try:
+            async for chunk in chunks:
+                written += len(chunk)
+                if size is not None and written > size:
+                    raise base.Malformed(f"{where}: more than the declared {size} bytes")
+                buffer += chunk
+                # Strictly more than a chunk: the last request must carry bytes and the total.
+                while len(buffer) > WRITE_PART_SIZE:
+                    if session is None:
+                        session = await self._start_resumable(key, condition, deadline)
+                    part = bytes(buffer[:WRITE_PART_SIZE])
+                    del buffer[:WRITE_PART_SIZE]
+                    persisted = await self._send_chunk(session, key, part, sent, None, deadline)
+                    if persisted < sent:
+                        raise base.UpstreamError(f"{where}: GCS lost bytes it had acknowledged")
+                    if persisted < sent + len(part):  # GCS kept less: send the rest again
+                        buffer[:0] = part[persisted - sent :]
+                    sent = persisted
+            if size is not None and written != size:
+                raise base.Malformed(f"{where}: {written} bytes, not the declared {size}")
+            if session is None:
+                (await self._insert(key, "media", condition, bytes(buffer), deadline)).release()
+                return
+            await self._send_chunk(
+                session, key, bytes(buffer), sent, written, deadline, create=only_if_absent
+            )
+            session = None
+        finally:
+            if session is not None:
+                with contextlib.suppress(base.BackendError):
+                    await asyncio.shield(self._cancel(session, key))
+
+    async def _insert(
+        self, key: str, upload_type: str, condition: dict[str, str], data: bytes, deadline: float
+    ) -> aiohttp.ClientResponse:
+        """An upload request of ``upload_type`` (``media``: the whole object; ``resumable``: start a
+        session); ``condition`` is ``ifGenerationMatch=0`` for a create."""
+        url = self._bucket_url(
+            "/upload/storage/v1/b/{bucket}/o", uploadType=upload_type, name=key, **condition
+        )
+        return await self._call(
+            "POST",
+            url,
+            key,
+            operation="upload",
+            data=data,
+            headers={
+                "Content-Type": "application/octet-stream",
+                "X-Upload-Content-Type": "application/octet-stream",
+            },
+            deadline=deadline,
+            create=bool(condition),
+            retry=True,
+        )
+
+    async def _start_resumable(self, key: str, condition: dict[str, str], deadline: float) -> URL:
+        """A new resumable upload session (its preconditions are checked when it completes)."""
+        response = await self._insert(key, "resumable", condition, b"", deadline)
+        location = response.headers.get("Location")
+        response.release()
+        if not location:
+            raise base.UpstreamError(f"gs://{self._source.bucket}/{key}: GCS started no upload session")
+        return URL(location, encoded=True)
+
+    async def _send_chunk(
+        self,
+        session: URL,
+        key: str,
+        data: bytes,
+        offset: int,
+        total: int | None,
+        deadline: float,
+        *,
+        create: bool = False,
+    ) -> int:
+        """Send ``data`` at ``offset`` of the upload (the last chunk with the ``total``); how many
+        bytes GCS has kept so far."""
+        if data:
+            span = f"bytes {offset}-{offset + len(data) - 1}/{'*' if total is None else total}"
+        else:
+            span = f"bytes */{total}"
+        response = await self._call(
+            "PUT",
+            session,
+            key,
+            operation="upload",
+            ok=(200, 201, 308),
+            data=data,
+            headers={"Content-Range": span, "Content-Type": "application/octet-stream"},
+            deadline=deadline,
+            create=create,
+        )
+        status, kept = response.status, response.headers.get("Range", "")
+        response.release()
+        if status != 308:
+            if total is None:
+                raise base.UpstreamError(f"gs://{self._source.bucket}/{key}: GCS finished an upload early")
+            return total
+        if total is not None:
+            raise base.UpstreamError(f"gs://{self._source.bucket}/{key}: GCS did not finish the upload")
+        match = _RANGE.match(kept)
+        return int(match.group(1)) + 1 if match else 0
+
+    async def _cancel(self, session: URL, key: str) -> None:
+        # GCS answers 499 to the cancellation of a resumable upload.
+        response = await self._call(
+            "DELETE", session, key, operation="upload", ok=(200, 204, 404, 410, 499), data=b""
+        )
+        response.release()
+
+    async def put(self, location: str, chunks: AsyncIterator[bytes], *, size: int | None = None) -> None:
+        await self._upload(location, chunks, size, only_if_absent=False)
+
+    async def create(self, location: str, chunks: AsyncIterator[bytes], *, size: int | None = None) -> None:
+        await self._upload(location, chunks, size, only_if_absent=True)
+
+    async def head(self, location: str) -> base.ObjectInfo:
+        key = locations.join_key(self._source.prefix, location)
+        response = await self._call("GET", self._object_url(key), key, operation="metadata", retry=True)
+        metadata = await self._json(response, key)
+        return base.ObjectInfo(size=int(metadata.get("size") or 0), etag=metadata.get("etag"))
+
+    async def copy(self, source: str, destination: str) -> None:
+        source_key = locations.join_key(self._source.prefix, source)
+        key = locations.join_key(self._source.prefix, destination)
+        bucket = urllib.parse.quote(self._source.bucket, safe="")
+        suffix = f"/rewriteTo/b/{bucket}/o/{urllib.parse.quote(key, safe='')}"
+        query: dict[str, str] = {}
+        deadline = asyncio.get_running_loop().time() + self._settings.total_timeout
+        while True:  # large objects (or another location or storage class) take several calls
+            response = await self._call(
+                "POST",
+                self._object_url(source_key, suffix, **query),
+                source_key,
+                operation="copy",
+                data=b"{}",
+                headers={"Content-Type": "application/json"},
+                deadline=deadline,
+                retry=True,
+            )
+            progress = await self._json(response, key)
+            if progress.get("done"):
+                return
+            if not progress.get("rewriteToken"):
+                raise base.UpstreamError(
+                    f"gs://{self._source.bucket}/{key}: GCS rewrite neither done nor resumable"
+                )
+            query = {"rewriteToken": str(progress["rewriteToken"])}
+
+    async def delete(self, location: str) -> None:
+        key = locations.join_key(self._source.prefix, location)
+        try:
+            response = await self._call(
+                "DELETE", self._object_url(key), key, operation="delete", ok=(200, 204), retry=True
+            )
+        except base.NotFound:
+            return
+        response.release()
+
+    # ---------------------------------------------------------------------------------------------
+    # Listing (garbage collection)
+
+    async def list(self, prefix: str) -> AsyncIterator[base.Listed]:
+        root = len(locations.join_key(self._source.prefix, ""))
+        key = locations.join_key(self._source.prefix, prefix)
+        query = {"prefix": key, "fields": "items(name,size,updated),nextPageToken"}
+        while True:
+            response = await self._call(
+                "GET",
+                self._bucket_url("/storage/v1/b/{bucket}/o", **query),
+                key,
+                operation="list",
+                retry=True,
+            )
+            page = await self._json(response, key)
+            for item in page.get("items") or []:
+                yield base.Listed(
+                    str(item["name"])[root:], int(item.get("size") or 0), _parse_time(item["updated"])
+                )
+            if not page.get("nextPageToken"):
+                return
+            query["pageToken"] = str(page["nextPageToken"])
+
+    async def remove_incomplete(self, before: datetime.datetime) -> int:
+        """Nothing: GCS lists no resumable upload sessions; one nobody finished expires in a week."""
+        return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 from collections.abc import AsyncIterator
 
@@ -32,18 +33,26 @@ async def send(
     headers: dict[str, str],
     where: str,
     ssl: bool = True,
+    method: str = "GET",
+    data: bytes | None = None,
+    wait: float | None = None,
 ) -> aiohttp.ClientResponse:
-    """GET ``url`` and wait for the response headers, within the head timeout and the deadline."""
+    """Send a request (a GET unless told otherwise, with ``data`` as its body) and wait for the
+    response headers, within ``wait`` (the head timeout unless told otherwise) and the deadline.
+    Only GETs follow redirects: a write's 308 is the answer itself (GCS resumable uploads)."""
     remaining = deadline - asyncio.get_running_loop().time()
     timeout = aiohttp.ClientTimeout(sock_connect=settings.connect_timeout, sock_read=settings.read_timeout)
     try:
         if remaining <= 0:
             raise TimeoutError
-        async with asyncio.timeout(min(settings.head_timeout, remaining)):
-            return await session.get(
+        async with asyncio.timeout(min(settings.head_timeout if wait is None else wait, remaining)):
+            return await session.request(
+                method,
                 url,
                 headers=headers,
+                data=None if data is None else io.BytesIO(data),  # raw bytes would be sent in one go
                 timeout=timeout,
+                allow_redirects=method == "GET",
                 max_redirects=settings.max_redirects,
                 ssl=ssl,
             )

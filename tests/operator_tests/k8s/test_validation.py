@@ -255,6 +255,17 @@ def test_symbol_requests_are_validated(kube: Kube, namespace: str) -> None:
     with pytest.raises(KubeError) as caught:
         kube.patch("SymbolRequest", "req", namespace, {"spec": {"name": "c/d"}})
     assert "name is immutable" in caught.value.message
+    with pytest.raises(KubeError) as caught:
+        kube.create(
+            symbol_request({"name": "x/y", "store": "not a source id"}) | {"metadata": {"name": "bad"}},
+            namespace,
+        )
+    assert "spec.store" in caught.value.message
+    kube.patch("SymbolRequest", "req", namespace, {"spec": {"store": "publish"}})  # a request made before
+    for change in ("elsewhere", None):
+        with pytest.raises(KubeError) as caught:
+            kube.patch("SymbolRequest", "req", namespace, {"spec": {"store": change}})
+        assert "store is immutable" in caught.value.message
     status = {"status": {"requestStatus": "Sealed", "observedGeneration": 1}}
     patched = kube.request(
         "PATCH",
@@ -268,6 +279,7 @@ def test_symbol_requests_are_validated(kube: Kube, namespace: str) -> None:
         "Name",
         "Request",
         "Status",
+        "Store",
         "Ready",
         "Expires",
         "Message",

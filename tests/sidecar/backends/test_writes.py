@@ -1,31 +1,42 @@
 """The write side of the backend interface (``WritableBackend``), one contract for every store.
 
-Each test runs against the filesystem backend (a temporary directory) and the S3 backend (moto's
-server on 127.0.0.1 with IAM checks on, as in ``test_s3.py``; every test below its own prefix).
-Covered: put then read byte-identical, put replaces; a body of the wrong declared size or one that
-breaks off stores nothing and leaves the old object; conditional create wins once, a second create
-(and one of several racing creates) gets ``AlreadyExists`` and leaves the first object alone; head;
-copy; delete (twice); bodies larger than one S3 multipart part; no temporary file left behind; a
-user without write permission gets ``PermissionDenied``.
+Each contract test runs against the filesystem backend (a temporary directory), the S3 backend
+(moto's server on 127.0.0.1 with IAM checks on, as in ``test_s3.py``) and the GCS backend
+(fake-gcs-server, the JSON API emulator); every test below its own prefix, so the three behave the
+same. Covered: put then read byte-identical, put replaces; a body of the wrong declared size or one
+that breaks off (past one S3 multipart part / GCS resumable chunk) stores nothing and leaves the old
+object; conditional create wins once, a second create (and one of several racing creates) gets
+``AlreadyExists`` and leaves the first object alone; head; copy; delete (twice); bodies larger than
+one part; listing below a prefix (complete objects only, sizes, times); no temporary file left
+behind; a user without write permission gets ``PermissionDenied`` (moto's IAM; for GCS a small
+server answering as GCS does, fake-gcs-server accepts any token), and GCS's answers to writes
+(403, 412 outside a create, 429, 400, a chunk kept only in part) become the right errors.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 
-from symbol_proxy.backends import base, s3
+from symbol_proxy.backends import base, gcs, s3
 from symbol_proxy.backends.filesystem import FilesystemBackend
+from symbol_proxy.backends.gcs import GcsBackend
 from symbol_proxy.backends.s3 import S3Backend
-from symbol_proxy.config import FilesystemSource, UpstreamSettings
+from symbol_proxy.config import FilesystemSource, GcsSource, UpstreamSettings
 from tests.sidecar.backends.conftest import S3World
+from tests.support.objectstores import FakeGcs
 
-Factory = Callable[[], base.WritableBackend]
+Factory = Callable[[], base.ListableBackend]
+PART = max(s3.WRITE_PART_SIZE, gcs.WRITE_PART_SIZE)
+"""Past this, S3 writes a multipart upload and GCS a resumable one."""
 
 
 async def body(*pieces: bytes) -> AsyncIterator[bytes]:
@@ -48,23 +59,31 @@ async def read(backend: base.Backend, location: str) -> bytes:
         await stream.aclose()
 
 
-@pytest.fixture(params=["filesystem", "s3"])
+def gcs_source(prefix: str = "", **fields: str) -> GcsSource:
+    values = {"id": "gcs-test", "type": "gcs", "bucket": "symbols", "bearer_token": "ya29.any", **fields}
+    return GcsSource.model_validate({"prefix": prefix, **values})
+
+
+@pytest.fixture(params=["filesystem", "s3", "gcs"])
 async def make_backend(
     request: pytest.FixtureRequest, tmp_path: Path, settings: UpstreamSettings
 ) -> AsyncIterator[Factory]:
-    made: list[base.WritableBackend] = []
+    made: list[base.ListableBackend] = []
     prefix = f"writes-{uuid.uuid4().hex}"
 
-    def make() -> base.WritableBackend:
-        backend: base.WritableBackend
+    def make() -> base.ListableBackend:
+        backend: base.ListableBackend
         if request.param == "filesystem":
             source = FilesystemSource.model_validate(
                 {"id": "fs", "type": "filesystem", "path": str(tmp_path)}
             )
             backend = FilesystemBackend(source)
-        else:
+        elif request.param == "s3":
             world: S3World = request.getfixturevalue("s3_world")
             backend = S3Backend(world.source(prefix=prefix), settings)
+        else:
+            server: FakeGcs = request.getfixturevalue("fake_gcs")
+            backend = GcsBackend(gcs_source(prefix), settings, api_root=server.endpoint)  # its own session
         made.append(backend)
         return backend
 
@@ -101,7 +120,7 @@ async def test_a_body_of_another_size_than_declared_stores_nothing(
 async def test_a_body_that_breaks_off_stores_nothing(make_backend: Factory) -> None:
     backend = make_backend()
     await backend.put("x/kept.bin", body(b"kept"))
-    big = os.urandom(s3.WRITE_PART_SIZE + 1024)  # past one multipart part, so S3 must abort an upload
+    big = os.urandom(PART + 1024)  # past one part: S3 must abort a multipart upload, GCS cancel one
     for location in ("x/kept.bin", "x/new.bin"):
         with pytest.raises(base.UpstreamError):
             await backend.put(location, broken(big, b"tail"))
@@ -130,9 +149,10 @@ async def test_of_racing_creates_exactly_one_wins(make_backend: Factory) -> None
     assert await read(backend, "race/one.bin") == contents[winners[0]]
 
 
-async def test_a_multipart_sized_body_round_trips(make_backend: Factory) -> None:
+@pytest.mark.parametrize("extra", [12345, 0])
+async def test_a_multipart_sized_body_round_trips(make_backend: Factory, extra: int) -> None:
     backend = make_backend()
-    data = os.urandom(2 * s3.WRITE_PART_SIZE + 12345)
+    data = os.urandom(2 * PART + extra)  # also exactly two parts: the last request still has bytes
     pieces = [data[start : start + 1_000_000] for start in range(0, len(data), 1_000_000)]
     await backend.create("big/blob.bin", body(*pieces), size=len(data))
     assert await read(backend, "big/blob.bin") == data
@@ -156,6 +176,32 @@ async def test_copy_and_delete(make_backend: Factory) -> None:
     with pytest.raises(base.NotFound):
         await backend.head("src/file.bin")
     assert await read(backend, "dst/deeper/file.bin") == b"replaced"
+
+
+async def test_list_reports_the_complete_objects_below_a_prefix(make_backend: Factory) -> None:
+    backend = make_backend()
+    before = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
+    await backend.put("l/a/one.bin", body(b"1"))
+    await backend.put("l/a/deeper/two.bin", body(b"22"))
+    await backend.create("l/b/three.bin", body(b"333"))
+    with pytest.raises(base.Malformed):
+        await backend.put("l/a/never.bin", body(b"x"), size=5)
+    with pytest.raises(base.UpstreamError):
+        await backend.put("l/a/broken.bin", broken(os.urandom(PART + 1), b"tail"))
+    listed = [item async for item in backend.list("l/a/")]
+    assert sorted((item.location, item.size) for item in listed) == [
+        ("l/a/deeper/two.bin", 2),
+        ("l/a/one.bin", 1),
+    ]
+    after = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=5)
+    assert all(before < item.modified < after for item in listed)
+    assert sorted([item.location async for item in backend.list("l/")]) == [
+        "l/a/deeper/two.bin",
+        "l/a/one.bin",
+        "l/b/three.bin",
+    ]
+    assert await backend.remove_incomplete(after) >= 0  # whatever the store keeps of broken writes
+    assert [item async for item in backend.list("l/c/")] == []
 
 
 async def test_the_filesystem_leaves_no_temporary_files(tmp_path: Path) -> None:
@@ -185,3 +231,127 @@ async def test_s3_writes_without_permission_are_refused(
             await backend.create("denied.bin", body(b"x"))
     finally:
         await backend.aclose()
+
+
+# -------------------------------------------------------------------------------------------------
+# GCS's answers to writes, from a small server that answers as GCS does (error paths only)
+
+
+def _gcs_error(status: int, reason: str) -> web.Response:
+    body = {"error": {"code": status, "message": reason, "errors": [{"reason": reason, "message": reason}]}}
+    return web.json_response(body, status=status)
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "create", "expected", "retryable"),
+    [
+        (403, "forbidden", False, base.PermissionDenied, False),
+        (401, "required", True, base.PermissionDenied, False),
+        (412, "conditionNotMet", True, base.AlreadyExists, False),
+        (412, "conditionNotMet", False, base.UpstreamError, False),  # no precondition was sent
+        (429, "rateLimitExceeded", False, base.UpstreamError, True),
+        (503, "backendError", True, base.UpstreamError, True),
+        (400, "invalid", False, base.UpstreamError, False),
+        (404, "notFound", False, base.NotFound, False),  # the bucket does not exist
+    ],
+)
+async def test_gcs_answers_to_an_upload_become_our_errors(
+    aiohttp_server: Callable[..., Any],
+    settings: UpstreamSettings,
+    status: int,
+    reason: str,
+    create: bool,
+    expected: type[base.BackendError],
+    retryable: bool,
+) -> None:
+    hits: list[str] = []
+
+    async def refuse(request: web.Request) -> web.Response:
+        hits.append(request.method)
+        return _gcs_error(status, reason)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", refuse)
+    server = await aiohttp_server(app)
+    backend = GcsBackend(gcs_source(), settings, api_root=str(server.make_url("")).rstrip("/"))
+    try:
+        write = backend.create if create else backend.put
+        with pytest.raises(expected) as caught:
+            await write("a/b.bin", body(b"data"))
+        assert type(caught.value) is expected
+        assert caught.value.retryable is retryable
+        assert "ya29" not in str(caught.value)  # the token is never in an error
+    finally:
+        await backend.aclose()
+    # Retryable answers are tried again (``retries`` times), as botocore does for S3; 401 once more
+    # only with a refreshable token, which a bearer token is not.
+    assert hits == ["POST"] * (settings.retries + 1 if retryable else 1)
+
+
+async def test_a_gcs_write_that_fails_once_succeeds_on_the_retry(
+    aiohttp_server: Callable[..., Any], settings: UpstreamSettings
+) -> None:
+    answers = [503]
+    stored: dict[str, bytes] = {}
+
+    async def upload(request: web.Request) -> web.Response:
+        if answers:
+            return _gcs_error(answers.pop(), "backendError")
+        stored[request.query["name"]] = await request.read()
+        return web.json_response({"name": request.query["name"]})
+
+    app = web.Application()
+    app.router.add_post("/upload/storage/v1/b/symbols/o", upload)
+    server = await aiohttp_server(app)
+    backend = GcsBackend(gcs_source(), settings, api_root=str(server.make_url("")).rstrip("/"))
+    try:
+        await backend.create("a/b.bin", body(b"da", b"ta"), size=4)
+    finally:
+        await backend.aclose()
+    assert stored == {"a/b.bin": b"data"}
+
+
+async def test_a_gcs_chunk_kept_only_in_part_is_sent_again_from_where_it_stopped(
+    aiohttp_server: Callable[..., Any], settings: UpstreamSettings
+) -> None:
+    """GCS may keep less of a chunk than it was sent (its 308's ``Range`` says how much); the rest
+    goes again with the next request. This server keeps half of every chunk the first time."""
+    stored = bytearray()
+    seen: set[int] = set()
+    spans: list[str] = []
+
+    async def start(request: web.Request) -> web.Response:
+        assert request.query["uploadType"] == "resumable" and request.query["ifGenerationMatch"] == "0"
+        return web.json_response(
+            {}, headers={"Location": str(request.url.with_path("/session").with_query({"id": "1"}))}
+        )
+
+    async def chunk(request: web.Request) -> web.Response:
+        span = request.headers["Content-Range"]
+        spans.append(span)
+        first, _, total = span.removeprefix("bytes ").partition("/")
+        if int(first.partition("-")[0]) != len(stored):
+            return _gcs_error(400, "invalid")
+        data = await request.read()
+        if total == "*" and len(stored) not in seen:
+            seen.add(len(stored))
+            data = data[: len(data) // 2]
+        stored.extend(data)
+        if total != "*" and len(stored) == int(total):
+            return web.json_response({"name": "a", "size": total})
+        return web.Response(status=308, headers={"Range": f"bytes=0-{len(stored) - 1}"})
+
+    app = web.Application(client_max_size=2 * gcs.WRITE_PART_SIZE)
+    app.router.add_post("/upload/storage/v1/b/symbols/o", start)
+    app.router.add_put("/session", chunk)
+    server = await aiohttp_server(app)
+    backend = GcsBackend(gcs_source(), settings, api_root=str(server.make_url("")).rstrip("/"))
+    data = os.urandom(2 * gcs.WRITE_PART_SIZE + 99)
+    try:
+        await backend.create(
+            "big.bin", body(*[data[i : i + 1_000_000] for i in range(0, len(data), 1_000_000)])
+        )
+    finally:
+        await backend.aclose()
+    assert bytes(stored) == data
+    assert spans[-1].endswith(f"/{len(data)}") and len(spans) > 3
