@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -43,8 +44,10 @@ from symbol_service.kuberequests import KubeRequestStore, object_name
 from symbol_service.publication import Publisher, entry_paths
 from symbol_service.requeststore import RequestStore
 from tests.conftest import StartProxy
+from tests.interop.test_debuginfod_clients import compile_and_split, run
 from tests.operator_tests.k8s.conftest import restored_logging
 from tests.operator_tests.k8s.kube import Kube
+from tests.publish.conftest import run_process
 from tests.service.conftest import ORG, Service
 from tests.service.test_api import keyed_fixture
 from tests.service.test_cli import write_config
@@ -163,6 +166,12 @@ async def shorten(service: Service, request_id: str, *, seconds: float) -> None:
     )
 
 
+def is_published(kube: Kube, request_name: str, namespace: str) -> bool:
+    """Whether the operator has written ``Published=True`` on the request ``request_name``."""
+    condition = published_condition(kube, object_name(request_name), namespace) or {}
+    return condition.get("status") == "True"
+
+
 def published(store: Path, key: str, data: bytes) -> bool:
     return all((store / path).is_file() and (store / path).read_bytes() == data for path in entry_paths(key))
 
@@ -182,6 +191,8 @@ async def test_sealed_requests_are_published_and_served_by_a_proxy(
             await eventually(lambda: published(service.store, key, data), f"{key} to be published")  # noqa: B023
         # Besides the keys themselves, the proxy's layouts add paths (the PDB's unified one).
         assert sum(len(entry_paths(key)) for _, key in files) > len(files)
+        # The condition is written after the files: wait for it, then it is the only one.
+        await eventually(lambda: is_published(kube, "team/build/1", namespace), "the condition")
         stored = kube.get("SymbolRequest", object_name("team/build/1"), namespace)
         assert stored is not None
         assert [c["status"] for c in stored["status"]["conditions"] if c["type"] == "Published"] == ["True"]
@@ -200,6 +211,36 @@ async def test_sealed_requests_are_published_and_served_by_a_proxy(
                 async with http.get(proxy.make_url(f"/symbols/{key}")) as response:
                     assert response.status == 200
                     assert await response.read() == data
+
+
+async def test_gdb_fetches_a_debug_file_published_with_the_cli_through_a_proxy(
+    service: Service, kube: Kube, namespace: str, tmp_path: Path, start_proxy: StartProxy
+) -> None:
+    # A program built here: its debug file, split off, is published with symbol-publish; the
+    # stripped binary stays behind, and gdb resolves a line of it only with the published file.
+    assert service.store is not None
+    build = tmp_path / "build"
+    build.mkdir()
+    binary, debug = await compile_and_split(tmp_path / "square.c", tmp_path)
+    debug.rename(build / debug.name)
+    env = dict(os.environ, SYMBOL_PUBLISH_TOKEN=service.tokens["writer"])
+    with lifecycle_operator(tmp_path / "service.yaml", namespace):
+        done = await asyncio.get_running_loop().run_in_executor(
+            None,
+            lambda: run_process(build, "--server", service.url, "--request", "gdb/1", "--no-state", env=env),
+        )
+        assert done.code == 0, done.out + done.err
+        await eventually(lambda: is_published(kube, "gdb/1", namespace), "the publish")
+    proxy = await start_proxy(
+        [{"id": "published", "type": "filesystem", "path": str(service.store), "layout": {"type": "unified"}}]
+    )
+    gdb = ["gdb", "-q", "-nx", "-batch", "-iex", "set debuginfod enabled on", "-ex", "info line main"]
+    client = {"DEBUGINFOD_CACHE_PATH": str(tmp_path / "client-cache"), "HOME": str(tmp_path)}
+    code, out = await run(*gdb, str(binary), env={**client, "DEBUGINFOD_URLS": ""})
+    assert "square.c" not in out, out  # nothing else gives gdb the line table
+    urls = str(proxy.make_url("")).rstrip("/")
+    code, out = await run(*gdb, str(binary), env={**client, "DEBUGINFOD_URLS": urls})
+    assert code == 0 and "square.c" in out and "Line" in out, out
 
 
 async def test_expiry_keeps_what_another_live_request_provides(
