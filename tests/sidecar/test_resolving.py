@@ -22,10 +22,10 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from symbol_proxy import keys, magic, resolving
+from symbol_proxy import keys, layouts, magic, resolving
 from symbol_proxy.backends import base
 from symbol_proxy.breakers import Breakers
-from symbol_proxy.config import load_text
+from symbol_proxy.config import Layout, LayoutType, load_text
 from symbol_proxy.metrics import Metrics
 from symbol_proxy.objects import FileType, ObjectQuery
 from symbol_proxy.resolving import ConfiguredSource, Found, LookupMissed, Resolver
@@ -52,6 +52,8 @@ class _Stream:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         for start in range(0, len(self.data), self.chunk):
+            if self.closed:
+                raise base.UpstreamError("read after close")  # as a real connection would
             self.pulled += 1
             yield self.data[start : start + self.chunk]
 
@@ -125,13 +127,21 @@ def build(
     upstream: dict[str, Any] | None = None,
     breakers: Breakers | None = None,
     layout: dict[str, str] | None = None,
+    filters: dict[str, Any] | None = None,
+    each_layout: Sequence[dict[str, str]] | None = None,
 ) -> tuple[Resolver, Metrics]:
     document = {
         "upstream": upstream or {"retries": 0},
         "sources": [
             {"id": f"s{i}", "type": "sentry", "url": "http://127.0.0.1:9/", "token": "t"}
             if isinstance(store, SearchStore)
-            else {"id": f"s{i}", "type": "http", "url": f"http://127.0.0.1:9/{i}/", "layout": layout or {}}
+            else {
+                "id": f"s{i}",
+                "type": "http",
+                "url": f"http://127.0.0.1:9/{i}/",
+                "layout": each_layout[i] if each_layout else layout or {},
+                "filters": filters or {},
+            }
             for i, store in enumerate(stores)
         ],
     }
@@ -189,6 +199,7 @@ def backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     async def sleep(delay: float, *args: Any) -> Any:
         if delay > 0:
             delays.append(delay)
+            assert len(delays) <= 20, "retrying without end"
         return await real_sleep(0, *args)
 
     monkeypatch.setattr(asyncio, "sleep", sleep)
@@ -524,6 +535,75 @@ async def test_the_symbol_checksum_reaches_the_backend_with_every_candidate() ->
     plain = Store()
     await missed(fetch(build(plain)[0]))
     assert {c for _, c in plain.opened} == {None}
+
+
+async def test_a_source_is_asked_for_the_file_types_its_filters_allow_even_after_one_they_refuse() -> None:
+    build_id = "ab" * 20
+    lookup = keys.parse_unified_request(f"{build_id[:2]}/{build_id[2:]}/debuginfo")
+    pe = next(a for a in lookup.alternatives if FileType.PORTABLEPDB in a.filetypes)
+    assert pe.filetypes.index(FileType.PDB) < pe.filetypes.index(FileType.PORTABLEPDB)
+    resolver, _ = build(Store(), layout={"type": "unified"}, filters={"filetypes": ["portablepdb"]})
+    candidates = resolver.candidates(resolver.sources[0], lookup)
+    assert [(c.location, c.filetypes) for c in candidates] == [
+        (f"{build_id[:2]}/{build_id[2:]}/debuginfo", (FileType.PORTABLEPDB,))
+    ]
+
+
+@pytest.mark.parametrize("kind", ["breakpad", "pdb"])
+async def test_a_nil_id_is_only_looked_for_at_locations_that_name_the_file(kind: str) -> None:
+    zeros = "0" * 33
+    key = {"breakpad": f"app.dll/{zeros}/app.dll.sym", "pdb": f"App.pdb/{zeros}/App.pdb"}[kind]
+    lookup = keys.parse_symsrv_request(key)
+    assert lookup.name_required is not None
+    naming, unnamed = Store(), Store()
+    resolver, _ = build(naming, unnamed, each_layout=[{"type": "native"}, {"type": "unified"}])
+    unified = Layout(type=LayoutType.UNIFIED)
+    unnamed_paths = [
+        path
+        for a in lookup.alternatives
+        for filetype in a.filetypes
+        for path in layouts.store_paths(unified, filetype, a.query)
+    ]
+    assert unnamed_paths  # a unified store files it under the id alone ...
+    assert resolver.candidates(resolver.sources[1], lookup) == []  # ... so it is not asked
+    named = [c.location for c in resolver.candidates(resolver.sources[0], lookup)]
+    assert key in named
+    await missed(fetch(resolver, lookup))
+    assert unnamed.opened == []
+    assert {location for location, _ in naming.opened} == set(named)
+
+
+async def test_an_answer_is_keyed_by_spelling_when_a_case_keeping_source_follows_a_searchable_one() -> None:
+    name, ident, _ = PDB_KEY.split("/")
+    mixed = keys.parse_symsrv_request(f"{name.title()}/{ident}/{name.title()}")
+    resolver, _ = build(SearchStore([]), Store(), layout={"type": "symstore"})
+    assert resolver.cache_key(mixed) != mixed.cache_key
+    assert name.title() in resolver.cache_key(mixed)
+    folding, _ = build(SearchStore([]), Store(), layout={"type": "symstore", "casing": "lowercase"})
+    assert folding.cache_key(mixed) == mixed.cache_key
+
+
+async def test_a_source_whose_filters_refuse_a_lookup_is_not_counted_as_unanswerable() -> None:
+    resolver, metrics = build(Store(), filters={"filetypes": ["pe"]})
+    miss = await missed(fetch(resolver))
+    assert miss.kind == "not_found"
+    assert _unanswerable(metrics) == {}
+    executable = keys.parse_debuginfod_request("ab" * 20, "executable")
+    await missed(fetch(resolver, executable))
+    assert _unanswerable(metrics) == {}  # refused by the filters, not by the layout
+    open_to_all, metrics = build(Store(), layout={"type": "symstore"})
+    await missed(fetch(open_to_all, executable))
+    assert _unanswerable(metrics) == {("symstore", "elf_code"): 1}
+
+
+def _unanswerable(metrics: Metrics) -> dict[tuple[str, str], float]:
+    return {
+        (s.labels["layout"], s.labels["filetype"]): s.value
+        for family in metrics.registry.collect()
+        if family.name == "symproxy_unanswerable_lookups"
+        for s in family.samples
+        if s.name.endswith("_total")
+    }
 
 
 # -------------------------------------------------------------------------------------------------
