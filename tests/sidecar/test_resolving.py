@@ -14,6 +14,7 @@ tests/e2e/test_proxy_behaviour.py and tests/e2e/test_cluster_cache.py.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
@@ -740,3 +741,63 @@ async def test_all_sources_together_get_at_most_the_download_slots() -> None:
     for store in stores:
         store.gate.set()
     assert len(await asyncio.gather(*tasks)) == 9
+
+
+async def test_with_one_download_slot_a_source_at_its_share_lets_the_other_source_go_next() -> None:
+    stores = [Store(), Store()]
+    order: list[str] = []
+    for index, store in enumerate(stores):
+        store.asked = _Recorder(order, f"s{index}")
+    resolver, _ = build(*stores, upstream={"retries": 0, "max_concurrent_downloads": 1})
+    tasks = await _held(resolver, stores, [0, 0, 1])
+    while not order:
+        await asyncio.sleep(0.01)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert order == ["s0"]
+    for store in stores:
+        store.gate.set()
+    assert await asyncio.gather(*tasks) == [b"file"] * 3
+    assert order == ["s0", "s1", "s0"]  # the first source's second request waits for its share
+
+
+class _Recorder(asyncio.Event):
+    """An ``asked`` event that also notes, in one list for all stores, which store was asked."""
+
+    def __init__(self, order: list[str], name: str) -> None:
+        super().__init__()
+        self.order = order
+        self.name = name
+
+    def set(self) -> None:
+        self.order.append(self.name)
+        super().set()
+
+
+# -------------------------------------------------------------------------------------------------
+# Nothing is left for asyncio to complain about
+
+
+async def test_abandoned_probes_leave_no_unretrieved_exception_behind() -> None:
+    loop = asyncio.get_running_loop()
+    complaints: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: complaints.append(context))
+    try:
+        first, slow, failing = Store({LOCATION: [b"first"]}), Store({LOCATION: [b"slow"]}), Store()
+        slow.gate.clear()
+        failing.answers[LOCATION] = [base.UpstreamError("broken", retryable=False)]
+        failing.gate.clear()
+        resolver, _ = build(first, slow, failing)
+        lookup = asyncio.ensure_future(fetch_at(resolver))
+        await asyncio.wait_for(failing.asked.wait(), 60)
+        failing.gate.set()
+        assert await lookup == b"first"
+        for _ in range(20):
+            await asyncio.sleep(0)
+        gc.collect()
+        for _ in range(20):
+            await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+    assert complaints == []
