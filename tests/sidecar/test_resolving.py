@@ -260,10 +260,12 @@ async def test_a_retry_that_succeeds_answers_with_the_file(backoff: list[float])
     assert sample(metrics, "symproxy_upstream_latency_seconds_count", source_type="memory") == 3
 
 
-async def test_upstream_latency_is_the_time_an_attempt_took() -> None:
+async def test_upstream_latency_is_the_time_an_attempt_took_whether_it_found_the_file_or_not() -> None:
     store = Store({LOCATION: [b"file"]})
     resolver, metrics = build(store)
     assert await fetch_at(resolver) == b"file"
+    await missed(fetch_at(resolver, "elsewhere"))
+    assert sample(metrics, "symproxy_upstream_latency_seconds_count", source_type="memory") == 2
     seconds = sample(metrics, "symproxy_upstream_latency_seconds_sum", source_type="memory")
     assert 0 <= seconds < 120  # not a clock reading: an in-memory answer takes no time at all
 
