@@ -161,6 +161,7 @@ def test_a_rejection_line_without_a_key_is_kept_as_it_is() -> None:
         ("http", "filters.path_patterns.0", "spec.filters.pathPatterns.0"),
         ("s3", "filters.path_patterns.0.x", "spec.filters.pathPatterns.0.x"),
         ("http", "headers.0", "spec.http.headers.name.0"),
+        ("http", "headers.0.value", "spec.http.headers.name.0.value"),
         ("http", "no_such_key", "no_such_key"),
         ("http", "no_such_key.0", "no_such_key.0"),
     ],
