@@ -17,6 +17,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
 
 from symbol_proxy.objects import FileType
 from tests.conftest import StartProxy
@@ -223,33 +224,40 @@ async def test_a_failing_host_is_left_alone_once_its_breaker_opens_and_asked_aga
 ) -> None:
     store, url = upstream
     store.put(PDB_KEY, PDB.data)
-    store.faults[PDB_KEY] = "500"
+    target = f"/symbols/{PDB_KEY}"
     threshold = 3
-    proxy = await start_proxy(
-        [symstore(url)],
-        cache={"negative_ttl": 0, "error_ttl": 0},
-        upstream={
-            "retries": 0,
-            "breaker_threshold": threshold,
-            "breaker_window": 600,
-            "breaker_block_time": 1.0,
-        },
-    )
-    target = proxy.make_url(f"/symbols/{PDB_KEY}")
-    for _ in range(threshold):
-        status, _, _ = await fetch(http, target)
-        assert status == 502
-    asked = store.requests[PDB_KEY]
-    assert asked == threshold
-    # Open: the host is not asked at all, and the client still gets a clear upstream error.
+
+    async def open_breaker(block_time: float) -> tuple[TestServer, int]:
+        store.faults[PDB_KEY] = "500"
+        proxy = await start_proxy(
+            [symstore(url)],
+            cache={"negative_ttl": 0, "error_ttl": 0},
+            upstream={
+                "retries": 0,
+                "breaker_threshold": threshold,
+                "breaker_window": 600,
+                "breaker_block_time": block_time,
+            },
+        )
+        before = store.requests[PDB_KEY]
+        for _ in range(threshold):
+            status, _, _ = await fetch(http, proxy.make_url(target))
+            assert status == 502
+        assert store.requests[PDB_KEY] == before + threshold
+        return proxy, store.requests[PDB_KEY]
+
+    # Open (blocked far longer than the test runs, so a slow machine sees the same): the host is not
+    # asked at all, and the client still gets a clear upstream error.
+    proxy, asked = await open_breaker(block_time=600)
     for _ in range(3):
-        status, body, _ = await fetch(http, target)
+        status, body, _ = await fetch(http, proxy.make_url(target))
         assert status == 502, body
     assert store.requests[PDB_KEY] == asked
-    # The host recovers; once the block time is over it is asked again and the file is served.
+    # The host recovers; once a short block time is over it is asked again and the file is served.
+    proxy, asked = await open_breaker(block_time=0.2)
     del store.faults[PDB_KEY]
-    for _ in range(300):
-        status, body, _ = await fetch(http, target)
+    for _ in range(600):
+        status, body, _ = await fetch(http, proxy.make_url(target))
         if status == 200:
             break
         await asyncio.sleep(0.1)

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
-from symbol_operator.models import parse_source
-from symbol_operator.render import desired_status, render
+from symbol_operator.models import PUBLICATION_ANNOTATION, parse_source
+from symbol_operator.render import _crd_path, _explain, desired_status, render
+from symbol_proxy.config import ConfigError, load_text
 from tests.operator_tests.manifests import source
 
 LONG_PATH = "/données de symboles/" + " ".join(["équipe partagée"] * 12)
@@ -88,3 +90,83 @@ def test_an_invalid_source_has_no_endpoint() -> None:
     invalid = parse_source(source("s", {"type": "s3", "gcs": {"bucket": "g"}}))
     outcome = render("team", [invalid], {}).outcomes["s"]
     assert desired_status(invalid, outcome, "cfg", "T1")["endpoint"] is None
+
+
+# How the proxy's configuration errors are renamed to SymbolSource fields in the Ready message.
+# Most bad specs are refused by the operator's own models first, so several proxy errors at once and
+# the ``layout.*`` keys are checked here against the renaming itself, with real proxy errors.
+
+
+def test_every_key_in_a_rejection_is_named_as_the_symbolsource_field_in_one_message() -> None:
+    document = {
+        "sources": [
+            {
+                "id": "x",
+                "type": "http",
+                "url": "ftp://host/",
+                "layout": {"type": "bogus", "casing": "loud"},
+                "filters": {"path_patterns": ["a**b"], "filetypes": ["nope"]},
+                "is_public": "maybe",
+                "has_index": "maybe",
+                "fallback": "maybe",
+            }
+        ]
+    }
+    with pytest.raises(ConfigError) as rejected:
+        load_text(yaml.safe_dump(document))
+    proxy_lines = str(rejected.value).splitlines()[1:]
+    reasons = {
+        line.strip().split(": ", 1)[0].split(" (source ")[0]: line.split(": ", 1)[1] for line in proxy_lines
+    }
+    assert len(reasons) == 8
+
+    message = _explain(rejected.value, "http")
+    fields = {
+        "sources[0].url": "spec.http.url",
+        "sources[0].layout.type": "spec.layout.type",
+        "sources[0].layout.casing": "spec.layout.casing",
+        "sources[0].filters.path_patterns": "spec.filters.pathPatterns",
+        "sources[0].filters.filetypes[0]": "spec.filters.filetypes[0]",
+        "sources[0].is_public": "spec.isPublic",
+        "sources[0].has_index": "spec.hasIndex",
+        "sources[0].fallback": "spec.fallback",
+    }
+    assert message.split("; ") == [f"{fields[key]}: {reason}" for key, reason in reasons.items()]
+
+
+def test_a_rejection_line_without_a_key_is_kept_as_it_is() -> None:
+    error = ConfigError(
+        "invalid configuration:\n  sources[0].url (source 'x'): bad\n  a remark: without a key\n  the end\n"
+    )
+    assert _explain(error, "http") == "spec.http.url: bad; a remark: without a key; the end"
+
+
+@pytest.mark.parametrize(
+    ("source_type", "key", "field"),
+    [
+        ("http", "url", "spec.http.url"),
+        ("s3", "region", "spec.s3.region"),  # the first of the fields a key comes from
+        ("s3", "bucket", "spec.s3.bucket"),
+        ("gcs", "bucket", "spec.gcs.bucket"),
+        ("sentry", "id", "metadata.name"),
+        ("sentry", "url", "spec.sentry.url"),
+        ("filesystem", "id", "metadata.name"),  # from the common fields
+        ("filesystem", "publication", f"metadata.annotations[{PUBLICATION_ANNOTATION}]"),
+        ("http", "layout", "spec.layout"),
+        ("http", "layout.type", "spec.layout.type"),
+        ("http", "layout.casing", "spec.layout.casing"),
+        ("http", "layout.unknown", "spec.layout.unknown"),
+        ("http", "filters", "spec.filters"),
+        ("http", "filters.requires_checksum", "spec.filters.requiresChecksum"),
+        ("http", "filters.path_patterns.0", "spec.filters.pathPatterns.0"),
+        ("s3", "filters.path_patterns.0.x", "spec.filters.pathPatterns.0.x"),
+        ("http", "headers.0", "spec.http.headers.name.0"),
+        ("http", "headers.0.value", "spec.http.headers.name.0.value"),
+        ("http", "no_such_key", "no_such_key"),
+        ("http", "no_such_key.0", "no_such_key.0"),
+    ],
+)
+def test_a_proxy_key_is_named_as_the_symbolsource_field_it_comes_from(
+    source_type: str, key: str, field: str
+) -> None:
+    assert _crd_path(source_type, key) == field

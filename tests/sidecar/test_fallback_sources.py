@@ -147,3 +147,26 @@ async def test_a_cancelled_lookup_cancels_the_waiting_fallback() -> None:
     central.gate.set()
     await asyncio.sleep(0.05)
     assert real.opened == []
+
+
+async def test_a_fallback_is_not_asked_when_a_later_source_it_backs_up_has_the_file() -> None:
+    # The last fallback backs up the first and third sources; the third has the file while the
+    # lookup still waits for the first fallback, so the last one is never asked.
+    central, first_fallback, later, last_fallback = (
+        Store("missing"),
+        Store("missing"),
+        Store("later"),
+        Store("last"),
+    )
+    first_fallback.gate.clear()
+    lookup = asyncio.ensure_future(
+        fetch(resolver((central, False), (first_fallback, True), (later, False), (last_fallback, True)))
+    )
+    await asyncio.wait_for(first_fallback.asked.wait(), 60)  # the central cache missed
+    assert later.opened == [LOCATION]
+    for _ in range(50):  # every source that backs up the last fallback has answered by now
+        await asyncio.sleep(0)
+    assert last_fallback.opened == []
+    first_fallback.gate.set()
+    assert await lookup == b"later"
+    assert last_fallback.opened == []
