@@ -1,0 +1,276 @@
+"""Edges of the disk cache (``cache.store``) that the churn and download tests pass by: the exact
+limits (a ttl of zero, an unannounced download of exactly half the cap), the accounting of a
+reservation larger than what was written, what the ``on_evict``/``on_unlink`` hooks are told,
+a file that vanished from the disk behind the cache's back, and eviction in ``shared`` mode (the
+owner of a ``--workers`` cache) with files other processes hold under a shared ``flock``.
+
+Each test was written against a surviving mutant of mutation testing (issue 14) and checked to fail
+with it; everything runs on real files under ``tmp_path`` with an injected clock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from symbol_proxy.cache.store import CachedFile, CacheFull, DiskCache, Miss
+
+NOW = 1_000_000.0
+
+
+def make_cache(root: Path, max_size: int, *, shared: bool = False) -> DiskCache:
+    cache = DiskCache(root, max_size=max_size, clock=lambda: NOW, shared=shared)
+    cache.open()
+    return cache
+
+
+def put(cache: DiskCache, key: str, data: bytes) -> CachedFile:
+    temp = cache.new_temp()
+    temp.reserve(len(data))
+    temp.write(data)
+    return temp.commit(key)
+
+
+def object_bytes(cache: DiskCache) -> int:
+    return sum(p.stat().st_size for p in cache.objects_dir.rglob("*") if p.is_file())
+
+
+def cached(cache: DiskCache, *keys: str) -> list[str]:
+    """Which of ``keys`` the cache has (without ``get``, which would reorder the LRU)."""
+    return [key for key in keys if cache.touch([key]) == 1]
+
+
+# --------------------------------------------------------------------------------------------------
+# Negative entries
+
+
+def test_a_miss_without_detail_has_an_empty_detail(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path, 1000)
+    cache.remember_miss("k", "not_found", 60)
+    assert cache.get("k") == Miss("not_found", NOW + 60, "")
+
+
+def test_a_zero_ttl_stores_no_miss_at_all(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path, 1000)
+    cache.remember_miss("zero", "error", 0)
+    cache.remember_miss("kept", "error", 5)
+    assert cache.forget_misses() == 1  # only "kept": a zero ttl is not even stored, expired
+
+
+# --------------------------------------------------------------------------------------------------
+# Reservations and temporary files
+
+
+def test_a_reservation_larger_than_the_body_is_given_back_on_commit(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path, 1000)
+    temp = cache.new_temp()
+    temp.reserve(600)
+    temp.write(b"x" * 250)
+    assert cache.size == 600
+    entry = temp.commit("k")  # no expected size: the body simply ended early
+    assert entry.size == 250
+    assert cache.size == object_bytes(cache) == 250
+    # The 350 bytes given back are usable at once: 750 more fit beside the 250 committed.
+    other = cache.new_temp()
+    other.reserve(750)
+    other.write(b"y" * 750)
+    other.commit("other")
+    assert cache.size == object_bytes(cache) == 1000
+    assert cached(cache, "k", "other") == ["k", "other"]
+
+
+def test_discarding_a_committed_file_changes_nothing(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path, 1000)
+    temp = cache.new_temp()
+    temp.reserve(100)
+    temp.write(b"z" * 100)
+    entry = temp.commit("k")
+    temp.discard()  # as a ``finally`` does after a successful commit
+    assert cache.size == object_bytes(cache) == 100
+    assert entry.path.read_bytes() == b"z" * 100
+    other = cache.new_temp()
+    other.write(b"w" * 900)  # exactly the room left: nothing was released twice
+    other.commit("other")
+    assert cached(cache, "k", "other") == ["k", "other"]
+    assert cache.size == object_bytes(cache) == 1000
+
+
+def test_a_discarded_file_holds_no_reservation(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path, 1000)
+    temp = cache.new_temp()
+    temp.reserve(400)
+    temp.write(b"d" * 10)
+    temp.discard()
+    assert temp.reserved == 0
+    assert cache.size == 0
+    temp.discard()
+    assert cache.size == 0
+
+
+def test_writing_to_a_closed_file_says_so(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path, 1000)
+    temp = cache.new_temp()
+    temp.discard()
+    with pytest.raises(ValueError, match=r"^temporary file is closed$"):
+        temp.write(b"late")
+
+
+def test_a_body_growing_beyond_the_cap_names_the_cap(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path, 1000)
+    temp = cache.new_temp()
+    temp.write(b"a" * 600)
+    with pytest.raises(CacheFull, match=r"^file grows beyond the cache size of 1000$"):
+        temp.write(b"a" * 401)
+    temp.discard()
+
+
+def test_an_unannounced_body_of_exactly_half_the_cap_may_still_evict(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path, 1000)
+    put(cache, "old", b"o" * 400)
+    put(cache, "new", b"n" * 400)
+    temp = cache.new_temp()
+    temp.write(b"h" * 500)  # 1000 // 2: still allowed to make room, so "old" goes
+    temp.commit("half")
+    assert cached(cache, "old", "new", "half") == ["new", "half"]
+    assert cache.size == object_bytes(cache) == 900
+
+    temp = cache.new_temp()
+    with pytest.raises(CacheFull):
+        temp.write(b"h" * 501)  # beyond half: it must fit in free space (100 bytes), evicts nothing
+    temp.discard()
+    assert cached(cache, "new", "half") == ["new", "half"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Hooks and files gone from the disk
+
+
+def test_on_evict_is_told_the_size_of_each_evicted_file(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path, 1000)
+    sizes: list[int] = []
+    cache.on_evict = sizes.append
+    put(cache, "a", b"a" * 300)
+    put(cache, "b", b"b" * 200)
+    put(cache, "c", b"c" * 400)
+    put(cache, "d", b"d" * 500)  # evicts a (300) and b (200)
+    assert sizes == [300, 200]
+    assert cache.evictions == 2
+
+
+def test_on_unlink_is_told_the_path_of_a_replaced_file(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path, 1000)
+    first = put(cache, "k", b"first")
+    unlinked: list[Path] = []
+    cache.on_unlink = unlinked.append
+    put(cache, "k", b"second version")
+    assert unlinked == [first.path]
+
+
+def test_a_file_deleted_behind_the_caches_back_is_forgotten_and_evicted_quietly(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path, 1000)
+    gone = put(cache, "gone", b"g" * 300)
+    gone.path.unlink()
+    assert cache.forget("gone") is True
+    assert cache.size == 0
+
+    lost = put(cache, "lost", b"l" * 600)
+    lost.path.unlink()
+    put(cache, "big", b"b" * 600)  # evicts "lost", whose file is already gone
+    assert cached(cache, "lost", "big") == ["big"]
+    assert cache.size == object_bytes(cache) == 600
+
+
+# --------------------------------------------------------------------------------------------------
+# touch (hits other workers served)
+
+
+def test_touch_counts_the_cached_keys_and_moves_only_them_to_the_end(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path, 1000)
+    for key in "abcd":
+        put(cache, key, key.encode() * 250)
+    assert cache.touch([]) == 0
+    assert cache.touch(["a", "x", "b", "y"]) == 2
+    assert cache.touch(["c", "a", "b", "d"]) == 4
+    put(cache, "e", b"e" * 500)  # LRU order now c, a, b, d: c and a go
+    assert cached(cache, "a", "b", "c", "d", "e") == ["b", "d", "e"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Eviction in shared mode (the owner of a ``--workers`` cache)
+
+
+@pytest.fixture
+def held() -> Iterator[list[int]]:
+    """Descriptors holding a shared ``flock``, as a follower sending a file does; closed after."""
+    fds: list[int] = []
+    yield fds
+    for fd in fds:
+        os.close(fd)
+
+
+def hold(fds: list[int], entry: CachedFile) -> None:
+    fd = os.open(entry.path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    fds.append(fd)
+
+
+def test_shared_eviction_takes_lru_files_until_enough_room_and_no_more(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path, 1000, shared=True)
+    sizes: list[int] = []
+    cache.on_evict = sizes.append
+    for key, size in (("a", 100), ("b", 200), ("c", 300), ("d", 400)):
+        put(cache, key, key.encode() * size)
+    put(cache, "e", b"e" * 250)  # 250 over: a (100) and b (200) go, c stays
+    assert sizes == [100, 200]
+    assert cached(cache, "a", "b", "c", "d", "e") == ["c", "d", "e"]
+    assert cache.size == object_bytes(cache) == 950
+    assert cache.evictions == 2
+
+
+def test_shared_eviction_passes_over_pinned_and_held_files(tmp_path: Path, held: list[int]) -> None:
+    cache = make_cache(tmp_path, 1000, shared=True)
+    entries = {key: put(cache, key, key.encode() * 250) for key in "abcd"}
+    hold(held, entries["a"])  # another worker sends a
+    with cache.pinned("b"):  # a response of this worker sends b
+        put(cache, "e", b"e" * 250)  # c is the least recently used file nobody holds
+        assert cached(cache, "a", "b", "c", "d", "e") == ["a", "b", "d", "e"]
+        assert os.read(held[0], 4) == b"aaaa"
+    assert cache.size == object_bytes(cache) == 1000
+
+
+def test_shared_eviction_refuses_when_every_file_is_held(tmp_path: Path, held: list[int]) -> None:
+    cache = make_cache(tmp_path, 1000, shared=True)
+    for key in "ab":
+        hold(held, put(cache, key, key.encode() * 500))
+    temp = cache.new_temp()
+    with pytest.raises(CacheFull):
+        temp.write(b"c" * 100)
+    temp.discard()
+    assert cached(cache, "a", "b") == ["a", "b"]
+    assert cache.size == object_bytes(cache) == 1000
+
+
+def test_shared_eviction_drops_a_file_already_gone_from_the_disk(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path, 1000, shared=True)
+    sizes: list[int] = []
+    cache.on_evict = sizes.append
+    gone = put(cache, "gone", b"g" * 400)
+    put(cache, "kept", b"k" * 400)
+    gone.path.unlink()
+    put(cache, "new", b"n" * 400)  # 200 over: "gone" leaves the index, though it had no file
+    assert sizes == [400]
+    assert cached(cache, "gone", "kept", "new") == ["kept", "new"]
+    assert cache.size == object_bytes(cache) == 800
+
+
+def test_shared_eviction_releases_the_locks_it_took(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path, 1000, shared=True)
+    before = set(os.listdir("/proc/self/fd"))
+    for n in range(6):
+        put(cache, f"k{n}", b"x" * 400)  # each commit past the second evicts one file
+    assert cache.evictions == 4
+    assert set(os.listdir("/proc/self/fd")) == before
