@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from symbol_proxy.cache.store import CachedFile, CacheFull, DiskCache, Miss
+from symbol_proxy.cache.store import CachedFile, CacheFull, DiskCache, Miss, TempFile
 
 NOW = 1_000_000.0
 
@@ -109,6 +111,58 @@ def test_a_discarded_file_holds_no_reservation(tmp_path: Path) -> None:
     assert cache.size == 0
     temp.discard()
     assert cache.size == 0
+
+
+def test_a_temporary_file_is_private_to_this_process(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path, 1000)
+    plain, packed, direct = cache.new_temp(), cache.new_temp("packed-"), TempFile(cache)
+    try:
+        assert re.fullmatch("[0-9a-f]{32}", plain.path.name)
+        assert re.fullmatch("packed-[0-9a-f]{32}", packed.path.name)
+        assert re.fullmatch("[0-9a-f]{32}", direct.path.name)
+        assert stat.S_IMODE(plain.path.stat().st_mode) == 0o600
+        # Its descriptor is not inherited by the programs the proxy runs (cabextract and the like).
+        fds = [int(fd) for fd in os.listdir("/proc/self/fd") if _points_to(int(fd), plain.path)]
+        assert len(fds) == 1
+        assert os.get_inheritable(fds[0]) is False
+    finally:
+        for temp in (plain, packed, direct):
+            temp.discard()
+
+
+def _points_to(fd: int, path: Path) -> bool:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}") == str(path)
+    except OSError:
+        return False
+
+
+def test_a_reservation_that_grows_adds_only_the_difference(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path, 1000)
+    temp = cache.new_temp()
+    temp.reserve(100)
+    temp.reserve(300)  # a larger size announced later (a retry with another Content-Length)
+    assert cache.size == 300
+    temp.reserve(200)  # a smaller one keeps what is held
+    assert cache.size == 300
+    with pytest.raises(CacheFull, match=r"^1001 bytes do not fit a cache of 1000$"):
+        temp.reserve(1001)
+    temp.discard()
+    assert cache.size == 0
+
+
+def test_an_announced_body_may_evict_beyond_half_the_cap_when_it_outgrows_its_reservation(
+    tmp_path: Path,
+) -> None:
+    cache = make_cache(tmp_path, 1000)
+    put(cache, "a", b"a" * 400)
+    put(cache, "b", b"b" * 400)
+    temp = cache.new_temp()
+    temp.reserve(100)
+    temp.write(b"t" * 700)  # announced, so it may still evict (a and b) to grow past its size
+    temp.commit("t")
+    assert cached(cache, "a", "b", "t") == ["t"]
+    assert cache.size == object_bytes(cache) == 700
 
 
 def test_writing_to_a_closed_file_says_so(tmp_path: Path) -> None:
@@ -224,11 +278,14 @@ def test_shared_eviction_takes_lru_files_until_enough_room_and_no_more(tmp_path:
     cache.on_evict = sizes.append
     for key, size in (("a", 100), ("b", 200), ("c", 300), ("d", 400)):
         put(cache, key, key.encode() * size)
-    put(cache, "e", b"e" * 250)  # 250 over: a (100) and b (200) go, c stays
+    put(cache, "e", b"e" * 300)  # exactly a (100) and b (200) make the room: c stays
     assert sizes == [100, 200]
-    assert cached(cache, "a", "b", "c", "d", "e") == ["c", "d", "e"]
-    assert cache.size == object_bytes(cache) == 950
-    assert cache.evictions == 2
+    assert cache.size == object_bytes(cache) == 1000
+    put(cache, "f", b"f" * 301)  # c (300) leaves one byte missing: d goes too
+    assert sizes == [100, 200, 300, 400]
+    assert cached(cache, "a", "b", "c", "d", "e", "f") == ["e", "f"]
+    assert cache.size == object_bytes(cache) == 601
+    assert cache.evictions == 4
 
 
 def test_shared_eviction_passes_over_pinned_and_held_files(tmp_path: Path, held: list[int]) -> None:
@@ -261,16 +318,27 @@ def test_shared_eviction_drops_a_file_already_gone_from_the_disk(tmp_path: Path)
     gone = put(cache, "gone", b"g" * 400)
     put(cache, "kept", b"k" * 400)
     gone.path.unlink()
+    descriptors = set(os.listdir("/proc/self/fd"))
     put(cache, "new", b"n" * 400)  # 200 over: "gone" leaves the index, though it had no file
+    assert set(os.listdir("/proc/self/fd")) == descriptors, "no descriptor was closed or leaked"
     assert sizes == [400]
     assert cached(cache, "gone", "kept", "new") == ["kept", "new"]
     assert cache.size == object_bytes(cache) == 800
 
 
-def test_shared_eviction_releases_the_locks_it_took(tmp_path: Path) -> None:
+def test_shared_eviction_releases_the_locks_it_took(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = make_cache(tmp_path, 1000, shared=True)
+    inheritable: list[bool] = []
+    real_flock = fcntl.flock
+
+    def flock(fd: int, operation: int) -> None:
+        inheritable.append(os.get_inheritable(fd))
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
     before = set(os.listdir("/proc/self/fd"))
     for n in range(6):
         put(cache, f"k{n}", b"x" * 400)  # each commit past the second evicts one file
     assert cache.evictions == 4
     assert set(os.listdir("/proc/self/fd")) == before
+    assert inheritable == [False] * 4, "a victim's descriptor never leaks into a child process"

@@ -5,6 +5,7 @@ removed or replaced is never served, and the owner's LRU follows the hits follow
 from __future__ import annotations
 
 import fcntl
+import os
 from pathlib import Path
 
 import pytest
@@ -125,4 +126,54 @@ def test_a_follower_writes_nothing_and_remembers_only_misses_until_a_reload(tmp_
     assert isinstance(follower.get("b"), Miss) and follower.count == 0
     assert follower.forget_misses() == 1 and follower.get("b") is None
     with pytest.raises(RuntimeError, match="never downloads"):
+        follower.new_temp()
+
+
+def test_a_follower_sees_the_owners_file_as_the_owner_does(tmp_path: Path) -> None:
+    owner = owner_with(tmp_path, {"a": b"the bytes of a"}, max_size=10_000)
+    follower = FollowerCache(tmp_path, max_size=10_000)
+    seen = follower.get("a")
+    assert seen == owner.get("a")  # key, path, size and time: the same entry
+    assert isinstance(seen, CachedFile) and seen.key == "a"
+    assert follower.read_small(seen) == b"the bytes of a"
+
+
+def test_the_hits_a_follower_remembers_between_reports_are_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner_with(tmp_path, {"a": b"1", "b": b"2", "c": b"3"}, max_size=100)
+    follower = FollowerCache(tmp_path, max_size=100)
+    monkeypatch.setattr(follower_module, "MAX_TOUCHES", 2)
+    for key in "abca":
+        assert isinstance(follower.get(key), CachedFile)
+    assert follower.take_touches() == ["a", "b"]  # c came after the bound was reached
+    assert isinstance(follower.get("c"), CachedFile)
+    assert follower.take_touches() == ["c"]
+
+
+def test_a_file_replaced_by_one_of_the_same_size_and_time_is_not_served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner = owner_with(tmp_path, {"a": b"first"}, max_size=10_000)
+    follower = FollowerCache(tmp_path, max_size=10_000)
+    seen = follower.get("a")
+    assert isinstance(seen, CachedFile)
+    real_flock = fcntl.flock
+
+    def replaced_first(fd: int, operation: int) -> None:
+        # Another file of the same size, given the same time: only the inode tells them apart.
+        owner.forget("a")
+        temp = owner.new_temp()
+        temp.write(b"other")
+        replacement = temp.commit("a")
+        os.utime(replacement.path, ns=(seen.mtime_ns, seen.mtime_ns))
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(follower_module.fcntl, "flock", replaced_first)
+    assert follower.open_shared(seen) is None
+
+
+def test_a_follower_refuses_to_download_with_a_clear_message(tmp_path: Path) -> None:
+    follower = FollowerCache(tmp_path, max_size=100)
+    with pytest.raises(RuntimeError, match=r"^a --workers follower never downloads; the owner does$"):
         follower.new_temp()
