@@ -340,3 +340,23 @@ def test_an_unshared_cache_ignores_other_processes_locks(tmp_path: Path, held: l
     put(cache, "b", b"b" * 500)
     put(cache, "c", b"c" * 500)
     assert cached(cache, "a", "b", "c") == ["b", "c"]
+
+
+def test_a_restart_indexes_every_file_past_stray_entries(tmp_path: Path) -> None:
+    """Entries the cache never writes (a directory, a name of the wrong length, a directory left in
+    ``tmp/``) are passed over, and every cache file around them is still found."""
+    first = make_cache(tmp_path, 100_000)
+    data = {f"k{n}": bytes([65 + n]) * (100 + n) for n in range(6)}
+    entries = {key: put(first, key, value) for key, value in data.items()}
+    for n, entry in enumerate(entries.values()):
+        for m in range(20):  # beside every file, so one comes before most files in any order
+            (entry.path.parent / f"stray-dir-{n}-{m}").mkdir()
+            (entry.path.parent / f"short-{n}-{m}").write_bytes(b"not a cache file")
+    (tmp_path / "tmp" / "a-leftover-directory").mkdir()
+
+    again = make_cache(tmp_path, 100_000)
+    assert again.count == len(data)
+    assert again.size == sum(len(value) for value in data.values())
+    for key, value in data.items():
+        entry = again.get(key)
+        assert isinstance(entry, CachedFile) and entry.path.read_bytes() == value
