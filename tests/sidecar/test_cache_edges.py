@@ -192,6 +192,15 @@ def test_an_unannounced_body_of_exactly_half_the_cap_may_still_evict(tmp_path: P
 # Hooks and files gone from the disk
 
 
+def test_a_single_byte_over_the_cap_evicts(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path, 1000)
+    put(cache, "a", b"a" * 500)
+    put(cache, "b", b"b" * 500)
+    put(cache, "c", b"c")
+    assert cached(cache, "a", "b", "c") == ["b", "c"]
+    assert cache.size == object_bytes(cache) == 501
+
+
 def test_on_evict_is_told_the_size_of_each_evicted_file(tmp_path: Path) -> None:
     cache = make_cache(tmp_path, 1000)
     sizes: list[int] = []
