@@ -199,6 +199,11 @@ def test_a_single_byte_over_the_cap_evicts(tmp_path: Path) -> None:
     put(cache, "c", b"c")
     assert cached(cache, "a", "b", "c") == ["b", "c"]
     assert cache.size == object_bytes(cache) == 501
+    put(cache, "d", b"d" * 501)  # 2 over: b (500) is enough
+    assert cached(cache, "b", "c", "d") == ["c", "d"]
+    put(cache, "e", b"e" * 500)  # 2 over: c (1) leaves one byte missing, so d goes as well
+    assert cached(cache, "c", "d", "e") == ["e"]
+    assert cache.size == object_bytes(cache) == 500
 
 
 def test_on_evict_is_told_the_size_of_each_evicted_file(tmp_path: Path) -> None:
