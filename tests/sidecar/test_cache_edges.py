@@ -154,6 +154,22 @@ def test_an_announced_body_may_evict_beyond_half_the_cap_when_it_outgrows_its_re
     assert cache.size == object_bytes(cache) == 700
 
 
+def test_short_writes_are_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``write(2)`` may write less than asked (a signal, a nearly full disk): the rest follows."""
+    cache = make_cache(tmp_path, 1000)
+    real_write = os.write
+
+    def at_most_7(fd: int, data: bytes | memoryview) -> int:
+        return real_write(fd, bytes(data[:7]))
+
+    temp = cache.new_temp()
+    monkeypatch.setattr(os, "write", at_most_7)
+    temp.write(bytes(range(100)))
+    monkeypatch.undo()
+    entry = temp.commit("k", expected_size=100)
+    assert entry.path.read_bytes() == bytes(range(100))
+
+
 def test_writing_to_a_closed_file_says_so(tmp_path: Path) -> None:
     cache = make_cache(tmp_path, 1000)
     temp = cache.new_temp()
@@ -372,5 +388,5 @@ def test_a_restart_indexes_every_file_past_stray_entries(tmp_path: Path) -> None
     assert again.count == len(data)
     assert again.size == sum(len(value) for value in data.values())
     for key, value in data.items():
-        entry = again.get(key)
-        assert isinstance(entry, CachedFile) and entry.path.read_bytes() == value
+        found = again.get(key)
+        assert isinstance(found, CachedFile) and found.path.read_bytes() == value
