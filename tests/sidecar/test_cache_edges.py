@@ -364,8 +364,9 @@ def test_files_live_under_objects_sharded_by_digest(tmp_path: Path) -> None:
 
 
 def test_an_unshared_cache_ignores_other_processes_locks(tmp_path: Path, held: list[int]) -> None:
-    """A single process's cache has no followers: it evicts by LRU alone (no lock per victim)."""
-    cache = make_cache(tmp_path, 1000)
+    """A single process's cache (the default) has no followers: it evicts by LRU alone."""
+    cache = DiskCache(tmp_path, max_size=1000)
+    cache.open()
     hold(held, put(cache, "a", b"a" * 500))
     put(cache, "b", b"b" * 500)
     put(cache, "c", b"c" * 500)
