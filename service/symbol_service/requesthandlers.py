@@ -195,11 +195,23 @@ class RequestHandlers(handlers.ApiBase):
     async def _delete_request(
         self, request: web.Request, op: routes.Operation, who: tokens.Principal | None
     ) -> web.StreamResponse:
-        record = await self._record(op, expired_ok=True)
         synchronous = request.query.get("synchronous", "").lower() == "true"
-        if synchronous:
-            await self.manifest_store.remove(record.id)
-            await self.requests.delete(record.id)
-        elif record.status != wire.RequestStatus.UNAVAILABLE:
-            await self.requests.replace(dataclasses.replace(record, status=wire.RequestStatus.UNAVAILABLE))
+        for attempt in range(1, UPDATE_ATTEMPTS + 1):
+            record = await self._record(op, expired_ok=True)
+            if synchronous:
+                await self.manifest_store.remove(record.id)
+                await self.requests.delete(record.id)
+                break
+            if record.status == wire.RequestStatus.UNAVAILABLE:
+                break
+            gone = dataclasses.replace(record, status=wire.RequestStatus.UNAVAILABLE)
+            try:
+                await self.requests.replace(gone)
+                break
+            except errors.ServiceError as exc:
+                # A delete names no version: a write that slipped in since the read (the operator's
+                # conditions, say) is no reason to fail it. Read again and retry, as an update does.
+                if exc.type_key != "RequestUpdateConflictException" or attempt == UPDATE_ATTEMPTS:
+                    raise
+            await asyncio.sleep(UPDATE_BACKOFF_SECONDS * attempt)
         return handlers.json_response({"message": f"Request '{record.name}' no longer exists."})

@@ -37,9 +37,12 @@ class OtherWriter(MemoryRequestStore):
 
 @pytest.fixture
 async def served(tmp_path: pytest.TempPathFactory) -> AsyncIterator[tuple[Service, OtherWriter]]:
-    token = tokens.new_token()
+    token, manager = tokens.new_token(), tokens.new_token()
     table = tokens.TokenTable(
-        [{"name": "w", "hash": tokens.hash_token(token), "scopes": ["vso.symbols_write"]}]
+        [
+            {"name": "w", "hash": tokens.hash_token(token), "scopes": ["vso.symbols_write"]},
+            {"name": "m", "hash": tokens.hash_token(manager), "scopes": ["vso.symbols_manage"]},
+        ]
     )
     store = OtherWriter()
     backend = FilesystemBackend(
@@ -48,7 +51,8 @@ async def served(tmp_path: pytest.TempPathFactory) -> AsyncIterator[tuple[Servic
     server = TestServer(create_app(backend, store, table), host="127.0.0.1")
     await server.start_server()
     async with aiohttp.ClientSession() as session:
-        yield Service(f"http://127.0.0.1:{server.port}/{ORG}", None, session, {"writer": token}), store
+        roles = {"writer": token, "manager": manager}
+        yield Service(f"http://127.0.0.1:{server.port}/{ORG}", None, session, roles), store
     await server.close()
 
 
@@ -76,3 +80,14 @@ async def test_a_seal_with_etag_is_a_conflict_after_another_write(
         json={"status": "sealed", "storageETag": created["storageETag"]},
     )
     assert (status, error["typeKey"]) == (409, "RequestUpdateConflictException")
+
+
+async def test_a_delete_retries_after_another_write(served: tuple[Service, OtherWriter]) -> None:
+    # Found on a loaded CI machine: the operator wrote the request's conditions between the
+    # service's read and its write, and a DELETE (which names no version) answered 409.
+    service, store = served
+    _, created, _ = await service.call("POST", "/_apis/symbol/requests", json={"name": "r"}, expect=201)
+    store.slips = 2
+    await service.call("DELETE", f"/_apis/symbol/requests/{created['id']}", role="manager", expect=200)
+    record = await store.get(created["id"])
+    assert record is not None and record.status.name == "UNAVAILABLE"
