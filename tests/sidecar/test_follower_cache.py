@@ -77,8 +77,18 @@ def test_a_follower_never_opens_a_file_the_owner_removed_or_replaced(tmp_path: P
     assert follower.read_small(fresh) == b"new bytes, longer"
 
 
+@pytest.mark.parametrize(
+    ("replacement", "same_time"),
+    [
+        # The handle is of an unlinked file, whose size and time still match the lookup.
+        (b"second, another file", False),
+        # Another file of the same size, given the same time: only the inode tells them apart.
+        (b"other", True),
+    ],
+    ids=["another-file", "same-size-and-time"],
+)
 def test_a_file_replaced_between_a_followers_open_and_its_lock_is_not_served(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    replacement: bytes, same_time: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     owner = owner_with(tmp_path, {"a": b"first"}, max_size=10_000)
     follower = FollowerCache(tmp_path, max_size=10_000)
@@ -87,12 +97,13 @@ def test_a_file_replaced_between_a_followers_open_and_its_lock_is_not_served(
     real_flock = fcntl.flock
 
     def replaced_first(fd: int, operation: int) -> None:
-        # The owner evicts the file and commits a new one after the follower's open: the handle
-        # is of an unlinked file, whose size and time still match what the follower looked up.
+        # The owner evicts the file and commits a new one after the follower's open.
         owner.forget("a")
         temp = owner.new_temp()
-        temp.write(b"second, another file")
-        temp.commit("a")
+        temp.write(replacement)
+        committed = temp.commit("a")
+        if same_time:
+            os.utime(committed.path, ns=(seen.mtime_ns, seen.mtime_ns))
         real_flock(fd, operation)
 
     monkeypatch.setattr(follower_module.fcntl, "flock", replaced_first)
@@ -149,28 +160,6 @@ def test_the_hits_a_follower_remembers_between_reports_are_bounded(
     assert follower.take_touches() == ["a", "b"]  # c came after the bound was reached
     assert isinstance(follower.get("c"), CachedFile)
     assert follower.take_touches() == ["c"]
-
-
-def test_a_file_replaced_by_one_of_the_same_size_and_time_is_not_served(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    owner = owner_with(tmp_path, {"a": b"first"}, max_size=10_000)
-    follower = FollowerCache(tmp_path, max_size=10_000)
-    seen = follower.get("a")
-    assert isinstance(seen, CachedFile)
-    real_flock = fcntl.flock
-
-    def replaced_first(fd: int, operation: int) -> None:
-        # Another file of the same size, given the same time: only the inode tells them apart.
-        owner.forget("a")
-        temp = owner.new_temp()
-        temp.write(b"other")
-        replacement = temp.commit("a")
-        os.utime(replacement.path, ns=(seen.mtime_ns, seen.mtime_ns))
-        real_flock(fd, operation)
-
-    monkeypatch.setattr(follower_module.fcntl, "flock", replaced_first)
-    assert follower.open_shared(seen) is None
 
 
 def test_a_follower_refuses_to_download_with_a_clear_message(tmp_path: Path) -> None:
