@@ -22,6 +22,10 @@ with :func:`register`. The rules (``docs/publishing.md``):
   withdrawn (its manifest and blobs are not in this store, and its paths may be another request's
   here). Deleting it lets the object go without touching the store. A request without
   ``spec.store`` (created before the field existed) belongs to the operator's store.
+- **A publish the store refuses** (a backend error: the bucket is gone, access denied, the disk is
+  full): the condition ``Published=False`` with reason ``PublishFailed`` and a Warning event carry
+  the store's one-line error, once per distinct error; the timer tries again. No traceback: the
+  line says everything.
 
 Triggers: every watch event of a SymbolRequest (the seal's second step is a status write, which
 kopf's change handlers would not see) and a timer (``interval`` seconds) that retries failures and
@@ -46,18 +50,24 @@ import kopf
 from symbol_operator import kubeapi
 from symbol_operator.metrics import REQUEST_PHASES, Metrics
 from symbol_operator.models import GROUP, PUBLICATION_ANNOTATION, VERSION
+from symbol_proxy.backends.base import BackendError
 from symbol_service.kuberequests import record_from_object
 from symbol_service.publication import Publisher
 from symbol_service.requeststore import RequestRecord
 from symbol_service.wire import RequestStatus
 
-__all__ = ["PUBLISHED", "STORE_MISMATCH", "phase", "register"]
+__all__ = ["PUBLISHED", "PUBLISH_FAILED", "STORE_MISMATCH", "phase", "register"]
 
 log = logging.getLogger(__name__)
 
 PLURAL = "symbolrequests"
 PUBLISHED = "Published"
 STORE_MISMATCH = "StoreMismatch"
+PUBLISH_FAILED = "PublishFailed"
+
+STORE_ERRORS = (BackendError, OSError)
+"""What a store raises when it cannot do a copy or a delete (each backend translates its library's
+errors into :class:`BackendError`; the filesystem's are ``OSError``)."""
 
 
 def _now() -> datetime.datetime:
@@ -167,20 +177,24 @@ class Lifecycle:
         except kubeapi.ApiError as exc:
             log.info("SymbolRequest %s/%s: event not posted: %s", namespace, involved["name"], exc)
 
-    async def _refuse(self, body: Mapping[str, Any], message: str) -> None:
-        """Say once, in a condition and a Warning event, that the request is another store's."""
+    async def _not_published(self, body: Mapping[str, Any], reason: str, message: str) -> None:
+        """Say in the ``Published=False`` condition and a Warning event why the request is not
+        published, once: not again while the condition already says exactly that."""
         conditions = (body.get("status") or {}).get("conditions") or []
-        if any(c.get("type") == PUBLISHED and c.get("reason") == STORE_MISMATCH for c in conditions):
+        if any(
+            c.get("type") == PUBLISHED and c.get("reason") == reason and c.get("message") == message
+            for c in conditions
+        ):
             return
         metadata = body.get("metadata") or {}
-        condition = _condition(False, STORE_MISMATCH, message)
+        condition = _condition(False, reason, message)
         await self.api.patch_request(
             str(metadata["namespace"]),
             str(metadata["name"]),
             {"status": {"conditions": [condition]}},
             status=True,
         )
-        await self._warn(body, STORE_MISMATCH, message)
+        await self._warn(body, reason, message)
 
     async def reconcile(self, body: Mapping[str, Any]) -> None:
         """Publish a sealed request, retire an expired or soft-deleted one; refuse another store's."""
@@ -190,7 +204,7 @@ class Lifecycle:
             return
         foreign = self._foreign(record)
         if foreign is not None:
-            await self._refuse(body, foreign)
+            await self._not_published(body, STORE_MISMATCH, foreign)
             return
         namespace, name = str(metadata["namespace"]), str(metadata["name"])
         if record.status == RequestStatus.UNAVAILABLE or record.expiration_date <= _now():
@@ -206,7 +220,12 @@ class Lifecycle:
         async with self.lock:
             if uid in self.published:
                 return
-            written = await self.publisher.publish(record.id, record.sealed_segments)
+            try:
+                written = await self.publisher.publish(record.id, record.sealed_segments)
+            except STORE_ERRORS as exc:
+                message = f"the store refused the publish (tried again): {exc}"
+                await self._not_published(body, PUBLISH_FAILED, message)
+                return
             await self._announce(namespace, record.id)
             message = f"{record.entry_count} entries published at {written} paths"
             condition = _condition(True, "Sealed", message)
@@ -270,7 +289,7 @@ def register(registry: kopf.OperatorRegistry, lifecycle: Lifecycle, *, interval:
     async def guarded(body: Mapping[str, Any]) -> None:
         try:
             await lifecycle.reconcile(body)
-        except (kubeapi.ApiError, OSError, ValueError) as exc:
+        except (kubeapi.ApiError, *STORE_ERRORS, ValueError) as exc:
             # The timer tries again; a traceback would say nothing more than this line.
             log.warning("SymbolRequest %s: %s (will retry)", (body.get("metadata") or {}).get("name"), exc)
 
@@ -292,7 +311,7 @@ def register(registry: kopf.OperatorRegistry, lifecycle: Lifecycle, *, interval:
         metrics(memo)
         try:
             await lifecycle.finalize(body)
-        except (kubeapi.ApiError, OSError, ValueError) as exc:
+        except (kubeapi.ApiError, *STORE_ERRORS, ValueError) as exc:
             raise kopf.TemporaryError(f"withdrawing the request's files: {exc}", delay=interval) from None
 
     @kopf.on.startup(registry=registry)

@@ -6,6 +6,9 @@ test_publishing_gcs.py``): a sealed request of another store is not published, a
 snapshot that carries the condition); an expired one of another store is neither marked nor
 deleted; deleting one withdraws and forgets nothing, with a Warning event; requests of the
 operator's store, and requests without ``spec.store`` (made before the field), are published.
+A publish the store refuses says why in a ``PublishFailed`` condition and one Warning event per
+distinct error, is tried again, and ends ``Published=True`` once the store works; a withdraw the
+store refuses is one line for kopf to retry, not a traceback.
 And the lifecycle's kopf setting that lets an expired request go within seconds once its timer
 exits (not a minute later).
 """
@@ -18,7 +21,8 @@ from typing import Any
 
 import kopf
 
-from symbol_operator.lifecycle import PUBLISHED, STORE_MISMATCH, Lifecycle, register
+from symbol_operator.lifecycle import PUBLISH_FAILED, PUBLISHED, STORE_MISMATCH, Lifecycle, register
+from symbol_proxy.backends.base import PermissionDenied, UpstreamError
 
 
 class RecordingApi:
@@ -45,13 +49,21 @@ class RecordingApi:
 class RecordingPublisher:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
+        self.failures: list[BaseException] = []
+        """Raised, in turn, by the next publishes or withdraws (the store refusing)."""
+
+    def _fail(self) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
 
     async def publish(self, request_id: str, segments: int) -> int:
         self.calls.append(("publish", request_id))
+        self._fail()
         return 1
 
     async def withdraw(self, request_id: str, segments: int | None, others: Iterable[tuple[str, int]]) -> int:
         self.calls.append(("withdraw", request_id))
+        self._fail()
         return 1
 
     async def forget(self, request_id: str) -> None:
@@ -144,3 +156,59 @@ def test_the_lifecycle_makes_kopf_check_an_exiting_timer_every_second() -> None:
         if handler.activity is not None and handler.activity.value == "startup":
             handler.fn(settings=settings)
     assert settings.background.cancellation_polling <= 1.0
+
+
+def with_conditions(body: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """The next snapshot of ``body``: the conditions of the status ``patch`` written."""
+    return body | {"status": {**body["status"], "conditions": patch["status"]["conditions"]}}
+
+
+async def test_a_publish_the_store_refuses_says_why_once_per_error_and_is_tried_again() -> None:
+    operator, api, publisher = lifecycle()
+    denied = PermissionDenied("s3 bucket 'symbols': AccessDenied on PutObject")
+    publisher.failures = [denied, PermissionDenied(str(denied)), OSError(28, "No space left on device")]
+    body = request("ours", "publish")
+
+    await operator.reconcile(body)
+    (patch,) = api.patches
+    (condition,) = patch["status"]["conditions"]
+    expected = (PUBLISHED, "False", PUBLISH_FAILED)
+    assert (condition["type"], condition["status"], condition["reason"]) == expected
+    assert "AccessDenied on PutObject" in condition["message"]
+    assert [(e["type_"], e["reason"], e["message"]) for e in api.events] == [
+        ("Warning", PUBLISH_FAILED, condition["message"])
+    ]
+
+    # The timer's next try fails the same way: tried, but nothing said again.
+    body = with_conditions(body, patch)
+    await operator.reconcile(body)
+    assert publisher.calls == [("publish", "id-ours")] * 2
+    assert len(api.patches) == 1 and len(api.events) == 1
+
+    # Another error is news.
+    await operator.reconcile(body)
+    assert "No space left on device" in api.patches[-1]["status"]["conditions"][0]["message"]
+    assert len(api.patches) == 2 and len(api.events) == 2
+
+    # The store works again: published.
+    await operator.reconcile(with_conditions(body, api.patches[-1]))
+    assert publisher.calls == [("publish", "id-ours")] * 4
+    final = api.patches[-1]["status"]["conditions"][0]
+    assert (final["type"], final["status"]) == (PUBLISHED, "True")
+
+
+async def test_a_withdraw_the_store_refuses_is_one_line_for_kopf_to_retry() -> None:
+    operator, _, publisher = lifecycle()
+    publisher.failures = [UpstreamError("gcs bucket 'symbols': 503 Service Unavailable")]
+    registry = kopf.OperatorRegistry()
+    register(registry, operator, interval=7)
+    handlers = registry._changing.get_all_handlers()
+    (deleted,) = [h for h in handlers if h.reason is not None and h.reason.value == "delete"]
+    try:
+        await deleted.fn(body=request("ours", "publish"), memo=kopf.Memo())
+    except kopf.TemporaryError as exc:
+        assert "503 Service Unavailable" in str(exc) and exc.delay == 7
+        assert exc.__cause__ is None and exc.__suppress_context__
+    else:
+        raise AssertionError("the refused withdraw was not reported to kopf")
+    assert publisher.calls == [("withdraw", "id-ours")]

@@ -390,13 +390,20 @@ async def test_a_publish_cut_off_midway_is_finished_by_the_next_operator(
     failing = FailingStore(service.store, copies=3)
     with lifecycle_operator(tmp_path / "service.yaml", namespace, store=failing):
         await eventually(lambda: failing.failures >= 2, "the publish to start and fail", timeout=60)
+        # The user sees why, in the condition (one line, not a traceback in the operator's log).
+        await eventually(
+            lambda: (published_condition(kube, name, namespace) or {}).get("reason") == "PublishFailed",
+            "the PublishFailed condition",
+        )
     # Stopped in the middle: three copies got through (their links may still be finishing in the
     # stopped operator's worker threads), the request is not marked published.
     await eventually(
         lambda: sum((service.store / path).exists() for path in paths) == 3,
         "the three copies that got through",
     )
-    assert published_condition(kube, name, namespace) is None
+    failed = published_condition(kube, name, namespace)
+    assert failed is not None and failed["status"] == "False"
+    assert "injected: the store went away in the middle of a copy" in failed["message"]
 
     with lifecycle_operator(tmp_path / "service.yaml", namespace):
         await eventually(
