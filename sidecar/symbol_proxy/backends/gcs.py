@@ -216,12 +216,23 @@ class GcsBackend:
             try:
                 return await self._attempt(method, url, key, operation, ok, data, headers, deadline, create)
             except base.BackendError as exc:
-                delay = RETRY_BACKOFF * 2**attempt * random.uniform(0.5, 1.0)
-                if not exc.retryable or attempt + 1 == attempts or loop.time() + delay >= deadline:
-                    raise
-                log.debug("%r: %s failed (%s), trying again", self, operation, exc)
-                await asyncio.sleep(delay)
+                await self._before_retry(exc, attempt, attempts, deadline, f"{operation} failed")
         raise AssertionError("unreachable")
+
+    async def _before_retry(
+        self, exc: base.BackendError, attempt: int, attempts: int, deadline: float, what: str
+    ) -> None:
+        """Wait a jittered backoff after failed try ``attempt`` (from 0) of ``attempts``; raise
+        ``exc`` instead when it is not retryable, or no try or time is left."""
+        delay = RETRY_BACKOFF * 2**attempt * random.uniform(0.5, 1.0)
+        if (
+            not exc.retryable
+            or attempt + 1 == attempts
+            or asyncio.get_running_loop().time() + delay >= deadline
+        ):
+            raise exc
+        log.debug("%r: %s (%s), trying again", self, what, exc)
+        await asyncio.sleep(delay)
 
     async def _attempt(
         self,
@@ -349,22 +360,17 @@ class GcsBackend:
                 while len(buffer) > WRITE_PART_SIZE:
                     if session is None:
                         session = await self._start_resumable(key, condition, deadline)
-                    part = bytes(buffer[:WRITE_PART_SIZE])
-                    del buffer[:WRITE_PART_SIZE]
-                    persisted = await self._send_chunk(session, key, part, sent, None, deadline)
-                    if persisted < sent:
-                        raise base.UpstreamError(f"{where}: GCS lost bytes it had acknowledged")
-                    if persisted < sent + len(part):  # GCS kept less: send the rest again
-                        buffer[:0] = part[persisted - sent :]
-                    sent = persisted
+                    sent, _ = await self._push(session, key, buffer, sent, None, deadline)
             if size is not None and written != size:
                 raise base.Malformed(f"{where}: {written} bytes, not the declared {size}")
             if session is None:
                 (await self._insert(key, "media", condition, bytes(buffer), deadline)).release()
                 return
-            await self._send_chunk(
-                session, key, bytes(buffer), sent, written, deadline, create=only_if_absent
-            )
+            done = False
+            while not done:
+                sent, done = await self._push(
+                    session, key, buffer, sent, written, deadline, create=only_if_absent
+                )
             session = None
         finally:
             if session is not None:
@@ -403,6 +409,48 @@ class GcsBackend:
             raise base.UpstreamError(f"gs://{self._source.bucket}/{key}: GCS started no upload session")
         return URL(location, encoded=True)
 
+    async def _push(
+        self,
+        session: URL,
+        key: str,
+        buffer: bytearray,
+        sent: int,
+        total: int | None,
+        deadline: float,
+        *,
+        create: bool = False,
+    ) -> tuple[int, bool]:
+        """Send the next chunk of ``buffer`` (all of it, with the ``total``, for the last one) at
+        offset ``sent``, drop from ``buffer`` what GCS kept, and return the new offset and whether
+        the object is complete.
+
+        GCS may keep less of a chunk than it was sent (its 308's ``Range`` says how much): the rest
+        goes again. A chunk that fails with a retryable error (429, 5xx, no answer) is not the end
+        of the upload: after a backoff GCS is asked how much it has (a request without bytes, as its
+        documentation for resuming says), and the upload goes on from there. Each chunk is tried at
+        most ``upstream.retries`` + 1 times, within the deadline."""
+        where = f"gs://{self._source.bucket}/{key}"
+        part = bytes(buffer if total is not None else buffer[:WRITE_PART_SIZE])
+        attempts = self._settings.retries + 1
+        for attempt in range(attempts):
+            try:
+                persisted, done = await self._send_chunk(
+                    session, key, part, sent, total, deadline, create=create
+                )
+            except base.BackendError as exc:
+                await self._before_retry(exc, attempt, attempts, deadline, f"a chunk of {where} failed")
+                persisted, done = await self._send_chunk(
+                    session, key, b"", sent, total, deadline, create=create, retry=True
+                )
+            if persisted < sent:
+                raise base.UpstreamError(f"{where}: GCS lost bytes it had acknowledged")
+            if persisted > sent + len(part):
+                raise base.UpstreamError(f"{where}: GCS has more bytes than it was sent")
+            del buffer[: persisted - sent]
+            if done or persisted > sent:
+                return persisted, done
+        raise base.UpstreamError(f"{where}: GCS kept none of a chunk sent {attempts} times")
+
     async def _send_chunk(
         self,
         session: URL,
@@ -413,13 +461,15 @@ class GcsBackend:
         deadline: float,
         *,
         create: bool = False,
-    ) -> int:
-        """Send ``data`` at ``offset`` of the upload (the last chunk with the ``total``); how many
-        bytes GCS has kept so far."""
+        retry: bool = False,
+    ) -> tuple[int, bool]:
+        """Send ``data`` at ``offset`` of the upload (the last chunk with the ``total``; no data: ask
+        how much GCS has, and with the ``total`` finish the upload if it has every byte); how many
+        bytes GCS has kept so far, and whether the object is complete."""
         if data:
             span = f"bytes {offset}-{offset + len(data) - 1}/{'*' if total is None else total}"
         else:
-            span = f"bytes */{total}"
+            span = f"bytes */{'*' if total is None else total}"
         response = await self._call(
             "PUT",
             session,
@@ -430,17 +480,16 @@ class GcsBackend:
             headers={"Content-Range": span, "Content-Type": "application/octet-stream"},
             deadline=deadline,
             create=create,
+            retry=retry,
         )
         status, kept = response.status, response.headers.get("Range", "")
         response.release()
         if status != 308:
             if total is None:
                 raise base.UpstreamError(f"gs://{self._source.bucket}/{key}: GCS finished an upload early")
-            return total
-        if total is not None:
-            raise base.UpstreamError(f"gs://{self._source.bucket}/{key}: GCS did not finish the upload")
+            return total, True
         match = _RANGE.match(kept)
-        return int(match.group(1)) + 1 if match else 0
+        return (int(match.group(1)) + 1 if match else 0), False
 
     async def _cancel(self, session: URL, key: str) -> None:
         # GCS answers 499 to the cancellation of a resumable upload.

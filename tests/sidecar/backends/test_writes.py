@@ -10,7 +10,9 @@ object; conditional create wins once, a second create (and one of several racing
 one part; listing below a prefix (complete objects only, sizes, times); no temporary file left
 behind; a user without write permission gets ``PermissionDenied`` (moto's IAM; for GCS a small
 server answering as GCS does, fake-gcs-server accepts any token), and GCS's answers to writes
-(403, 412 outside a create, 429, 400, a chunk kept only in part) become the right errors.
+(403, 412 outside a create, 429, 400) become the right errors; a resumable upload goes on from
+what GCS kept after a chunk kept in part or failed with 503 (a server answering as GCS does), and
+one that cannot go on is cancelled.
 """
 
 from __future__ import annotations
@@ -311,40 +313,87 @@ async def test_a_gcs_write_that_fails_once_succeeds_on_the_retry(
     assert stored == {"a/b.bin": b"data"}
 
 
-async def test_a_gcs_chunk_kept_only_in_part_is_sent_again_from_where_it_stopped(
-    aiohttp_server: Callable[..., Any], settings: UpstreamSettings
-) -> None:
-    """GCS may keep less of a chunk than it was sent (its 308's ``Range`` says how much); the rest
-    goes again with the next request. This server keeps half of every chunk the first time."""
-    stored = bytearray()
-    seen: set[int] = set()
-    spans: list[str] = []
+class ResumableGcs:
+    """A resumable upload endpoint answering as GCS does, with scripted faults.
 
-    async def start(request: web.Request) -> web.Response:
+    ``faults`` says, per request that carries bytes (in turn; none left: no fault), what goes wrong:
+    ``"half"`` keeps half of the chunk (its 308 says so), ``"lost-answer"`` keeps the whole chunk
+    and answers 503 (the answer is lost), ``"refused"`` keeps nothing and answers 503, ``"fatal"``
+    keeps nothing and answers 400. A request without bytes asks how much is kept (``bytes */*``),
+    or with the total finishes the object if every byte is there."""
+
+    def __init__(self, *faults: str) -> None:
+        self.faults = list(faults)
+        self.stored = bytearray()
+        self.spans: list[str] = []
+        self.sessions = 0
+        self.cancelled = 0
+        self.complete = False
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=2 * gcs.WRITE_PART_SIZE)
+        app.router.add_post("/upload/storage/v1/b/symbols/o", self.start)
+        app.router.add_put("/session", self.chunk)
+        app.router.add_delete("/session", self.cancel)
+        return app
+
+    async def start(self, request: web.Request) -> web.Response:
         assert request.query["uploadType"] == "resumable" and request.query["ifGenerationMatch"] == "0"
-        return web.json_response(
-            {}, headers={"Location": str(request.url.with_path("/session").with_query({"id": "1"}))}
-        )
+        self.sessions += 1
+        location = request.url.with_path("/session").with_query({"id": str(self.sessions)})
+        return web.json_response({}, headers={"Location": str(location)})
 
-    async def chunk(request: web.Request) -> web.Response:
-        span = request.headers["Content-Range"]
-        spans.append(span)
-        first, _, total = span.removeprefix("bytes ").partition("/")
-        if int(first.partition("-")[0]) != len(stored):
-            return _gcs_error(400, "invalid")
+    async def cancel(self, request: web.Request) -> web.Response:
+        self.cancelled += 1
+        return web.Response(status=499)
+
+    def _kept(self) -> web.Response:
+        if self.complete:
+            return web.json_response({"name": "big.bin", "size": str(len(self.stored))})
+        headers = {"Range": f"bytes=0-{len(self.stored) - 1}"} if self.stored else {}
+        return web.Response(status=308, headers=headers)
+
+    async def chunk(self, request: web.Request) -> web.Response:
+        span = request.headers["Content-Range"].removeprefix("bytes ")
+        self.spans.append(span)
+        first, _, total = span.partition("/")
         data = await request.read()
-        if total == "*" and len(stored) not in seen:
-            seen.add(len(stored))
-            data = data[: len(data) // 2]
-        stored.extend(data)
-        if total != "*" and len(stored) == int(total):
-            return web.json_response({"name": "a", "size": total})
-        return web.Response(status=308, headers={"Range": f"bytes=0-{len(stored) - 1}"})
+        if not data:  # a status request, or the finish of an upload whose bytes are all there
+            assert first == "*"
+            self.complete = self.complete or (total != "*" and len(self.stored) == int(total))
+            return self._kept()
+        if int(first.partition("-")[0]) != len(self.stored):
+            return _gcs_error(400, "invalid")
+        fault = self.faults.pop(0) if self.faults else None
+        if fault in ("refused", "fatal"):
+            return _gcs_error(503 if fault == "refused" else 400, "backendError")
+        self.stored.extend(data[: len(data) // 2] if fault == "half" else data)
+        self.complete = total != "*" and len(self.stored) == int(total)
+        if fault == "lost-answer":
+            return _gcs_error(503, "backendError")
+        return self._kept()
 
-    app = web.Application(client_max_size=2 * gcs.WRITE_PART_SIZE)
-    app.router.add_post("/upload/storage/v1/b/symbols/o", start)
-    app.router.add_put("/session", chunk)
-    server = await aiohttp_server(app)
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        pytest.param(["half", "half", "half"], id="chunks-kept-in-part"),
+        pytest.param(["lost-answer", "refused", "refused"], id="chunks-failed-after-and-before-keeping"),
+        pytest.param(["none", "none", "lost-answer"], id="the-last-chunk-kept-answer-lost"),
+        pytest.param(["none", "none", "refused", "half"], id="the-last-chunk-refused-then-kept-in-part"),
+    ],
+)
+async def test_a_gcs_upload_goes_on_from_what_gcs_kept_without_starting_again(
+    aiohttp_server: Callable[..., Any], faults: list[str]
+) -> None:
+    """GCS may keep less of a chunk than it was sent (its 308's ``Range`` says how much), and a chunk
+    may fail with 503 before or after GCS kept it. Either way the upload goes on from what GCS says
+    it has, in the same session, and the object is exactly the bytes sent."""
+    gcs_server = ResumableGcs(*faults)
+    server = await aiohttp_server(gcs_server.app())
+    settings = UpstreamSettings(
+        connect_timeout=2, head_timeout=10, read_timeout=10, total_timeout=60, retries=3
+    )
     backend = GcsBackend(gcs_source(), settings, api_root=str(server.make_url("")).rstrip("/"))
     data = os.urandom(2 * gcs.WRITE_PART_SIZE + 99)
     try:
@@ -353,5 +402,31 @@ async def test_a_gcs_chunk_kept_only_in_part_is_sent_again_from_where_it_stopped
         )
     finally:
         await backend.aclose()
-    assert bytes(stored) == data
-    assert spans[-1].endswith(f"/{len(data)}") and len(spans) > 3
+    assert gcs_server.complete and bytes(gcs_server.stored) == data
+    assert (gcs_server.sessions, gcs_server.cancelled) == (1, 0)
+    assert gcs_server.faults == []  # every scripted fault happened
+
+
+@pytest.mark.parametrize(
+    ("faults", "expected"),
+    [
+        pytest.param(["none", "fatal"], "400", id="a-chunk-refused-for-good"),
+        pytest.param(["none"] + ["refused"] * 4, "503", id="a-chunk-refused-every-time"),
+    ],
+)
+async def test_a_gcs_upload_that_cannot_go_on_is_cancelled_and_stores_nothing(
+    aiohttp_server: Callable[..., Any], faults: list[str], expected: str
+) -> None:
+    gcs_server = ResumableGcs(*faults)
+    server = await aiohttp_server(gcs_server.app())
+    settings = UpstreamSettings(
+        connect_timeout=2, head_timeout=10, read_timeout=10, total_timeout=60, retries=3
+    )
+    backend = GcsBackend(gcs_source(), settings, api_root=str(server.make_url("")).rstrip("/"))
+    try:
+        with pytest.raises(base.UpstreamError, match=expected):
+            await backend.create("big.bin", body(os.urandom(2 * gcs.WRITE_PART_SIZE + 99)))
+    finally:
+        await backend.aclose()
+    assert not gcs_server.complete and gcs_server.cancelled == 1
+    assert gcs_server.faults == []  # a chunk is tried retries + 1 times, no more
