@@ -95,11 +95,8 @@ def phase(body: Mapping[str, Any], now: datetime.datetime) -> str | None:
     record = record_from_object(dict(body))
     if record is None:
         return None
-    if (
-        (body.get("metadata") or {}).get("deletionTimestamp")
-        or record.status == RequestStatus.UNAVAILABLE
-        or record.expiration_date <= now
-    ):
+    # Being deleted (``deletionTimestamp``) reads as UNAVAILABLE, as the service reports it.
+    if record.status == RequestStatus.UNAVAILABLE or record.expiration_date <= now:
         return "unavailable"
     if record.status == RequestStatus.SEALED:
         return "published" if _is_published(body) else "sealed"

@@ -15,79 +15,14 @@ exits (not a minute later).
 
 from __future__ import annotations
 
-import datetime
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
 from symbol_operator.lifecycle import PUBLISH_FAILED, PUBLISHED, STORE_MISMATCH, Lifecycle, register
 from symbol_proxy.backends.base import PermissionDenied, UpstreamError
-
-
-class RecordingApi:
-    def __init__(self) -> None:
-        self.patches: list[Mapping[str, Any]] = []
-        self.events: list[dict[str, str]] = []
-        self.deleted: list[str] = []
-
-    async def patch_request(
-        self, namespace: str, name: str, patch: Mapping[str, Any], *, status: bool = False
-    ) -> None:
-        self.patches.append(patch)
-
-    async def delete_request(self, namespace: str, name: str, uid: str) -> None:
-        self.deleted.append(name)
-
-    async def list_requests(self, namespace: str) -> list[dict[str, Any]]:
-        return []
-
-    async def post_event(self, namespace: str, involved: Mapping[str, str], **event: str) -> None:
-        self.events.append({"name": involved["name"], **event})
-
-
-class RecordingPublisher:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-        self.failures: list[BaseException] = []
-        """Raised, in turn, by the next publishes or withdraws (the store refusing)."""
-
-    def _fail(self) -> None:
-        if self.failures:
-            raise self.failures.pop(0)
-
-    async def publish(self, request_id: str, segments: int) -> int:
-        self.calls.append(("publish", request_id))
-        self._fail()
-        return 1
-
-    async def withdraw(self, request_id: str, segments: int | None, others: Iterable[tuple[str, int]]) -> int:
-        self.calls.append(("withdraw", request_id))
-        self._fail()
-        return 1
-
-    async def forget(self, request_id: str) -> None:
-        self.calls.append(("forget", request_id))
-
-
-def request(name: str, store: str | None, *, expired: bool = False) -> dict[str, Any]:
-    now = datetime.datetime.now(datetime.UTC)
-    stamp = (now - datetime.timedelta(seconds=2)).isoformat().replace("+00:00", "Z")
-    expiry = now + datetime.timedelta(days=-1 if expired else 1)
-    spec = {
-        "name": name,
-        "requestId": f"id-{name}",
-        "sealed": True,
-        "expirationTime": expiry.isoformat().replace("+00:00", "Z"),
-        "createdDate": stamp,
-    }
-    if store is not None:
-        spec["store"] = store
-    return {
-        "metadata": {"namespace": "ns", "name": name, "uid": f"uid-{name}", "resourceVersion": "7"},
-        "spec": spec,
-        "status": {"requestStatus": "Sealed", "sealedSegments": 1, "sealedTime": stamp, "debugEntries": 1},
-    }
+from tests.operator_tests.lifecycle_fakes import RecordingApi, RecordingPublisher, request
 
 
 def lifecycle() -> tuple[Lifecycle, RecordingApi, RecordingPublisher]:
@@ -128,6 +63,7 @@ async def test_deleting_a_request_of_another_store_touches_nothing_in_ours() -> 
     await operator.finalize(request("elsewhere", "other-store"))
     assert publisher.calls == []
     assert [(e["name"], e["reason"]) for e in api.events] == [("elsewhere", STORE_MISMATCH)]
+    assert api.events[0]["message"].startswith("deleted; the request was written to store 'other-store'")
 
 
 async def test_requests_of_our_store_and_without_a_store_are_published_and_withdrawn() -> None:
