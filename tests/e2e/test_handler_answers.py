@@ -1,0 +1,549 @@
+"""What the full request handlers (``server/handlers.py``) answer at their edges, end to end.
+
+Written for the mutants of ``handlers.py`` that the other tests let live (``docs/testing.md``,
+"Mutation testing"): the admin endpoint's rules (off, methods, loopback, the token, a follower's
+client over the owner's Unix socket), what a purge forgets, ``/readyz`` with warnings, the
+debuginfod routes this proxy does not serve, ``X-DEBUGINFOD-MAXSIZE`` at the limit, upstream
+failures (502/504 with ``Retry-After``), a full cache (503), and the metrics each answer counts.
+Every server is real and on 127.0.0.1 (or a Unix socket in ``tmp_path``); the proxy is the one
+``start_proxy`` starts. A request with a query string is answered by the full handlers, not the
+lean path (``server/fastpath.py``), which answers repeated hits and misses from memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import json
+import os
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
+
+from symbol_proxy.cache.store import CachedFile
+from symbol_proxy.server.handlers import WORKER_CLIENT_HEADER
+from symbol_proxy.server.state import STATE, State
+from tests.conftest import StartProxy, app_of
+from tests.e2e.test_client_answers import (
+    COMPRESSED_KEY,
+    DEBUGINFOD_KEY,
+    ELF_DEBUG,
+    PDB,
+    PDB_KEY,
+    cab_members,
+    debuginfod_source,
+)
+from tests.e2e.test_proxy_behaviour import fetch, symstore
+from tests.support.upstream import UpstreamStore
+
+TOKEN = "purge-token"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+ADMIN_ON = {"enabled": True, "token": TOKEN}
+BUILD_ID = DEBUGINFOD_KEY.split("/")[1]
+UNIFIED_KEY = f"{BUILD_ID[:2]}/{BUILD_ID[2:]}/debuginfo"  # the same ELF file as a unified path
+
+
+def state_of(server: TestServer) -> State:
+    return app_of(server)[STATE]
+
+
+def requests_counted(server: TestServer, protocol: str, result: str) -> float:
+    value = state_of(server).metrics.registry.get_sample_value(
+        "symproxy_requests_total", {"protocol": protocol, "result": result}
+    )
+    return value or 0.0
+
+
+def samples(exposition: bytes) -> dict[str, float]:
+    """The unlabelled samples of a Prometheus text exposition, read by prometheus_client's parser."""
+    families = text_string_to_metric_families(exposition.decode())
+    return {s.name: s.value for family in families for s in family.samples if not s.labels}
+
+
+async def until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Wait for ``condition`` without blocking the servers this loop runs."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def delete(
+    http: aiohttp.ClientSession, url: object, headers: dict[str, str] | None = None
+) -> tuple[int, bytes, dict[str, str]]:
+    async with http.delete(str(url), headers=headers) as response:
+        return response.status, await response.read(), dict(response.headers)
+
+
+# --------------------------------------------------------------------------------------------------
+# The admin endpoint
+
+
+async def test_with_the_admin_endpoint_off_every_admin_path_is_an_unknown_path_and_nothing_is_purged(
+    start_proxy: StartProxy, upstream: tuple[UpstreamStore, str], http: aiohttp.ClientSession
+) -> None:
+    store, url = upstream
+    store.put(PDB_KEY, PDB.data)
+    proxy = await start_proxy([symstore(url)])  # admin is off unless configured
+    assert (await fetch(http, proxy.make_url(f"/symbols/{PDB_KEY}")))[0] == 200
+    for method in ("DELETE", "GET", "POST"):
+        for path in ("/admin/cache", f"/admin/cache/symbols/{PDB_KEY}"):
+            async with http.request(method, proxy.make_url(path), headers=BEARER) as response:
+                assert response.status == 404, (method, path)
+                assert "Allow" not in response.headers
+    status, body, _ = await fetch(http, proxy.make_url(f"/symbols/{PDB_KEY}?full"))
+    assert status == 200 and body == PDB.data
+    assert store.requests[PDB_KEY] == 1  # still cached
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT"])
+async def test_the_admin_endpoint_answers_405_to_other_methods_and_names_delete(
+    method: str, start_proxy: StartProxy, http: aiohttp.ClientSession
+) -> None:
+    proxy = await start_proxy([], admin=ADMIN_ON)
+    for path in ("/admin/cache", f"/admin/cache/symbols/{PDB_KEY}"):
+        for headers in ({}, BEARER):  # the method is refused before the token is looked at
+            async with http.request(method, proxy.make_url(path), headers=headers) as response:
+                assert response.status == 405, (path, headers)
+                assert response.headers["Allow"] == "DELETE"
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", "Bearer", "Bearer ", TOKEN, f"Basic {TOKEN}", f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}"],
+    ids=["absent", "empty", "scheme-only", "scheme-and-space", "no-scheme", "basic", "longer", "shorter"],
+)
+async def test_the_admin_endpoint_refuses_a_missing_or_wrong_token_and_purges_nothing(
+    authorization: str | None,
+    start_proxy: StartProxy,
+    upstream: tuple[UpstreamStore, str],
+    http: aiohttp.ClientSession,
+) -> None:
+    store, url = upstream
+    store.put(PDB_KEY, PDB.data)
+    proxy = await start_proxy([symstore(url)], admin=ADMIN_ON)
+    assert (await fetch(http, proxy.make_url(f"/symbols/{PDB_KEY}")))[0] == 200
+    headers = {} if authorization is None else {"Authorization": authorization}
+    for path in ("/admin/cache", f"/admin/cache/symbols/{PDB_KEY}"):
+        status, body, _ = await delete(http, proxy.make_url(path), headers)
+        assert status == 401 and b"token" in body, (path, body)
+    assert state_of(proxy).cache.count == 1
+    status, body, _ = await delete(http, proxy.make_url("/admin/cache"), BEARER)
+    assert status == 200 and json.loads(body) == {"removed": 1}
+    assert state_of(proxy).cache.count == 0
+
+
+@pytest.fixture
+async def unix_http(tmp_path: Path) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client that connects to ``tmp_path/owner.sock``, where a test serves the proxy's app."""
+    connector = aiohttp.UnixConnector(path=str(tmp_path / "owner.sock"))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        yield session
+
+
+@pytest.mark.parametrize(
+    ("client", "expected"),
+    [("127.0.0.1", 200), ("::1", 200), ("10.1.2.3", 403), ("", 403), (None, 403), ("not an address", 403)],
+    ids=["loopback", "loopback-v6", "remote", "empty", "absent", "junk"],
+)
+async def test_over_the_owners_unix_socket_the_admin_endpoint_judges_the_client_a_follower_names(
+    client: str | None,
+    expected: int,
+    tmp_path: Path,
+    start_proxy: StartProxy,
+    unix_http: aiohttp.ClientSession,
+    http: aiohttp.ClientSession,
+) -> None:
+    """With ``--workers``, followers hand requests to the owner over its Unix socket, naming their
+    client in a header (``server/workers.py``); the owner serves the same app there."""
+    proxy = await start_proxy([], admin=ADMIN_ON)
+    assert proxy.runner is not None
+    site = web.UnixSite(proxy.runner, str(tmp_path / "owner.sock"))
+    await site.start()
+    headers = dict(BEARER)
+    if client is not None:
+        headers[WORKER_CLIENT_HEADER] = client
+    status, body, _ = await delete(unix_http, "http://owner/admin/cache", headers)
+    assert status == expected, body
+    if expected == 403:
+        assert b"loopback" in body
+    # Over TCP the header means nothing: the peer (127.0.0.1 here) is what counts.
+    status, body, _ = await delete(http, proxy.make_url("/admin/cache"), headers)
+    assert status == 200, body
+
+
+async def test_purging_everything_forgets_files_and_misses_and_the_files_kept_in_memory(
+    start_proxy: StartProxy, upstream: tuple[UpstreamStore, str], http: aiohttp.ClientSession
+) -> None:
+    store, url = upstream
+    store.put(PDB_KEY, PDB.data)
+    missing = "missing.pdb/497B72F6390A44FC878E5A2D63B6CC4B1/missing.pdb"
+    proxy = await start_proxy([symstore(url)], admin=ADMIN_ON, cache={"negative_ttl": 3600})
+    for _ in range(2):  # the second answer comes from memory (the lean path's hot files)
+        status, body, _ = await fetch(http, proxy.make_url(f"/symbols/{PDB_KEY}"))
+        assert status == 200 and body == PDB.data
+    assert (await fetch(http, proxy.make_url(f"/symbols/{missing}")))[0] == 404
+    status, body, headers = await delete(http, proxy.make_url("/admin/cache"), BEARER)
+    assert status == 200 and json.loads(body) == {"removed": 2}  # one file, one miss
+    assert headers["Content-Type"].startswith("application/json")
+    # The store now has other bytes under the same key, and the missing file: both are asked again.
+    changed = PDB.data[:-4] + b"new!"
+    store.put(PDB_KEY, changed)
+    store.put(missing, PDB.data)
+    status, body, _ = await fetch(http, proxy.make_url(f"/symbols/{PDB_KEY}"))
+    assert status == 200 and body == changed
+    status, body, _ = await fetch(http, proxy.make_url(f"/symbols/{missing}"))
+    assert status == 200 and body == store.files[missing]
+    assert store.requests[PDB_KEY] == 2
+
+
+@pytest.mark.parametrize("protocol", ["symbols", "buildid", "unified"])
+async def test_purging_one_file_forgets_it_under_each_protocol(
+    protocol: str, start_proxy: StartProxy, upstream: tuple[UpstreamStore, str], http: aiohttp.ClientSession
+) -> None:
+    store, url = upstream
+    if protocol == "symbols":
+        store.put(PDB_KEY, PDB.data)
+        source, request, upstream_key, data = symstore(url), f"/symbols/{PDB_KEY}", PDB_KEY, PDB.data
+    else:
+        store.put(DEBUGINFOD_KEY, ELF_DEBUG.data)
+        source, upstream_key, data = debuginfod_source(url), DEBUGINFOD_KEY, ELF_DEBUG.data
+        request = f"/{DEBUGINFOD_KEY}" if protocol == "buildid" else f"/unified/{UNIFIED_KEY}"
+    purge = f"/admin/cache{request}"  # the request's own path below /admin/cache
+    proxy = await start_proxy([source], admin=ADMIN_ON)
+    status, body, _ = await fetch(http, proxy.make_url(request))
+    assert status == 200 and body == data
+    assert state_of(proxy).cache.count == 1
+    status, body, _ = await delete(http, proxy.make_url(purge), BEARER)
+    assert status == 200 and json.loads(body) == {"removed": 1}, body
+    assert state_of(proxy).cache.count == 0
+    status, body, _ = await delete(http, proxy.make_url(purge), BEARER)
+    assert status == 200 and json.loads(body) == {"removed": 0}  # nothing left to forget
+    status, body, _ = await fetch(http, proxy.make_url(request + "?full"))
+    assert status == 200 and body == data
+    assert store.requests[upstream_key] == 2
+
+
+async def test_purging_one_file_also_forgets_the_cabinet_an_earlier_version_cached_beside_it(
+    start_proxy: StartProxy, upstream: tuple[UpstreamStore, str], http: aiohttp.ClientSession
+) -> None:
+    store, url = upstream
+    store.put(PDB_KEY, PDB.data)
+    proxy = await start_proxy([symstore(url)], admin=ADMIN_ON)
+    assert (await fetch(http, proxy.make_url(f"/symbols/{PDB_KEY}")))[0] == 200
+    state = state_of(proxy)
+    [key] = state.locations  # the cache key the file was stored under
+    assert isinstance(state.cache.get(key), CachedFile)
+    # Earlier versions kept the CAB of a `_` request under the plain file's key + "|cab".
+    temp = state.cache.new_temp()
+    temp.reserve(4)
+    temp.write(b"MSCF")
+    temp.commit(key + "|cab")
+    assert state.cache.count == 2
+    status, body, _ = await delete(http, proxy.make_url(f"/admin/cache/symbols/{PDB_KEY}"), BEARER)
+    assert status == 200 and json.loads(body) == {"removed": 2}
+    assert state.cache.count == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "status", "phrase"),
+    [
+        ("/admin/cache/unknown/a/b/c", {}, 404, b"unknown protocol"),
+        ("/admin/cache/symbols/not/a/valid/key", {}, 400, b"not a lookup"),
+        ("/admin/cache/unified/zz/notanid/debuginfo", {}, 400, b"not a lookup"),
+        ("/admin/cache/buildid/xyz/debuginfo", {}, 400, b"not a lookup"),
+        (f"/admin/cache/symbols/{PDB_KEY}", {"SymbolChecksum": "not a checksum"}, 400, b"SymbolChecksum"),
+    ],
+    ids=["unknown-protocol", "symbols", "unified", "buildid", "checksum"],
+)
+async def test_purging_what_is_not_a_lookup_is_refused_clearly(
+    path: str,
+    headers: dict[str, str],
+    status: int,
+    phrase: bytes,
+    start_proxy: StartProxy,
+    http: aiohttp.ClientSession,
+) -> None:
+    proxy = await start_proxy([], admin=ADMIN_ON)
+    answer, body, _ = await delete(http, proxy.make_url(path), {**BEARER, **headers})
+    assert answer == status and phrase in body, body
+
+
+# --------------------------------------------------------------------------------------------------
+# Health and routes this proxy does not serve
+
+
+async def test_readyz_lists_each_unusable_source_on_its_own_line_and_answers_503_when_not_ready(
+    tmp_path: Path, start_proxy: StartProxy, http: aiohttp.ClientSession
+) -> None:
+    sources = [
+        {"id": name, "type": "filesystem", "path": str(tmp_path / name), "layout": {"type": "symstore"}}
+        for name in ("first-missing", "second-missing")
+    ]
+    proxy = await start_proxy(sources)
+    status, body, _ = await fetch(http, proxy.make_url("/readyz"))
+    lines = body.decode().splitlines(keepends=True)
+    assert status == 200 and lines[0] == "ok\n" and len(lines) == 3, body
+    for line, name in zip(lines[1:], ("first-missing", "second-missing"), strict=True):
+        assert line.startswith("warning: ") and name in line and line.endswith("\n"), line
+    # Not ready (as while it shuts down): 503, so no new traffic is sent its way.
+    state_of(proxy).ready = False
+    status, body, _ = await fetch(http, proxy.make_url("/readyz"))
+    assert status == 503 and b"starting" in body
+
+
+async def test_metrics_answer_in_the_prometheus_text_format_with_the_cache_gauges_current(
+    start_proxy: StartProxy, upstream: tuple[UpstreamStore, str], http: aiohttp.ClientSession
+) -> None:
+    store, url = upstream
+    store.put(PDB_KEY, PDB.data)
+    proxy = await start_proxy([symstore(url)])
+    assert (await fetch(http, proxy.make_url(f"/symbols/{PDB_KEY}")))[0] == 200
+    status, body, headers = await fetch(http, proxy.make_url("/metrics"))
+    assert status == 200 and headers["Content-Type"] == CONTENT_TYPE_LATEST
+    values = samples(body)
+    size = state_of(proxy).cache.size
+    assert size >= len(PDB.data)
+    assert values["symproxy_cache_size_bytes"] == size
+    assert values["symproxy_cache_entries"] == 1
+    assert values["symproxy_downloads_in_flight"] == 0
+    # A download held upstream is in flight while it lasts.
+    other = "other.pdb/497B72F6390A44FC878E5A2D63B6CC4B1/other.pdb"
+    store.put(other, PDB.data)
+    store.hold = True
+    waiting = asyncio.ensure_future(fetch(http, proxy.make_url(f"/symbols/{other}")))
+    await until(lambda: store.requests[other] >= 1)
+    status, body, _ = await fetch(http, proxy.make_url("/metrics"))
+    assert status == 200 and samples(body)["symproxy_downloads_in_flight"] == 1
+    store.release.set()
+    assert (await waiting)[:2] == (200, PDB.data)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [f"/{DEBUGINFOD_KEY}/extra", f"/buildid/{BUILD_ID}/debuginfo/a/b", f"/buildid/{BUILD_ID}/executable/"],
+)
+async def test_other_debuginfod_queries_are_a_plain_404_counted_as_invalid(
+    path: str, start_proxy: StartProxy, upstream: tuple[UpstreamStore, str], http: aiohttp.ClientSession
+) -> None:
+    store, url = upstream
+    store.put(DEBUGINFOD_KEY, ELF_DEBUG.data)
+    proxy = await start_proxy([debuginfod_source(url)])
+    status, body, _ = await fetch(http, proxy.make_url(path))
+    assert status == 404 and body.startswith(b"not found"), body
+    assert requests_counted(proxy, "debuginfod", "invalid") == 1
+    assert store.total_requests == 0
+
+
+# --------------------------------------------------------------------------------------------------
+# debuginfod answers
+
+
+async def test_after_a_restart_x_debuginfod_file_names_the_request_path_of_a_cached_file(
+    tmp_path: Path, start_proxy: StartProxy, upstream: tuple[UpstreamStore, str], http: aiohttp.ClientSession
+) -> None:
+    store, url = upstream
+    store.put(DEBUGINFOD_KEY, ELF_DEBUG.data)
+    cache = {"dir": str(tmp_path / "shared-cache")}
+    first = await start_proxy([debuginfod_source(url)], cache=cache)
+    status, _, headers = await fetch(http, first.make_url(f"/{DEBUGINFOD_KEY}"))
+    assert status == 200 and headers["X-DEBUGINFOD-FILE"] == DEBUGINFOD_KEY.removeprefix("buildid/")
+    await first.close()
+    # Where upstream it was found is not kept on disk: the answer names the request's own path.
+    second = await start_proxy([debuginfod_source(url)], cache=cache)
+    for query in ("", "?full"):
+        status, body, headers = await fetch(http, second.make_url(f"/{DEBUGINFOD_KEY}{query}"))
+        assert status == 200 and body == ELF_DEBUG.data
+        assert headers["X-DEBUGINFOD-FILE"] == f"/{DEBUGINFOD_KEY}", headers
+    assert store.requests[DEBUGINFOD_KEY] == 1
+
+
+async def test_debuginfod_maxsize_equal_to_the_size_is_served_on_a_miss_and_on_a_hit(
+    start_proxy: StartProxy, upstream: tuple[UpstreamStore, str], http: aiohttp.ClientSession
+) -> None:
+    store, url = upstream
+    store.put(DEBUGINFOD_KEY, ELF_DEBUG.data)
+    proxy = await start_proxy([debuginfod_source(url)])
+    exact = {"X-DEBUGINFOD-MAXSIZE": str(len(ELF_DEBUG.data))}
+    for attempt in ("miss", "hit"):
+        status, body, headers = await fetch(http, proxy.make_url(f"/{DEBUGINFOD_KEY}"), headers=exact)
+        assert status == 200 and body == ELF_DEBUG.data, attempt
+        assert headers["X-DEBUGINFOD-SIZE"] == str(len(ELF_DEBUG.data))
+    smaller = {"X-DEBUGINFOD-MAXSIZE": str(len(ELF_DEBUG.data) - 1)}
+    status, body, _ = await fetch(http, proxy.make_url(f"/{DEBUGINFOD_KEY}"), headers=smaller)
+    assert status == 406 and b"X-DEBUGINFOD-MAXSIZE" in body
+    for junk in ("", "ten", "1.5"):
+        status, body, _ = await fetch(
+            http, proxy.make_url(f"/{DEBUGINFOD_KEY}"), headers={"X-DEBUGINFOD-MAXSIZE": junk}
+        )
+        assert status == 400 and b"X-DEBUGINFOD-MAXSIZE" in body, junk
+    assert requests_counted(proxy, "debuginfod", "miss") == 1
+
+
+async def test_a_large_debuginfod_file_streams_on_its_first_request_with_the_debuginfod_headers(
+    start_proxy: StartProxy, upstream: tuple[UpstreamStore, str], http: aiohttp.ClientSession
+) -> None:
+    """Above 4 MiB a miss is streamed while it downloads instead of answered once complete."""
+    store, url = upstream
+    large = ELF_DEBUG.data + bytes(5 * 1024 * 1024)  # still the same ELF file in front
+    store.put(DEBUGINFOD_KEY, large)
+    cold_for_head = await start_proxy([debuginfod_source(url)])
+    async with http.head(cold_for_head.make_url(f"/{DEBUGINFOD_KEY}")) as response:
+        assert response.status == 200 and await response.read() == b""
+        assert response.headers["Content-Length"] == str(len(large))
+        assert response.headers["X-DEBUGINFOD-SIZE"] == str(len(large))
+    cold_for_get = await start_proxy([debuginfod_source(url)])
+    status, body, headers = await fetch(http, cold_for_get.make_url(f"/{DEBUGINFOD_KEY}"))
+    assert status == 200 and body == large
+    assert headers["Content-Length"] == headers["X-DEBUGINFOD-SIZE"] == str(len(large))
+    assert headers["X-DEBUGINFOD-FILE"] == DEBUGINFOD_KEY.removeprefix("buildid/")
+    assert headers["Cache-Control"] == "public" and headers["Content-Type"] == "application/octet-stream"
+    for proxy in (cold_for_head, cold_for_get):
+        assert requests_counted(proxy, "debuginfod", "miss") == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Failures: 502/504 with Retry-After, 503 when the cache has no room
+
+
+@pytest.mark.parametrize(("error_ttl", "retry_after"), [(30, "30"), (2.5, "3"), (0, "1")])
+async def test_an_upstream_failure_is_a_502_whose_retry_after_is_the_error_ttl_rounded_up(
+    error_ttl: float,
+    retry_after: str,
+    start_proxy: StartProxy,
+    upstream: tuple[UpstreamStore, str],
+    http: aiohttp.ClientSession,
+) -> None:
+    store, url = upstream
+    store.put(PDB_KEY, PDB.data)
+    store.faults[PDB_KEY] = "500"
+    proxy = await start_proxy([symstore(url)], cache={"error_ttl": error_ttl}, upstream={"retries": 0})
+    status, body, headers = await fetch(http, proxy.make_url(f"/symbols/{PDB_KEY}"))
+    assert status == 502 and body.startswith(b"upstream error: ") and b"500" in body, body
+    assert headers["Retry-After"] == retry_after  # at least a second, even when not remembered
+    assert requests_counted(proxy, "symsrv", "error") == 1
+
+
+async def test_a_remembered_upstream_failure_says_when_it_expires_and_asks_nobody(
+    start_proxy: StartProxy, upstream: tuple[UpstreamStore, str], http: aiohttp.ClientSession
+) -> None:
+    store, url = upstream
+    store.put(PDB_KEY, PDB.data)
+    store.faults[PDB_KEY] = "500"
+    proxy = await start_proxy([symstore(url)], cache={"error_ttl": 3600}, upstream={"retries": 0})
+    assert (await fetch(http, proxy.make_url(f"/symbols/{PDB_KEY}")))[0] == 502
+    asked = store.total_requests
+    for query in ("", "?full"):
+        status, body, headers = await fetch(http, proxy.make_url(f"/symbols/{PDB_KEY}{query}"))
+        assert status == 502 and body.startswith(b"upstream error: ") and b"500" in body, body
+        assert 3000 < int(headers["Retry-After"]) <= 3600, headers  # what is left of the hour
+    assert store.total_requests == asked
+    assert requests_counted(proxy, "symsrv", "negative_hit") >= 1
+
+
+async def test_an_upstream_that_never_answers_is_a_504_with_retry_after(
+    start_proxy: StartProxy, upstream: tuple[UpstreamStore, str], http: aiohttp.ClientSession
+) -> None:
+    store, url = upstream
+    store.put(PDB_KEY, PDB.data)
+    store.faults[PDB_KEY] = "timeout"
+    proxy = await start_proxy(
+        [symstore(url)], cache={"error_ttl": 3600}, upstream={"head_timeout": 0.5, "retries": 0}
+    )
+    for query in ("", "?full"):  # fresh, then remembered
+        status, body, headers = await fetch(http, proxy.make_url(f"/symbols/{PDB_KEY}{query}"))
+        assert status == 504 and body.startswith(b"upstream error: "), body
+        assert 3000 < int(headers["Retry-After"]) <= 3600, headers
+    assert requests_counted(proxy, "symsrv", "error") == 1
+
+
+@pytest.mark.parametrize("fault", ["401", "403"])
+async def test_a_refusal_is_counted_as_not_found_and_remembered_as_a_404(
+    fault: str, start_proxy: StartProxy, upstream: tuple[UpstreamStore, str], http: aiohttp.ClientSession
+) -> None:
+    store, url = upstream
+    store.put(PDB_KEY, PDB.data)
+    store.faults[PDB_KEY] = fault  # type: ignore[assignment]
+    proxy = await start_proxy([symstore(url)], cache={"error_ttl": 3600}, upstream={"retries": 0})
+    for query in ("", "?full"):
+        status, body, headers = await fetch(http, proxy.make_url(f"/symbols/{PDB_KEY}{query}"))
+        assert status == 404 and body.startswith(b"not found: ") and "Retry-After" not in headers, body
+    assert requests_counted(proxy, "symsrv", "not_found") == 1
+    assert requests_counted(proxy, "symsrv", "error") == 0
+
+
+async def test_a_cabinet_of_a_file_without_a_known_size_and_no_room_in_the_cache_is_a_503_ask_again(
+    start_proxy: StartProxy, aiohttp_server: Callable[..., Awaitable[TestServer]], http: aiohttp.ClientSession
+) -> None:
+    """A `_` request is answered with a CAB made from the plain file, whose headers need its size.
+    An upstream that sends the plain file without a length (chunked), too large for the cache,
+    leaves nothing to make it from: after a few pauses the client is told to ask again."""
+    asked = []
+
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        asked.append(request.path)
+        if request.path != f"/{PDB_KEY}":
+            return web.Response(status=404)
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(PDB.data)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/{path:.*}", chunked)
+    server = await aiohttp_server(app)
+    proxy = await start_proxy(
+        [symstore(str(server.make_url("/")))], cache={"max_size": len(PDB.data) // 2, "error_ttl": 3600}
+    )
+    status, body, headers = await fetch(http, proxy.make_url(f"/symbols/{COMPRESSED_KEY}"))
+    assert status == 503 and body.startswith(b"unavailable: "), body
+    assert headers["Retry-After"] == "1"
+    assert asked.count(f"/{PDB_KEY}") > 1  # asked again after each pause
+    # The plain name is passed through as it arrives.
+    status, body, _ = await fetch(http, proxy.make_url(f"/symbols/{PDB_KEY}"))
+    assert status == 200 and body == PDB.data
+
+
+# --------------------------------------------------------------------------------------------------
+# `_` requests on a cache hit
+
+
+def cab_member_time(cab: bytes) -> tuple[int, int, int, int, int, int]:
+    """The date and time (FAT fields) of the first file in ``cab``, read from its CFFILE entry."""
+    assert cab[:4] == b"MSCF"
+    (first_file,) = struct.unpack_from("<I", cab, 16)  # coffFiles
+    date, clock = struct.unpack_from("<HH", cab, first_file + 10)
+    return (1980 + (date >> 9), (date >> 5) & 15, date & 31, clock >> 11, (clock >> 5) & 63, (clock & 31) * 2)
+
+
+async def test_the_cabinet_of_a_cached_file_carries_the_date_of_that_file(
+    tmp_path: Path,
+    start_proxy: StartProxy,
+    upstream: tuple[UpstreamStore, str],
+    http: aiohttp.ClientSession,
+) -> None:
+    store, url = upstream
+    store.put(PDB_KEY, PDB.data)
+    cache = {"dir": str(tmp_path / "shared-cache")}
+    first = await start_proxy([symstore(url)], cache=cache)
+    assert (await fetch(http, first.make_url(f"/symbols/{PDB_KEY}")))[0] == 200
+    await first.close()
+    [stored] = [p for p in (tmp_path / "shared-cache" / "objects").rglob("*") if p.is_file()]
+    moment = (2001, 2, 3, 4, 5, 6)
+    stamp = calendar.timegm((*moment, 0, 0, 0))
+    os.utime(stored, (stamp, stamp))
+    second = await start_proxy([symstore(url)], cache=cache)  # indexes the file with that date
+    status, body, headers = await fetch(http, second.make_url(f"/symbols/{COMPRESSED_KEY}"))
+    assert status == 200 and cab_member_time(body) == moment
+    assert headers["Content-Type"] == "application/octet-stream"
+    assert cab_members(tmp_path, body) == {PDB_KEY.rsplit("/", 1)[1]: PDB.data}
+    assert requests_counted(second, "symsrv", "hit") == 1
+    assert store.requests[PDB_KEY] == 1
