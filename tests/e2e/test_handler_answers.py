@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import json
+import logging
 import os
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -547,3 +548,120 @@ async def test_the_cabinet_of_a_cached_file_carries_the_date_of_that_file(
     assert cab_members(tmp_path, body) == {PDB_KEY.rsplit("/", 1)[1]: PDB.data}
     assert requests_counted(second, "symsrv", "hit") == 1
     assert store.requests[PDB_KEY] == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# What each answer counts
+
+
+def counted(server: TestServer, name: str, labels: dict[str, str] | None = None) -> float:
+    return state_of(server).metrics.registry.get_sample_value(name, labels or {}) or 0.0
+
+
+@pytest.mark.parametrize(
+    ("path", "protocol"),
+    [
+        ("/symbols/not/a/valid/key", "symsrv"),
+        ("/proxy/crash.pdb/XYZ/crash.pdb", "symsrv"),
+        ("/unified/zz/notanid/debuginfo", "unified"),
+        ("/buildid/xyz/debuginfo", "debuginfod"),
+    ],
+)
+async def test_a_path_that_is_not_a_lookup_is_a_404_counted_as_invalid_under_its_protocol(
+    path: str, protocol: str, start_proxy: StartProxy, http: aiohttp.ClientSession
+) -> None:
+    proxy = await start_proxy([])
+    for query in ("", "?full"):  # the lean path and the handlers answer alike
+        status, body, _ = await fetch(http, proxy.make_url(path + query))
+        assert status == 404 and body.startswith(b"not found: "), body
+    assert requests_counted(proxy, protocol, "invalid") >= 1
+    durations = "symproxy_request_duration_seconds_count"
+    assert counted(proxy, durations, {"protocol": protocol}) >= 1
+
+
+async def test_a_malformed_checksum_is_a_400_counted_as_invalid(
+    start_proxy: StartProxy, upstream: tuple[UpstreamStore, str], http: aiohttp.ClientSession
+) -> None:
+    store, url = upstream
+    proxy = await start_proxy([symstore(url)])
+    headers = {"SymbolChecksum": "not a checksum"}
+    status, body, _ = await fetch(http, proxy.make_url(f"/symbols/{PDB_KEY}"), headers=headers)
+    assert status == 400 and b"SymbolChecksum" in body and body.endswith(b"\n"), body
+    assert requests_counted(proxy, "symsrv", "invalid") == 1
+    assert counted(proxy, "symproxy_request_duration_seconds_count", {"protocol": "symsrv"}) == 1
+    assert store.total_requests == 0
+
+
+async def test_requests_that_join_a_download_in_progress_are_counted_as_coalesced(
+    start_proxy: StartProxy, upstream: tuple[UpstreamStore, str], http: aiohttp.ClientSession
+) -> None:
+    store, url = upstream
+    store.put(PDB_KEY, PDB.data)
+    store.hold = True
+    proxy = await start_proxy([symstore(url)])
+    waiting = [asyncio.ensure_future(fetch(http, proxy.make_url(f"/symbols/{PDB_KEY}"))) for _ in range(3)]
+    await until(lambda: counted(proxy, "symproxy_coalesced_waiters_total") >= 2)  # all three are waiting
+    store.release.set()
+    for status, body, _ in await asyncio.gather(*waiting):
+        assert status == 200 and body == PDB.data
+    assert counted(proxy, "symproxy_coalesced_waiters_total") == 2  # the first one started it
+    assert store.requests[PDB_KEY] == 1
+
+
+async def test_a_file_above_the_configured_largest_size_is_not_served(
+    start_proxy: StartProxy, upstream: tuple[UpstreamStore, str], http: aiohttp.ClientSession
+) -> None:
+    store, url = upstream
+    store.put(PDB_KEY, PDB.data)
+    limited = await start_proxy([symstore(url)], cache={"max_file_size": len(PDB.data) - 1})
+    status, body, _ = await fetch(http, limited.make_url(f"/symbols/{PDB_KEY}"))
+    assert status == 502 and b"too large" in body, body
+    exact = await start_proxy([symstore(url)], cache={"max_file_size": len(PDB.data)})
+    status, body, _ = await fetch(http, exact.make_url(f"/symbols/{PDB_KEY}"))
+    assert status == 200 and body == PDB.data
+
+
+async def test_a_large_file_that_breaks_off_upstream_cuts_the_connection_and_says_why_in_the_log(
+    start_proxy: StartProxy,
+    upstream: tuple[UpstreamStore, str],
+    http: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Above 4 MiB the headers go out before the body is complete: when upstream breaks off, the
+    only honest signal left is a cut connection, never a short body that looks complete."""
+    store, url = upstream
+    large = ELF_DEBUG.data + bytes(5 * 1024 * 1024)
+    store.put(DEBUGINFOD_KEY, large)
+    store.faults[DEBUGINFOD_KEY] = "truncate"
+    proxy = await start_proxy([debuginfod_source(url)], upstream={"retries": 0})
+    caplog.set_level(logging.WARNING, logger="symbol_proxy.server.handlers")
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with http.get(proxy.make_url(f"/{DEBUGINFOD_KEY}"), timeout=timeout) as response:
+        assert response.status == 200
+        assert response.headers["X-DEBUGINFOD-SIZE"] == str(len(large))
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await response.read()
+    [record] = [r for r in caplog.records if r.name == "symbol_proxy.server.handlers"]
+    message = record.getMessage()
+    assert "failed mid-stream" in message and BUILD_ID in message, message
+    assert message.rstrip().split("failed mid-stream: ", 1)[1], message  # the reason is named
+    assert state_of(proxy).cache.count == 0
+
+
+async def test_a_cached_file_removed_behind_the_caches_back_is_fetched_again(
+    tmp_path: Path, start_proxy: StartProxy, upstream: tuple[UpstreamStore, str], http: aiohttp.ClientSession
+) -> None:
+    store, url = upstream
+    store.put(PDB_KEY, PDB.data)
+    cache = {"dir": str(tmp_path / "cache")}
+    first = await start_proxy([symstore(url)], cache=cache)
+    assert (await fetch(http, first.make_url(f"/symbols/{PDB_KEY}")))[0] == 200
+    await first.close()
+    proxy = await start_proxy([symstore(url)], cache=cache)  # indexes the file, holds no handle of it
+    assert state_of(proxy).cache.count == 1
+    [stored] = [p for p in (tmp_path / "cache" / "objects").rglob("*") if p.is_file()]
+    stored.unlink()  # as a purge by another worker, between the index lookup and the open
+    status, body, _ = await fetch(http, proxy.make_url(f"/symbols/{PDB_KEY}?full"))
+    assert status == 200 and body == PDB.data
+    assert store.requests[PDB_KEY] == 2
+    assert state_of(proxy).cache.count == 1
