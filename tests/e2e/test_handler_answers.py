@@ -409,6 +409,27 @@ async def test_a_large_debuginfod_file_streams_on_its_first_request_with_the_deb
         assert requests_counted(proxy, "debuginfod", "miss") == 1
 
 
+def chunked_store(files: dict[str, bytes], asked: list[str] | None = None) -> web.Application:
+    """A store that sends its files chunked, without a Content-Length (so their size is unknown)."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if asked is not None:
+            asked.append(request.path)
+        data = files.get(request.path.removeprefix("/"))
+        if data is None:
+            return web.Response(status=404)
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(data)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/{path:.*}", handle)
+    return app
+
+
 # --------------------------------------------------------------------------------------------------
 # Failures: 502/504 with Retry-After, 503 when the cache has no room
 
@@ -485,22 +506,8 @@ async def test_a_cabinet_of_a_file_without_a_known_size_and_no_room_in_the_cache
     """A `_` request is answered with a CAB made from the plain file, whose headers need its size.
     An upstream that sends the plain file without a length (chunked), too large for the cache,
     leaves nothing to make it from: after a few pauses the client is told to ask again."""
-    asked = []
-
-    async def chunked(request: web.Request) -> web.StreamResponse:
-        asked.append(request.path)
-        if request.path != f"/{PDB_KEY}":
-            return web.Response(status=404)
-        response = web.StreamResponse()
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        await response.write(PDB.data)
-        await response.write_eof()
-        return response
-
-    app = web.Application()
-    app.router.add_get("/{path:.*}", chunked)
-    server = await aiohttp_server(app)
+    asked: list[str] = []
+    server = await aiohttp_server(chunked_store({PDB_KEY: PDB.data}, asked))
     proxy = await start_proxy(
         [symstore(str(server.make_url("/")))], cache={"max_size": len(PDB.data) // 2, "error_ttl": 3600}
     )
@@ -665,3 +672,35 @@ async def test_a_cached_file_removed_behind_the_caches_back_is_fetched_again(
     assert status == 200 and body == PDB.data
     assert store.requests[PDB_KEY] == 2
     assert state_of(proxy).cache.count == 1
+
+
+async def test_a_file_of_up_to_4_mib_is_answered_complete_so_a_range_works_on_its_first_request(
+    start_proxy: StartProxy, upstream: tuple[UpstreamStore, str], http: aiohttp.ClientSession
+) -> None:
+    """Misses up to 4 MiB are awaited and answered from the cache (ranges, a clean 502 if they
+    break off); only larger ones stream as they download."""
+    store, url = upstream
+    key = "exact.exe/5AB3807710000/exact.exe"
+    data = (b"MZ" + bytes(range(256)) * (16 * 1024))[: 4 * 1024 * 1024]  # exactly 4 MiB
+    store.put(key, data)
+    proxy = await start_proxy([symstore(url)])
+    status, body, headers = await fetch(
+        http, proxy.make_url(f"/symbols/{key}"), headers={"Range": "bytes=100-199"}
+    )
+    assert status == 206 and body == data[100:200], headers
+    assert headers["Content-Range"] == f"bytes 100-199/{len(data)}"
+    assert requests_counted(proxy, "symsrv", "miss") == 1
+
+
+async def test_a_cabinet_of_a_file_sent_without_a_length_is_made_once_the_file_is_complete(
+    start_proxy: StartProxy,
+    aiohttp_server: Callable[..., Awaitable[TestServer]],
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    server = await aiohttp_server(chunked_store({PDB_KEY: PDB.data}))
+    proxy = await start_proxy([symstore(str(server.make_url("/")))])
+    status, body, headers = await fetch(http, proxy.make_url(f"/symbols/{COMPRESSED_KEY}"))
+    assert status == 200 and cab_members(tmp_path, body) == {PDB_KEY.rsplit("/", 1)[1]: PDB.data}
+    assert headers["Content-Length"] == str(len(body))
+    assert requests_counted(proxy, "symsrv", "miss") == 1
