@@ -29,7 +29,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from symbol_proxy.cache.store import CachedFile
-from symbol_proxy.server.handlers import WORKER_CLIENT_HEADER
+from symbol_proxy.server.handlers import MAX_LOCATIONS, WORKER_CLIENT_HEADER
 from symbol_proxy.server.state import STATE, State
 from tests.conftest import StartProxy, app_of
 from tests.e2e.test_client_answers import (
@@ -42,12 +42,14 @@ from tests.e2e.test_client_answers import (
     debuginfod_source,
 )
 from tests.e2e.test_proxy_behaviour import fetch, symstore
+from tests.support.shared import keyed_objects
 from tests.support.upstream import UpstreamStore
 
 TOKEN = "purge-token"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 ADMIN_ON = {"enabled": True, "token": TOKEN}
 BUILD_ID = DEBUGINFOD_KEY.split("/")[1]
+ELF = next(o for o in keyed_objects() if f"buildid/{BUILD_ID}/executable" in o.keys.get("debuginfod", []))
 UNIFIED_KEY = f"{BUILD_ID[:2]}/{BUILD_ID[2:]}/debuginfo"  # the same ELF file as a unified path
 
 
@@ -704,3 +706,31 @@ async def test_a_cabinet_of_a_file_sent_without_a_length_is_made_once_the_file_i
     assert status == 200 and cab_members(tmp_path, body) == {PDB_KEY.rsplit("/", 1)[1]: PDB.data}
     assert headers["Content-Length"] == str(len(body))
     assert requests_counted(proxy, "symsrv", "miss") == 1
+
+
+async def test_x_debuginfod_file_is_remembered_for_the_files_found_most_recently(
+    start_proxy: StartProxy, upstream: tuple[UpstreamStore, str], http: aiohttp.ClientSession
+) -> None:
+    """Where each file was found is kept in memory for ``MAX_LOCATIONS`` files, the least recently
+    found dropped first; a dropped one falls back to the request's own path."""
+    store, url = upstream
+    executable_key = f"buildid/{BUILD_ID}/executable"
+    store.put(DEBUGINFOD_KEY, ELF_DEBUG.data)
+    store.put(executable_key, ELF.data)
+    proxy = await start_proxy([debuginfod_source(url)], admin=ADMIN_ON)
+    locations = state_of(proxy).locations
+    found_at = DEBUGINFOD_KEY.removeprefix("buildid/")
+    assert (await fetch(http, proxy.make_url(f"/{DEBUGINFOD_KEY}")))[2]["X-DEBUGINFOD-FILE"] == found_at
+    # As if as many other files were found after it as are remembered, less one.
+    locations.update((f"earlier-{n}", f"earlier/{n}") for n in range(MAX_LOCATIONS - 1))
+    # Found again (purged, then asked for): now the most recent, nothing dropped.
+    assert (await delete(http, proxy.make_url(f"/admin/cache/{DEBUGINFOD_KEY}"), BEARER))[0] == 200
+    assert (await fetch(http, proxy.make_url(f"/{DEBUGINFOD_KEY}")))[2]["X-DEBUGINFOD-FILE"] == found_at
+    assert len(locations) == MAX_LOCATIONS
+    # One more file: the least recently found entry is dropped, not the newest or the re-found one.
+    status, _, headers = await fetch(http, proxy.make_url(f"/{executable_key}"))
+    assert status == 200 and headers["X-DEBUGINFOD-FILE"] == executable_key.removeprefix("buildid/")
+    assert len(locations) == MAX_LOCATIONS and "earlier-0" not in locations and "earlier-1" in locations
+    for key, where in ((DEBUGINFOD_KEY, found_at), (executable_key, executable_key.removeprefix("buildid/"))):
+        status, _, headers = await fetch(http, proxy.make_url(f"/{key}?full"))
+        assert status == 200 and headers["X-DEBUGINFOD-FILE"] == where, key
