@@ -42,6 +42,7 @@ from tests.e2e.test_client_answers import (
     debuginfod_source,
 )
 from tests.e2e.test_proxy_behaviour import fetch, symstore
+from tests.e2e.test_read_path import CHECKSUM, PORTABLE_PATH, PPDB_KEY, _data, filesystem
 from tests.support.shared import keyed_objects
 from tests.support.upstream import UpstreamStore
 
@@ -514,7 +515,7 @@ async def test_a_cabinet_of_a_file_without_a_known_size_and_no_room_in_the_cache
         [symstore(str(server.make_url("/")))], cache={"max_size": len(PDB.data) // 2, "error_ttl": 3600}
     )
     status, body, headers = await fetch(http, proxy.make_url(f"/symbols/{COMPRESSED_KEY}"))
-    assert status == 503 and body.startswith(b"unavailable: "), body
+    assert status == 503 and body.startswith(b"unavailable: ") and b"no room" in body, body
     assert headers["Retry-After"] == "1"
     assert asked.count(f"/{PDB_KEY}") > 1  # asked again after each pause
     # The plain name is passed through as it arrives.
@@ -734,3 +735,18 @@ async def test_x_debuginfod_file_is_remembered_for_the_files_found_most_recently
     for key, where in ((DEBUGINFOD_KEY, found_at), (executable_key, executable_key.removeprefix("buildid/"))):
         status, _, headers = await fetch(http, proxy.make_url(f"/{key}?full"))
         assert status == 200 and headers["X-DEBUGINFOD-FILE"] == where, key
+
+
+async def test_a_file_with_no_room_to_check_its_checksum_is_a_503_ask_again(
+    tmp_path: Path, start_proxy: StartProxy, http: aiohttp.ClientSession
+) -> None:
+    """A ``SymbolChecksum`` request spools the whole file to check it before anyone gets a byte;
+    with no room for that in the cache, the client is told to ask again (never a 502)."""
+    data = _data(PORTABLE_PATH)
+    source = filesystem(tmp_path / "store", "symstore", {PPDB_KEY: data})
+    proxy = await start_proxy([source], cache={"max_size": len(data) // 2, "error_ttl": 3600})
+    url = proxy.make_url(f"/symbols/{PPDB_KEY}")
+    status, body, headers = await fetch(http, url, headers={"SymbolChecksum": CHECKSUM})
+    assert status == 503 and body.startswith(b"unavailable: ") and b"no room" in body, body
+    assert headers["Retry-After"] == "1"
+    assert requests_counted(proxy, "symsrv", "error") == 1
