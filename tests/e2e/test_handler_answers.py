@@ -28,8 +28,8 @@ from aiohttp.test_utils import TestServer
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from symbol_proxy.cache.store import CachedFile
-from symbol_proxy.server.handlers import MAX_LOCATIONS, WORKER_CLIENT_HEADER
+from symbol_proxy.cache.store import CachedFile, Miss
+from symbol_proxy.server.handlers import MAX_LOCATIONS, WORKER_CLIENT_HEADER, keyed, parse_symsrv
 from symbol_proxy.server.state import STATE, State
 from tests.conftest import StartProxy, app_of
 from tests.e2e.test_client_answers import (
@@ -750,3 +750,21 @@ async def test_a_file_with_no_room_to_check_its_checksum_is_a_503_ask_again(
     assert status == 503 and body.startswith(b"unavailable: ") and b"no room" in body, body
     assert headers["Retry-After"] == "1"
     assert requests_counted(proxy, "symsrv", "error") == 1
+
+
+async def test_a_remembered_failure_about_to_expire_says_to_ask_again_in_a_second(
+    start_proxy: StartProxy, upstream: tuple[UpstreamStore, str], http: aiohttp.ClientSession
+) -> None:
+    store, url = upstream
+    store.faults[PDB_KEY] = "500"
+    proxy = await start_proxy([symstore(url)], cache={"error_ttl": 3600}, upstream={"retries": 0})
+    assert (await fetch(http, proxy.make_url(f"/symbols/{PDB_KEY}")))[0] == 502
+    state = state_of(proxy)
+    miss = state.cache.get(keyed(state, parse_symsrv(PDB_KEY)).cache_key)
+    assert isinstance(miss, Miss)
+    # The cache's clock, moved on (it is the one misses expire by): half a second left, then 600.
+    for left, retry_after in ((0.5, "1"), (600.0, "600")):
+        state.cache._clock = lambda left=left: miss.expires_at - left  # type: ignore[misc]
+        status, _, headers = await fetch(http, proxy.make_url(f"/symbols/{PDB_KEY}?full"))
+        assert status == 502 and headers["Retry-After"] == retry_after, left
+    assert store.requests[PDB_KEY] == 1
