@@ -100,6 +100,7 @@ async def test_with_the_admin_endpoint_off_every_admin_path_is_an_unknown_path_a
         for path in ("/admin/cache", f"/admin/cache/symbols/{PDB_KEY}"):
             async with http.request(method, proxy.make_url(path), headers=BEARER) as response:
                 assert response.status == 404, (method, path)
+                assert (await response.read()).startswith(b"not found")
                 assert "Allow" not in response.headers
     status, body, _ = await fetch(http, proxy.make_url(f"/symbols/{PDB_KEY}?full"))
     assert status == 200 and body == PDB.data
@@ -116,6 +117,7 @@ async def test_the_admin_endpoint_answers_405_to_other_methods_and_names_delete(
             async with http.request(method, proxy.make_url(path), headers=headers) as response:
                 assert response.status == 405, (path, headers)
                 assert response.headers["Allow"] == "DELETE"
+                assert b"not allowed" in await response.read()
 
 
 @pytest.mark.parametrize(
