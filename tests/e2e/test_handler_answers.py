@@ -342,7 +342,7 @@ async def test_other_debuginfod_queries_are_a_plain_404_counted_as_invalid(
     store.put(DEBUGINFOD_KEY, ELF_DEBUG.data)
     proxy = await start_proxy([debuginfod_source(url)])
     status, body, _ = await fetch(http, proxy.make_url(path))
-    assert status == 404 and body.startswith(b"not found"), body
+    assert status == 404 and body.startswith(b"not found: ") and b"not served" in body, body
     assert requests_counted(proxy, "debuginfod", "invalid") == 1
     assert store.total_requests == 0
 
