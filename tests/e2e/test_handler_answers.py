@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import struct
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -600,10 +601,14 @@ async def test_a_malformed_checksum_is_a_400_counted_as_invalid(
     store, url = upstream
     proxy = await start_proxy([symstore(url)])
     headers = {"SymbolChecksum": "not a checksum"}
+    before = time.monotonic()
     status, body, _ = await fetch(http, proxy.make_url(f"/symbols/{PDB_KEY}"), headers=headers)
+    took = time.monotonic() - before
     assert status == 400 and b"SymbolChecksum" in body and body.endswith(b"\n"), body
     assert requests_counted(proxy, "symsrv", "invalid") == 1
     assert counted(proxy, "symproxy_request_duration_seconds_count", {"protocol": "symsrv"}) == 1
+    # The time recorded is the request's own: no more than the client waited for the answer.
+    assert 0 <= counted(proxy, "symproxy_request_duration_seconds_sum", {"protocol": "symsrv"}) <= took
     assert store.total_requests == 0
 
 
