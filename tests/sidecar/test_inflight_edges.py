@@ -235,6 +235,38 @@ async def test_a_passed_through_download_keeps_pace_with_its_slowest_of_several_
     assert download.uncached
 
 
+async def test_a_reader_counts_from_the_moment_it_asks_even_before_its_file_is_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reader joins a download that is still cached, and opening the file takes a while; the
+    # download outgrows the cache meanwhile and is passed through. It waits for that reader, which
+    # then gets every byte from memory.
+    monkeypatch.setattr(inflight, "PASS_THROUGH_PATIENCE", 600.0)
+    opening = threading.Event()
+    original_open = Download._open_for_reading
+
+    def slow_open(self: Download) -> int | None:
+        opening.wait(TIMEOUT)
+        return original_open(self)
+
+    monkeypatch.setattr(Download, "_open_for_reading", slow_open)
+    cache = open_cache(tmp_path / "cache", 4 * MiB)
+    downloads = Downloads(cache, negative_ttl=NEGATIVE_TTL, error_ttl=ERROR_TTL)
+    data = random.Random(22).randbytes(3 * inflight.READ_ALONG_MEMORY)
+    try:
+        download = downloads.fetch(KEY, writing(data, announce=False))
+        reading = asyncio.ensure_future(read_all(download, 0, 256 * KiB))
+        async with asyncio.timeout(TIMEOUT):
+            while not download.uncached:
+                await asyncio.sleep(0.01)
+        opening.set()
+        assert await reading == data
+        assert (await failure_of(download)).kind == "space"
+    finally:
+        opening.set()
+        await downloads.aclose()
+
+
 async def test_a_reader_that_left_a_passed_through_download_does_not_hold_it(
     small: tuple[DiskCache, Downloads], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -467,6 +499,22 @@ async def test_a_finished_file_that_cannot_be_read_for_its_md5_is_not_cached(
     assert isinstance(cache.get(KEY), Miss)
     assert cache.size == 0
     assert list(cache.tmp_dir.iterdir()) == []
+
+
+async def test_the_md5_check_runs_in_a_daemon_thread_at_the_lowest_priority(tmp_path: Path) -> None:
+    # A check of a large file takes seconds: it must neither slow the clients being served nor
+    # hold the process when it exits.
+    seen: list[tuple[bool, int, bool]] = []
+
+    def probe(path: Path) -> str:
+        thread = threading.current_thread()
+        niceness = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        seen.append((thread.daemon, niceness, thread is threading.main_thread()))
+        return path.name
+
+    async with asyncio.timeout(TIMEOUT):
+        assert await inflight._in_background(probe, tmp_path / "file") == "file"
+    assert seen == [(True, 19, False)]
 
 
 async def test_a_failure_is_reported_only_after_the_write_still_running_has_ended(
