@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from symbol_proxy.cache.inflight import Download, DownloadFailed, Downloads, Sink, Started
+from symbol_proxy.cache.inflight import READ_ALONG_MEMORY, Download, DownloadFailed, Downloads, Sink, Started
 from symbol_proxy.cache.store import CachedFile, CacheFull, DiskCache, Miss, MissKind, TempFile
 
 KiB = 1024
@@ -920,13 +920,15 @@ async def test_verification_of_the_head_decides_what_is_cached(
     assert cache.size == disk_bytes(cache) == 0
 
 
+@pytest.mark.parametrize("size", [13_000, 3 * READ_ALONG_MEMORY + 5], ids=["in-memory", "read-back"])
 async def test_a_reader_arriving_while_the_file_is_committed_gets_it(
-    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, size: int
 ) -> None:
     """The rename into the cache happens in an executor thread; ``result`` is set later on the loop.
 
     A reader opening the file in between must neither fail nor see a wrong file. The commit thread
-    is held right after the rename until such a reader has tried to open the file.
+    is held right after the rename until such a reader has tried to open the file. A large file's
+    first bytes are no longer in memory by then: the reader takes them from the cached file.
     """
     renamed = threading.Event()
     reader_tried = threading.Event()
@@ -948,10 +950,10 @@ async def test_a_reader_arriving_while_the_file_is_committed_gets_it(
                 reader_tried.set()
 
     monkeypatch.setattr(Download, "_open_for_reading", observed_open)
-    cache = SlowPublishing(tmp_path, max_size=MiB, clock=clock)
+    cache = SlowPublishing(tmp_path, max_size=4 * READ_ALONG_MEMORY, clock=clock)
     cache.open()
     downloads = Downloads(cache, negative_ttl=NEGATIVE_TTL, error_ttl=ERROR_TTL)
-    data = b"complete file" * 1000
+    data = (b"complete file" * (size // 13 + 1))[:size]
 
     async def producer(sink: Sink) -> None:
         sink.start(len(data))

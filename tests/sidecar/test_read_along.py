@@ -141,8 +141,10 @@ async def test_a_file_not_matching_the_expected_md5_is_not_cached(
     # The reader had every byte (the check runs on the finished file), but learns of the failure
     # before its response ends, and nothing is kept.
     assert bytes(got) == data
-    with pytest.raises(DownloadFailed, match="MD5"):
+    with pytest.raises(DownloadFailed, match="MD5") as failed:
         await download.finished()
+    assert failed.value.kind == "error"
+    assert "does not match" in failed.value.detail
     assert cache.get("k") is not None and not hasattr(cache.get("k"), "path")  # a remembered error
     assert cache.size == 0
     assert list(cache.tmp_dir.iterdir()) == []

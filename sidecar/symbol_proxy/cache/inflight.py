@@ -336,14 +336,15 @@ class Sink:
                 raise
         self._begin(size, verify)
 
-    def start_from(self, temp: TempFile, verify: Callable[[bytes], bool] | None = None) -> None:
-        """Take over ``temp``, complete already (an unpacked file): no second copy is written."""
+    def start_from(self, temp: TempFile) -> None:
+        """Take over ``temp``, complete already (an unpacked file): no second copy is written. Its
+        content is the caller's to check (no head passes through ``write`` to verify)."""
         if self._download._temp is not None:
             raise RuntimeError("start() called twice")
         temp.close()
         self._download._temp = temp
         self._download._written = self._download._available = temp.written
-        self._begin(temp.written, verify)
+        self._begin(temp.written, None)
 
     def _begin(self, size: int | None, verify: Callable[[bytes], bool] | None) -> None:
         self._size = size
@@ -578,9 +579,7 @@ class Downloads:
                 cached = await loop.run_in_executor(
                     None, lambda: temp.commit(download.key, expected_size=sink.size)
                 )
-            except CacheFull as exc:
-                sink.outcome = DownloadFailed("space", f"not cached: {exc}")
-            except (ValueError, OSError) as exc:
+            except (ValueError, OSError) as exc:  # (a commit only releases room: never CacheFull)
                 sink.outcome = DownloadFailed("error", f"not cached: {exc}")
             else:
                 download.result = cached
