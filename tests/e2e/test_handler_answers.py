@@ -59,11 +59,12 @@ def state_of(server: TestServer) -> State:
     return app_of(server)[STATE]
 
 
+def counted(server: TestServer, name: str, labels: dict[str, str] | None = None) -> float:
+    return state_of(server).metrics.registry.get_sample_value(name, labels or {}) or 0.0
+
+
 def requests_counted(server: TestServer, protocol: str, result: str) -> float:
-    value = state_of(server).metrics.registry.get_sample_value(
-        "symproxy_requests_total", {"protocol": protocol, "result": result}
-    )
-    return value or 0.0
+    return counted(server, "symproxy_requests_total", {"protocol": protocol, "result": result})
 
 
 def samples(exposition: bytes) -> dict[str, float]:
@@ -568,10 +569,6 @@ async def test_the_cabinet_of_a_cached_file_carries_the_date_of_that_file(
 
 # --------------------------------------------------------------------------------------------------
 # What each answer counts
-
-
-def counted(server: TestServer, name: str, labels: dict[str, str] | None = None) -> float:
-    return state_of(server).metrics.registry.get_sample_value(name, labels or {}) or 0.0
 
 
 @pytest.mark.parametrize(

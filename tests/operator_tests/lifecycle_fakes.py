@@ -50,7 +50,6 @@ class RecordingApi:
 
 class RecordingPublisher:
     def __init__(self, written: int = 1, removed: int = 1) -> None:
-        self.calls: list[tuple[str, str]] = []
         self.arguments: list[tuple[Any, ...]] = []
         """Every call with all its arguments."""
         self.failures: list[BaseException] = []
@@ -58,24 +57,26 @@ class RecordingPublisher:
         self.written = written
         self.removed = removed
 
+    @property
+    def calls(self) -> list[tuple[str, str]]:
+        """Every call as (what, request id)."""
+        return [(what, request_id) for what, request_id, *_ in self.arguments]
+
     def _fail(self) -> None:
         if self.failures:
             raise self.failures.pop(0)
 
     async def publish(self, request_id: str, segments: int) -> int:
-        self.calls.append(("publish", request_id))
         self.arguments.append(("publish", request_id, segments))
         self._fail()
         return self.written
 
     async def withdraw(self, request_id: str, segments: int | None, others: Iterable[tuple[str, int]]) -> int:
-        self.calls.append(("withdraw", request_id))
         self.arguments.append(("withdraw", request_id, segments, list(others)))
         self._fail()
         return self.removed
 
     async def forget(self, request_id: str) -> None:
-        self.calls.append(("forget", request_id))
         self.arguments.append(("forget", request_id))
 
 
